@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from ctlrepro.cli import GenerationJob, main, parser, run_generation
+from ctlrepro.testing import tiny_llama
+
+
+class Crashing(tuple):
+    "A (model, tokenizer) whose model dies on the n-th generate call, like a run killed mid-stage"
+    def __new__(cls, n):
+        model, tok = tiny_llama()
+        real, calls = model.generate, {"n": 0}
+        def gen(*a, **k):
+            calls["n"] += 1
+            if calls["n"] >= n: raise KeyboardInterrupt("killed")
+            return real(*a, **k)
+        model.generate = gen
+        return super().__new__(cls, (model, tok))
+
+
+def test_a_killed_run_resumes_without_losing_finished_shards(tmp_path):
+    job = GenerationJob(limit=2, settings=[None, (4, 0), (0, 4)], max_new_tokens=4, batch_size=32)
+    with pytest.raises(KeyboardInterrupt):
+        run_generation(job, tmp_path, progress=False, model_tok=Crashing(2))  # one shard per batch: dies in shard 2
+    done = sorted(p.name for p in (tmp_path / "shards").iterdir())
+    assert len(done) == 1 and done[0].startswith("none-")
+    assert not (tmp_path / "generations.parquet").exists()
+    first = (tmp_path / "shards" / done[0]).read_bytes()
+    res = run_generation(job, tmp_path, progress=False, model_tok=tiny_llama())
+    assert (tmp_path / "shards" / done[0]).read_bytes() == first  # reused, not regenerated
+    assert len(res) == 3 * 2 * 3
+    rec = json.loads((tmp_path / "run.json").read_text())
+    assert rec["n_responses"] == 18 and rec["versions"]["torch"] and len(rec["shards"]) == 3
+
+
+def test_cli_rejects_bad_levels(capsys):
+    with pytest.raises(SystemExit) as e:
+        parser().parse_args(["chat", "--helpful", "5", "--harmless", "0", "Hi"])
+    assert e.value.code == 2
+    assert "accepted levels are 0..4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--settings", "4,9"])
+    assert "accepted levels are 0..4" in capsys.readouterr().err
