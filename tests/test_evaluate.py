@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from ctlrepro import evaluate as ev
+from ctlrepro.embedded import Encoder, LogisticHead
+from ctlrepro.evaluate import EvalConfig, evaluate, model_fingerprint
+from ctlrepro.scorers import EmbeddedScorers
+from ctlrepro.testing import tiny_llama
+
+
+@pytest.fixture(scope="module")
+def fake_scorers():
+    rng = np.random.default_rng(0)
+    return EmbeddedScorers(LogisticHead(rng.normal(size=384), 0), LogisticHead(rng.normal(size=384), 0), Encoder(device="cpu"))
+
+
+def test_evaluate_scores_both_families_and_reuses_its_cache(tmp_path, fake_scorers, monkeypatch):
+    model, tok = tiny_llama()
+    cfg = EvalConfig(limit=2, levels=(1, 3), max_new_tokens=4, n_boot=20)
+    resp, table = evaluate(model, tok, cfg, fake_scorers, model, tok, folder=tmp_path, progress=False)
+    assert len(resp) == 6 * 5 and resp.helpful.isna().sum() == 6
+    assert {"score_helpful", "score_harmless", "judge_helpful", "judge_harmless", "refused", "judge_refused"} <= set(resp.columns)
+    assert set(table.family) == {"optimization", "generalization"}
+    metrics = set(table.metric)
+    assert {"level accuracy", "spearman rho", "pairwise order accuracy", "monotonic rate", "leakage", "over-refusal", "harmful compliance"} <= metrics
+    # a second call with the same inputs must not generate or score again
+    monkeypatch.setattr(ev, "generate_grid", lambda *a, **k: pytest.fail("regenerated despite the cache"))
+    monkeypatch.setattr(EmbeddedScorers, "parts", lambda *a, **k: pytest.fail("rescored despite the cache"))
+    resp2, _ = evaluate(model, tok, cfg, fake_scorers, model, tok, folder=tmp_path, progress=False)
+    assert resp2.response.tolist() == resp.response.tolist()
+
+
+def test_fingerprint_changes_with_the_weights():
+    a, _ = tiny_llama(seed=0)
+    b, _ = tiny_llama(seed=0)
+    assert model_fingerprint(a) == model_fingerprint(b)
+    with __import__("torch").no_grad():
+        b.model.layers[0].mlp.up_proj.weight[0, 0] += 1.0
+    assert model_fingerprint(a) != model_fingerprint(b)
+
+
+def test_bad_levels_are_refused():
+    with pytest.raises(ValueError, match=r"accepted levels are 0\.\.4"):
+        EvalConfig(levels=(0, 7))
