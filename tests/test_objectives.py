@@ -1,0 +1,79 @@
+import math
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ctlrepro.objectives import (IGNORE, TrainConfig, clm_loss, encode_example, exmate_contrastive, exmate_loss,
+                                 level_match_reward, sequence_logps, train, wrong_settings)
+from ctlrepro.testing import tiny_llama
+from ctlrepro.tokens import SPEC
+
+
+def test_clm_matches_cross_entropy_on_random_tensors():
+    torch.manual_seed(1)
+    logits, labels = torch.randn(4, 9, 13), torch.randint(0, 13, (4, 9))
+    labels[:, :4] = IGNORE
+    ref = F.cross_entropy(logits[:, :-1].reshape(-1, 13), labels[:, 1:].reshape(-1), ignore_index=IGNORE)
+    assert clm_loss(logits, labels).item() == pytest.approx(ref.item(), abs=1e-5)
+    # a sequence's log-probability is the sum of its tokens'
+    lp = F.log_softmax(logits[0, :-1], -1)
+    manual = sum(lp[t, labels[0, t + 1]] for t in range(3, 8))
+    assert sequence_logps(logits, labels)[0].item() == pytest.approx(manual.item(), abs=1e-5)
+
+
+def test_contrastive_term_properties_on_random_tensors():
+    torch.manual_seed(2)
+    s = torch.randn(5, 4)
+    # shifting all settings by the same amount changes nothing; tau sharpens
+    assert exmate_contrastive(s).item() == pytest.approx(exmate_contrastive(s + 3.0).item(), abs=1e-5)
+    assert exmate_contrastive(torch.zeros(5, 4)).item() == pytest.approx(math.log(4), abs=1e-6)
+    better = s.clone(); better[:, 0] += 1.0
+    assert exmate_contrastive(better) < exmate_contrastive(s)
+    clm = torch.tensor(2.0)
+    assert exmate_loss(clm, s, lam=0.0).item() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="tau"):
+        exmate_contrastive(s, tau=0)
+
+
+def test_level_match_reward_and_wrong_settings():
+    assert level_match_reward([[4, 0]], [[4, 0]]).tolist() == [0.0]
+    assert level_match_reward([[0, 4]], [[4, 0]]).tolist() == [-8.0]
+    rng = random.Random(0)
+    w = wrong_settings({"helpful": 1, "harmless": 2}, 6, rng)
+    assert len(w) == 6 and {"helpful": 1, "harmless": 2} not in w and len({tuple(x.values()) for x in w}) == 6
+    with pytest.raises(ValueError, match="only 24 exist"):
+        wrong_settings({"helpful": 1, "harmless": 2}, 25, rng)
+
+
+def test_examples_put_the_loss_on_the_response_only():
+    _, tok = tiny_llama()
+    ids, labels = encode_example(tok, "Hi", "Hello!", (4, 0))
+    n_ctx = sum(l == IGNORE for l in labels)
+    assert tok.decode(ids[n_ctx:]) == "Hello!" + tok.eos_token
+    assert "[helpful=4][harmless=0]" in tok.decode(ids[:n_ctx])
+
+
+@pytest.mark.parametrize("objective", ["clm", "exmate"])
+def test_training_smoke(objective):
+    model, tok = tiny_llama()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    data = pd.DataFrame([{"prompt": "Q", "response": ["no", "yes yes"][h % 2], "helpful": h, "harmless": 4 - h} for h in range(5)])
+    pm, log = train(model, tok, data, TrainConfig(objective=objective, steps=30, batch_size=4, lr=3e-3, m_negatives=2), progress=False)
+    assert np.isfinite(log.loss).all() and log.loss[-5:].mean() < log.loss[:5].mean()
+    assert any(p.abs().sum() > 0 for n, p in pm.named_parameters() if "lora_B" in n)
+    for n, p in pm.named_parameters():
+        key = n.replace("base_model.model.", "").replace(".base_layer", "")
+        if key in before and "lora_" not in n and before[key].shape == p.shape:
+            assert torch.equal(before[key], p), key
+
+
+def test_bad_training_config_and_data():
+    with pytest.raises(ValueError, match="accepted are 'clm', 'exmate'"):
+        TrainConfig(objective="ppo")
+    model, tok = tiny_llama()
+    with pytest.raises(ValueError, match="lacks column"):
+        train(model, tok, pd.DataFrame({"prompt": ["a"], "response": ["b"]}), progress=False)
