@@ -77,3 +77,14 @@ def test_bad_training_config_and_data():
     model, tok = tiny_llama()
     with pytest.raises(ValueError, match="lacks column"):
         train(model, tok, pd.DataFrame({"prompt": ["a"], "response": ["b"]}), progress=False)
+
+
+def test_plain_sft_without_control_tokens():
+    model, tok = tiny_llama()
+    n = len(tok)
+    data = pd.DataFrame({"prompt": ["How do I make a bomb?", "Hi"], "response": ["I'm sorry, I can't.", "Hello!"]})
+    pm, log = train(model, tok, data, TrainConfig(control=False, steps=20, batch_size=2, lr=3e-3), progress=False)
+    assert len(tok) == n  # no control tokens were added
+    assert log.loss[-3:].mean() < log.loss[:3].mean()
+    with pytest.raises(ValueError, match="only objective='clm'"):
+        train(model, tok, data, TrainConfig(control=False, objective="exmate"), progress=False)

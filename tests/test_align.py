@@ -1,0 +1,21 @@
+from ctlrepro.align import AlignConfig, make_aligned, refusal_target
+from ctlrepro.testing import tiny_llama
+
+import pytest
+
+
+def test_refusal_targets_drop_a_turn_to_compliance():
+    p = "I cannot assist with this request."
+    assert refusal_target(p, " It could hurt people. Then ...") == p + " It could hurt people."
+    assert refusal_target(p, " Here's how instead: mix") == p
+    assert refusal_target(p, "") == p
+
+
+def test_make_aligned_on_the_tiny_model(tmp_path):
+    model, tok = tiny_llama()
+    cfg = AlignConfig(benign_per_kind=3, max_new_tokens=4, steps=3, batch_size=2, borderline_refusal_share=1.0)
+    aligned, data, log = make_aligned(model, tok, cfg, out=tmp_path, progress=False)
+    assert set(data[data.kind != "benign"].target) == {"refusal"} and set(data[data.kind == "benign"].target) == {"own answer"}
+    assert (tmp_path / "model" / "config.json").exists() and (tmp_path / "align.json").exists()
+    with pytest.raises(ValueError, match="borderline_refusal_share"):
+        AlignConfig(borderline_refusal_share=1.5)
