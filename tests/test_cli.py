@@ -42,3 +42,20 @@ def test_cli_rejects_bad_levels(capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", "--settings", "4,9"])
     assert "accepted levels are 0..4" in capsys.readouterr().err
+
+
+def test_chat_from_a_saved_controllable_model(tmp_path, capsys, monkeypatch):
+    import pandas as pd
+    from ctlrepro import models
+    from ctlrepro.objectives import TrainConfig, train
+    from ctlrepro.rewind import save_controllable
+    base, tok = tiny_llama()
+    base.save_pretrained(tmp_path / "base"); tok.save_pretrained(tmp_path / "base")
+    data = pd.DataFrame([{"prompt": "Hi", "response": "Hello!", "helpful": h, "harmless": 1} for h in range(5)])
+    pm, _ = train(base, tok, data, TrainConfig(steps=2, batch_size=2), progress=False)
+    save_controllable(pm, tok, tmp_path / "ctl", base=str(tmp_path / "base"))
+    from ctlrepro import rewind
+    calls, real = [], rewind.load_controllable
+    monkeypatch.setattr(rewind, "load_controllable", lambda *a, **k: calls.append(a) or real(*a, **k))
+    main(["chat", "--model", str(tmp_path / "ctl"), "--helpful", "4", "--harmless", "1", "--max-new-tokens", "5", "--device", "cpu", "Hi"])
+    assert len(calls) == 1 and capsys.readouterr().out.endswith("\n")  # the saved adapter was loaded and an answer printed
