@@ -4,14 +4,14 @@
 
 # %% ../nbs/90_cli.ipynb #9da5d855
 from __future__ import annotations
-import argparse, hashlib, json, platform, subprocess, sys, time
+import argparse, json, platform, subprocess, sys, time
 from dataclasses import dataclass, asdict, field
 from importlib.metadata import version, PackageNotFoundError
 from pathlib import Path
 
 import pandas as pd
 
-from .core import atomic_path, atomic_write_json
+from .core import atomic_path, atomic_write_json, stable_hash
 from .tokens import SPEC
 
 # %% auto #0
@@ -63,7 +63,7 @@ def setting_name(s)->str:
 def shard_key(job:GenerationJob, setting)->str:
     "A hash of everything that determines one shard"
     d = {k: v for k, v in asdict(job).items() if k not in ("settings", "batch_size", "device")}
-    return hashlib.sha256(json.dumps({**d, "setting": setting}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return stable_hash({**d, "setting": setting}, 12)
 
 def run_generation(
     job:GenerationJob,

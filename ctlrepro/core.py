@@ -13,7 +13,7 @@ import torch
 
 # %% auto #0
 __all__ = ['DTYPES', 'set_seed', 'pick_device', 'bf16_supported', 'pick_dtype', 'cache_dir', 'atomic_path', 'atomic_write_text',
-           'atomic_write_json', 'read_json', 'sha256_file']
+           'atomic_write_json', 'read_json', 'stable_hash', 'sha256_file']
 
 # %% ../nbs/00_core.ipynb #12a4bc87
 def set_seed(
@@ -111,6 +111,13 @@ def read_json(
     try: return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{what} {path} is corrupt ({e}); delete it and rerun the step that writes it") from e
+
+def stable_hash(
+    obj,         # JSON-serialisable (other values are written with str)
+    n:int=16,    # hex digits kept
+)->str:
+    "A short hash of `obj`'s canonical JSON: the cache key of anything determined by a configuration"
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 def sha256_file(path:str|Path, chunk:int=1<<22)->str:
     "SHA-256 of a file, read in chunks"

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import atomic_path, atomic_write_json, cache_dir
+from .core import atomic_path, atomic_write_json, cache_dir, stable_hash
 from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import generate
 from .metrics import control_metrics
@@ -55,8 +55,6 @@ def model_fingerprint(model)->str:
     return h.hexdigest()[:16]
 
 # %% ../nbs/10_evaluate.ipynb #5fcf95c4
-def _key(*parts)->str: return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
 def generate_grid(model, tokenizer, cfg:EvalConfig, spec:ControlSpec=SPEC, progress:bool=True)->pd.DataFrame:
     "One response per (prompt, setting, sample)"
     from ctlrepro.data import load_prompts
@@ -84,7 +82,7 @@ def evaluate(
     from ctlrepro.scorers import default_scorers
     cfg = cfg or EvalConfig()
     folder = Path(folder) if folder else cache_dir("eval")
-    gkey = _key(model_fingerprint(model), asdict(cfg) | {"n_boot": None}, spec.attributes, spec.k)
+    gkey = stable_hash([model_fingerprint(model), asdict(cfg) | {"n_boot": None}, spec.attributes, spec.k])
     gfile = folder / f"gen-{gkey}.parquet"
     if gfile.exists(): df = pd.read_parquet(gfile)
     else:
@@ -94,8 +92,8 @@ def evaluate(
     if judge_model is None:
         from ctlrepro.models import load_policy
         judge_model, judge_tokenizer = load_policy()
-    skey = _key(gkey, scorers.refusal_head.coef[:8].tolist(), scorers.harm_head.coef[:8].tolist(), model_fingerprint(judge_model),
-                {a: (b.edges if b else None) for a, b in (binners or {}).items()})
+    skey = stable_hash([gkey, scorers.fingerprint(), model_fingerprint(judge_model),
+                        {a: (b.edges if b else None) for a, b in (binners or {}).items()}])
     sfile = folder / f"scores-{skey}.parquet"
     if sfile.exists(): df = pd.read_parquet(sfile)
     else:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from .embedded import Encoder, LogisticHead, train_prompt_harm
 from .rewards import Scorer, StringMatchRefusal
+from .core import stable_hash
 
 # %% auto #0
 __all__ = ['REFUSAL_OPENINGS_TRAIN', 'COMPLY_OPENINGS', 'REFUSAL_OPENINGS_TEST', 'refusal_samples', 'distinct_trigrams',
@@ -82,6 +83,10 @@ class EmbeddedScorers:
     "The offline default scorers, sharing one encoder: refusal, safety and helpfulness"
     def __init__(self, refusal_head:LogisticHead, harm_head:LogisticHead, encoder:Encoder|None=None):
         self.enc, self.refusal_head, self.harm_head = encoder or Encoder(), refusal_head, harm_head
+
+    def fingerprint(self)->str:
+        "A hash of both heads' weights: caches of scored data are keyed by it"
+        return stable_hash([[h.coef.tolist(), h.intercept] for h in (self.refusal_head, self.harm_head)])
 
     @classmethod
     def load(cls, folder:str|Path, encoder:Encoder|None=None)->"EmbeddedScorers":

@@ -4,14 +4,14 @@
 
 # %% ../nbs/12_selfgen.ipynb #5b759d97
 from __future__ import annotations
-import hashlib, json, time
+import json, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, atomic_write_json, read_json
+from .core import atomic_path, atomic_write_json, read_json, stable_hash
 from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import generate
 
@@ -69,11 +69,11 @@ def coverage(df:pd.DataFrame, spec:ControlSpec=SPEC)->pd.DataFrame:
 
 # %% ../nbs/12_selfgen.ipynb #65ff2a74
 def config_key(cfg:SelfGenConfig, model_id:str, scorer_id:str)->str:
-    return hashlib.sha256(json.dumps([asdict(cfg), model_id, scorer_id], sort_keys=True).encode()).hexdigest()[:16]
+    return stable_hash([asdict(cfg), model_id, scorer_id])
 
 def self_generate(
     model, tokenizer,
-    scorers,                        # training scorers (`EmbeddedScorers` or anything with `.parts`)
+    scorers,                        # training scorers (`EmbeddedScorers`, or anything with `.parts` and `.fingerprint`)
     cfg:SelfGenConfig|None=None,
     out:str|Path|None=None,         # folder: selfgen.parquet, binners, coverage; reused when the config matches
     spec:ControlSpec=SPEC,
@@ -83,7 +83,7 @@ def self_generate(
     from ctlrepro.data import load_prompts
     from ctlrepro.evaluate import model_fingerprint
     cfg = cfg or SelfGenConfig()
-    key = config_key(cfg, model_fingerprint(model), str(getattr(scorers, "refusal_head", None) and scorers.refusal_head.coef[:4].tolist()))
+    key = config_key(cfg, model_fingerprint(model), scorers.fingerprint())
     if out is not None:
         out = Path(out)
         if (out / "selfgen.parquet").exists() and (out / "selfgen.json").exists() and read_json(out / "selfgen.json", "self-generated data record").get("key") == key:

@@ -40,3 +40,20 @@ def test_self_generate_labels_fills_and_reuses(tmp_path):
 def test_bad_config():
     with pytest.raises(ValueError, match="n_samples"):
         SelfGenConfig(n_samples=0)
+
+
+def test_a_new_harm_head_invalidates_the_saved_set(tmp_path):
+    rng = np.random.default_rng(1)
+    enc = Encoder(device="cpu")
+    refusal = LogisticHead(rng.normal(size=384), 0)
+    es = EmbeddedScorers(refusal, LogisticHead(rng.normal(size=384), 0), enc)
+    model, tok = tiny_llama()
+    cfg = SelfGenConfig(per_kind=2, n_samples=1, max_new_tokens=4, budget=0)
+    self_generate(model, tok, es, cfg, out=tmp_path, progress=False)
+    other = EmbeddedScorers(refusal, LogisticHead(rng.normal(size=384), 0), enc)  # same refusal head, new harm head
+    assert other.fingerprint() != es.fingerprint()
+    calls = []
+    real = model.generate
+    model.generate = lambda *a, **k: calls.append(1) or real(*a, **k)
+    self_generate(model, tok, other, cfg, out=tmp_path, progress=False)
+    assert calls, "the saved set was reused although it was scored by another harm head"
