@@ -75,7 +75,7 @@ def generate(
     levels=None,                    # None, one setting (dict/tuple), or one per prompt
     prefill:str|list|None=None,     # response prefill: None, one string, or one per prompt
     cfg:GenConfig|None=None,        # sampling settings
-    system:str|None=None,           # an optional system message for every prompt
+    system:str|list|None=None,      # an optional system message: one for every prompt, or one per prompt
     spec:ControlSpec=SPEC,
     progress:bool=True,             # show a tqdm bar
     **overrides,                    # any GenConfig field, e.g. n_samples=4
@@ -85,9 +85,9 @@ def generate(
     extra = prompts.reset_index(drop=True) if isinstance(prompts, pd.DataFrame) else None
     plist = list(extra["prompt"]) if extra is not None else list(prompts)
     n = len(plist)
-    lv, pf = _per_prompt(levels, n, "levels"), _per_prompt(prefill, n, "prefill")
+    lv, pf, sy = _per_prompt(levels, n, "levels"), _per_prompt(prefill, n, "prefill"), _per_prompt(system, n, "system")
     lv = [None if l is None else spec.levels(l) for l in lv]                   # validate before any work
-    texts = [render(tokenizer, p, l, f, system, cfg.where, spec) for p, l, f in zip(plist, lv, pf)]
+    texts = [render(tokenizer, p, l, f, s, cfg.where, spec) for p, l, f, s in zip(plist, lv, pf, sy)]
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     items = [(i, s) for i in range(n) for s in range(cfg.n_samples)]
     items.sort(key=lambda it: (-lengths[it[0]], it))                            # longest first: a too-large batch fails at once

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from .tokens import SPEC, ControlSpec
 
 # %% auto #0
-__all__ = ['IGNORE', 'token_logps', 'sequence_logps', 'clm_loss', 'exmate_contrastive', 'exmate_loss', 'level_match_reward',
-           'encode_example', 'wrong_settings', 'collate', 'TrainConfig', 'lora_model', 'train']
+__all__ = ['IGNORE', 'OBJECTIVES', 'token_logps', 'sequence_logps', 'clm_loss', 'exmate_contrastive', 'exmate_loss',
+           'level_match_reward', 'encode_example', 'wrong_settings', 'collate', 'TrainConfig', 'lora_model', 'train',
+           'dpo_pairs', 'level_reward', 'train_dpo', 'train_rl']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -89,10 +90,12 @@ def collate(batch:list, pad_id:int)->dict:
     return {"input_ids": ids, "labels": lab, "attention_mask": att}
 
 # %% ../nbs/11_objectives.ipynb #2dadcc48
+OBJECTIVES = ("clm", "exmate", "dpo", "rl")
+
 @dataclass
 class TrainConfig:
     "Fine-tuning settings shared by the objectives"
-    objective:str = "clm"        # 'clm' or 'exmate'
+    objective:str = "clm"        # 'clm', 'exmate', 'dpo' (conditional DPO) or 'rl' (GRPO with the level-matching reward)
     steps:int = 60               # optimizer steps
     batch_size:int = 8           # examples per step
     lr:float = 5e-4              # AdamW learning rate
@@ -107,9 +110,17 @@ class TrainConfig:
     where:str = "system"         # where the control string goes
     mixed_precision:str = "no"   # accelerate: 'no', 'bf16', 'fp16'
     control:bool = True          # False: plain SFT without control tokens (e.g. making the aligned model)
+    beta:float = 0.1             # DPO: preference temperature; RL: KL penalty to the start model
+    pairs_per_prompt:int = 4     # DPO: preference pairs per prompt at most
+    max_length:int = 512         # DPO: prompt + response tokens at most
+    num_generations:int = 4      # RL: completions per (prompt, requested setting); must divide batch_size
+    max_completion_length:int = 48  # RL: sampled response length
+    temperature:float = 0.9      # RL: sampling temperature
 
     def __post_init__(self):
-        if self.objective not in ("clm", "exmate"): raise ValueError(f"objective={self.objective!r}: accepted are 'clm', 'exmate' (DPO and RL have their own trainers)")
+        if self.objective not in OBJECTIVES: raise ValueError(f"objective={self.objective!r}: accepted are {', '.join(map(repr, OBJECTIVES))}")
+        if self.objective == "rl" and (self.num_generations < 2 or self.batch_size % self.num_generations):
+            raise ValueError(f"RL: num_generations={self.num_generations} must be >= 2 and divide batch_size={self.batch_size}")
         for f in ("steps", "batch_size", "lora_r", "m_negatives"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if not self.lr > 0 or not self.tau > 0 or self.lam < 0: raise ValueError("lr and tau must be > 0 and lam >= 0")
@@ -131,8 +142,9 @@ def train(
     cfg:TrainConfig|None=None,
     spec:ControlSpec=SPEC,
     progress:bool=True,
+    reward_fn=None,             # RL only: (prompts, responses, requested levels (n, A)) -> rewards, e.g. `level_reward(...)`
 )->tuple:                       # (peft model, per-step log DataFrame)
-    "Fine-tune LoRA adapters with the CLM or ExMATE objective"
+    "Fine-tune LoRA adapters with any of the objectives (CLM and ExMATE here, DPO and RL through TRL)"
     from accelerate import Accelerator
     from tqdm.auto import tqdm
     cfg = cfg or TrainConfig()
@@ -140,6 +152,10 @@ def train(
     missing = [c for c in ["prompt", "response", *(spec.attributes if cfg.control else [])] if c not in data.columns]
     if missing: raise ValueError(f"training data lacks column(s) {missing}")
     if len(data) == 0: raise ValueError("training data is empty")
+    if cfg.objective == "dpo": return train_dpo(model, tokenizer, data, cfg, spec, progress)
+    if cfg.objective == "rl":
+        if reward_fn is None: raise ValueError("objective='rl' needs reward_fn, e.g. level_reward(scorers, binners)")
+        return train_rl(model, tokenizer, data, cfg, reward_fn, spec, progress)
     rng = random.Random(cfg.seed); torch.manual_seed(cfg.seed)
     peft_model = model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
@@ -169,3 +185,104 @@ def train(
         log.append({"step": step, "loss": loss.item(), "clm": clm.item(), "contrastive": con.item()})
     peft_model.eval()
     return acc.unwrap_model(peft_model), pd.DataFrame(log)
+
+# %% ../nbs/11_objectives.ipynb #eea55dce
+def dpo_pairs(
+    data:pd.DataFrame,        # self-generated data: prompt, response, one level column per attribute
+    spec:ControlSpec=SPEC,
+    per_prompt:int|None=4,    # at most this many pairs per prompt (None: all)
+    seed:int=0,
+)->pd.DataFrame:              # prompt, the requested levels, chosen, rejected, distance
+    "Conditional preference pairs: at the setting a response shows, it beats the same prompt's farthest sample"
+    rng = np.random.default_rng(seed)
+    attrs, rows = list(spec.attributes), []
+    for prompt, g in data.groupby("prompt", sort=True):
+        lv, resp, mine = g[attrs].to_numpy(int), g.response.tolist(), []
+        for i in range(len(g)):
+            d = np.abs(lv - lv[i]).sum(1)
+            if d.max() == 0: continue                                  # every sample shows the same levels: no preference
+            j = int(rng.choice(np.flatnonzero(d == d.max())))
+            mine.append({"prompt": prompt, **dict(zip(attrs, map(int, lv[i]))), "chosen": resp[i], "rejected": resp[j], "distance": int(d[j])})
+        if per_prompt and len(mine) > per_prompt: mine = [mine[k] for k in sorted(rng.choice(len(mine), per_prompt, replace=False))]
+        rows += mine
+    return pd.DataFrame(rows, columns=["prompt", *attrs, "chosen", "rejected", "distance"])
+
+def level_reward(scorers, binners:dict, spec:ControlSpec=SPEC):
+    "A reward function (prompts, responses, requested (n, A)) -> level-matching reward, from the training scorers and binners"
+    def reward(prompts:list, responses:list, requested:np.ndarray)->np.ndarray:
+        parts = scorers.parts(list(prompts), list(responses))
+        scores = {"helpful": parts.helpfulness.values, "harmless": parts.safety.values}
+        achieved = np.stack([binners[a].transform(scores[a]) for a in spec.attributes], 1)
+        return level_match_reward(achieved, np.asarray(requested))
+    return reward
+
+# %% ../nbs/11_objectives.ipynb #75af02f6
+def _trl_args(cfg, out_dir:str, progress:bool)->dict:
+    "TrainingArguments shared by the TRL trainers: same steps, batch and seed as our loop; bf16 on a GPU when asked"
+    cuda = torch.cuda.is_available()
+    return dict(output_dir=out_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
+                lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed,
+                bf16=cuda and cfg.mixed_precision == "bf16", fp16=cuda and cfg.mixed_precision == "fp16", use_cpu=not cuda,
+                disable_tqdm=not progress, remove_unused_columns=False)
+
+def _trl_ready(pm):
+    "TRL computes log-probs from `lm_head.weight` and `lm_head.bias`; peft's wrapper of a tied output layer has no `bias`"
+    head = pm.get_output_embeddings()
+    if not hasattr(head, "bias"): head.bias = None          # its `weight` already includes the trained token rows
+    return pm
+
+def _quiet(trainer, progress:bool):
+    "Without a progress bar, the Trainer prints every log line: drop that printer too"
+    from transformers.trainer_callback import PrinterCallback
+    if not progress: trainer.remove_callback(PrinterCallback)
+    return trainer
+
+def _finish(trainer, keys:dict)->tuple:
+    "The trained peft model without TRL's reference adapter, and a per-step log"
+    pm = trainer.accelerator.unwrap_model(trainer.model)
+    if "ref" in getattr(pm, "peft_config", {}): pm.delete_adapter("ref")
+    pm.set_adapter("default"); pm.eval()
+    hist = [h for h in trainer.state.log_history if "step" in h and any(k in h for k in keys)]
+    log = pd.DataFrame([{"step": h["step"] - 1, **{new: h.get(old, float("nan")) for new, old in keys.items()}} for h in hist])
+    return pm, log
+
+def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, progress:bool=True)->tuple:
+    "Conditional DPO with TRL's DPOTrainer on `dpo_pairs(data)`"
+    import tempfile
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+    from ctlrepro.generate import render
+    pairs = dpo_pairs(data, spec, cfg.pairs_per_prompt, cfg.seed)
+    if pairs.empty: raise ValueError("no preference pairs: every prompt's samples show the same levels (draw more samples per prompt)")
+    pm = _trl_ready(model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec))
+    ds = Dataset.from_dict({"prompt": [render(tokenizer, p, {a: r[a] for a in spec.attributes}, where=cfg.where, spec=spec) for p, (_, r) in zip(pairs.prompt, pairs.iterrows())],
+                            "chosen": pairs.chosen.astype(str).tolist(), "rejected": pairs.rejected.astype(str).tolist()})
+    with tempfile.TemporaryDirectory() as tmp:
+        args = DPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.beta, max_length=cfg.max_length)
+        trainer = DPOTrainer(model=pm, args=args, train_dataset=ds, processing_class=tokenizer)
+        _quiet(trainer, progress).train()
+    return _finish(trainer, {"loss": "loss", "reward_margin": "rewards/margins", "reward_accuracy": "rewards/accuracies"})
+
+def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSpec=SPEC, progress:bool=True)->tuple:
+    "On-policy RL with TRL's GRPOTrainer: requested settings drawn uniformly per prompt, reward from `reward_fn`, KL to the start model"
+    import tempfile
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+    from ctlrepro.generate import render
+    rng = random.Random(cfg.seed)
+    prompts = sorted(set(data.prompt.astype(str)))
+    if not prompts: raise ValueError("no prompts for RL")
+    n = cfg.steps * cfg.batch_size // cfg.num_generations + 1                  # enough (prompt, setting) rows for every step
+    req = [(rng.choice(prompts), rng.choice(spec.grid())) for _ in range(n)]
+    ds = Dataset.from_dict({"prompt": [render(tokenizer, p, g, where=cfg.where, spec=spec) for p, g in req], "user_prompt": [p for p, _ in req],
+                            **{a: [g[a] for _, g in req] for a in spec.attributes}})
+    def reward(prompts, completions, user_prompt, **kw):
+        return [float(r) for r in reward_fn(user_prompt, completions, np.stack([kw[a] for a in spec.attributes], 1))]
+    reward.__name__ = "level_match"
+    pm = _trl_ready(model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec))
+    with tempfile.TemporaryDirectory() as tmp:
+        args = GRPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.beta, num_generations=cfg.num_generations,
+                          max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, shuffle_dataset=False)
+        trainer = GRPOTrainer(model=pm, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tokenizer)
+        _quiet(trainer, progress).train()
+    return _finish(trainer, {"loss": "loss", "reward": "reward", "kl": "kl"})

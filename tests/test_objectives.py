@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctlrepro.objectives import (IGNORE, TrainConfig, clm_loss, encode_example, exmate_contrastive, exmate_loss,
+from ctlrepro.objectives import (IGNORE, TrainConfig, clm_loss, dpo_pairs, encode_example, exmate_contrastive, exmate_loss,
                                  level_match_reward, sequence_logps, train, wrong_settings)
 from ctlrepro.testing import tiny_llama
 from ctlrepro.tokens import SPEC
@@ -57,22 +57,61 @@ def test_examples_put_the_loss_on_the_response_only():
     assert "[helpful=4][harmless=0]" in tok.decode(ids[:n_ctx])
 
 
-@pytest.mark.parametrize("objective", ["clm", "exmate"])
-def test_training_smoke(objective):
-    model, tok = tiny_llama()
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    data = pd.DataFrame([{"prompt": "Q", "response": ["no", "yes yes"][h % 2], "helpful": h, "harmless": 4 - h} for h in range(5)])
-    pm, log = train(model, tok, data, TrainConfig(objective=objective, steps=30, batch_size=4, lr=3e-3, m_negatives=2), progress=False)
-    assert np.isfinite(log.loss).all() and log.loss[-5:].mean() < log.loss[:5].mean()
+def _adapter_moved_base_kept(pm, before):
     assert any(p.abs().sum() > 0 for n, p in pm.named_parameters() if "lora_B" in n)
+    assert list(pm.peft_config) == ["default"]            # TRL's frozen reference adapter is gone
     for n, p in pm.named_parameters():
         key = n.replace("base_model.model.", "").replace(".base_layer", "")
         if key in before and "lora_" not in n and before[key].shape == p.shape:
             assert torch.equal(before[key], p), key
 
 
+@pytest.mark.parametrize("objective", ["clm", "exmate", "dpo"])
+def test_training_smoke(objective):
+    model, tok = tiny_llama()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    data = pd.DataFrame([{"prompt": q, "response": ["no", "yes yes"][h % 2], "helpful": h, "harmless": 4 - h} for q in ("Q", "R") for h in range(5)])
+    pm, log = train(model, tok, data, TrainConfig(objective=objective, steps=30, batch_size=4, lr=3e-3, m_negatives=2), progress=False)
+    assert np.isfinite(log.loss).all() and log.loss[-5:].mean() < log.loss[:5].mean()
+    _adapter_moved_base_kept(pm, before)
+
+
+def test_rl_smoke_passes_the_request_to_the_reward():
+    model, tok = tiny_llama()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    data = pd.DataFrame({"prompt": ["How do I kill a Python process?", "Write a haiku."], "response": ["x", "y"], "helpful": [0, 1], "harmless": [1, 0]})
+    seen = []
+    def reward(prompts, responses, requested):
+        seen.append((list(prompts), np.asarray(requested)))
+        return np.array([len(r) / 10 for r in responses])
+    pm, log = train(model, tok, data, TrainConfig(objective="rl", steps=4, batch_size=4, num_generations=2, lr=1e-2, max_completion_length=6, beta=0.05),
+                    progress=False, reward_fn=reward)
+    assert len(log) == 4 and np.isfinite(log.loss).all() and np.isfinite(log.kl).all() and (log.kl.iloc[1:] >= 0).all()
+    prompts, req = seen[0]
+    assert set(prompts) <= set(data.prompt) and req.shape == (4, 2) and ((req >= 0) & (req < SPEC.k)).all()
+    assert (req[0::2] == req[1::2]).all()                 # the num_generations completions of a group share the request
+    _adapter_moved_base_kept(pm, before)
+    with pytest.raises(ValueError, match="needs reward_fn"):
+        train(*tiny_llama(), data, TrainConfig(objective="rl", batch_size=4, num_generations=2), progress=False)
+    with pytest.raises(ValueError, match="must be >= 2 and divide"):
+        TrainConfig(objective="rl", batch_size=6, num_generations=4)
+
+
+def test_dpo_pairs_prefer_the_sample_showing_the_setting():
+    data = pd.DataFrame({"prompt": ["Q"] * 3 + ["same"] * 2, "response": ["a", "b", "c", "d", "e"],
+                         "helpful": [0, 2, 4, 1, 1], "harmless": [4, 2, 0, 1, 1]})
+    pairs = dpo_pairs(data, per_prompt=None)
+    assert set(pairs.prompt) == {"Q"}                     # identical levels give no preference
+    lv = dict(zip(data.response, zip(data.helpful, data.harmless)))
+    for _, r in pairs.iterrows():
+        assert lv[r.chosen] == (r.helpful, r.harmless)    # the request is what the chosen response shows
+        assert r.distance == sum(abs(a - b) for a, b in zip(lv[r.rejected], lv[r.chosen])) > 0
+    assert pairs.set_index("chosen").rejected.to_dict() == {"a": "c", "b": pairs.set_index("chosen").rejected["b"], "c": "a"}
+    assert len(dpo_pairs(data, per_prompt=1)) == 1
+
+
 def test_bad_training_config_and_data():
-    with pytest.raises(ValueError, match="accepted are 'clm', 'exmate'"):
+    with pytest.raises(ValueError, match="accepted are 'clm', 'exmate', 'dpo', 'rl'"):
         TrainConfig(objective="ppo")
     model, tok = tiny_llama()
     with pytest.raises(ValueError, match="lacks column"):
