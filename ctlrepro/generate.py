@@ -5,6 +5,7 @@
 # %% ../nbs/05_generate.ipynb #799a89ef
 from __future__ import annotations
 import math, time
+from pathlib import Path
 from dataclasses import dataclass, asdict
 
 import numpy as np
@@ -16,7 +17,7 @@ from .core import set_seed
 from .tokens import SPEC, ControlSpec, with_control
 
 # %% auto #0
-__all__ = ['GenConfig', 'render', 'generate']
+__all__ = ['BACKENDS', 'GenConfig', 'render', 'generate', 'vllm_available', 'pick_backend']
 
 # %% ../nbs/05_generate.ipynb #8e9e9044
 @dataclass
@@ -78,16 +79,39 @@ def generate(
     system:str|list|None=None,      # an optional system message: one for every prompt, or one per prompt
     spec:ControlSpec=SPEC,
     progress:bool=True,             # show a tqdm bar
+    backend:str="auto",             # for a model given by name: 'auto' (vLLM on a GPU when installed), 'vllm' or 'transformers'
     **overrides,                    # any GenConfig field, e.g. n_samples=4
 )->pd.DataFrame:                    # one row per response
-    "Sample `n_samples` responses per prompt, batched"
+    "Sample `n_samples` responses per prompt, batched; `model` may be a loaded model or a name (then vLLM can serve it)"
     cfg = GenConfig(**{**asdict(cfg or GenConfig()), **overrides})
+    engine = None
+    if isinstance(model, (str, Path)) or model is None:                        # a model given by name
+        engine = pick_backend(backend)
+        if engine == "transformers":
+            from ctlrepro.models import load_policy
+            model, tokenizer = load_policy(model)
+        else: tokenizer = tokenizer or _vllm_tokenizer(model)
     extra = prompts.reset_index(drop=True) if isinstance(prompts, pd.DataFrame) else None
     plist = list(extra["prompt"]) if extra is not None else list(prompts)
     n = len(plist)
     lv, pf, sy = _per_prompt(levels, n, "levels"), _per_prompt(prefill, n, "prefill"), _per_prompt(system, n, "system")
     lv = [None if l is None else spec.levels(l) for l in lv]                   # validate before any work
     texts = [render(tokenizer, p, l, f, s, cfg.where, spec) for p, l, f, s in zip(plist, lv, pf, sy)]
+    if engine == "vllm": rows = _vllm_rows(model, texts, pf, cfg)
+    else: rows = _hf_rows(model, tokenizer, texts, pf, cfg, progress)
+    res = pd.DataFrame(rows).sort_values(["pidx", "sample"]).reset_index(drop=True)
+    req = pd.DataFrame({"prompt": [p if isinstance(p, str) else p[-1]["content"] for p in plist],
+                        **{a: [None if l is None else l[a] for l in lv] for a in spec.attributes},
+                        "control": [None if l is None else spec.format(l) for l in lv], "prefill": pf})
+    if extra is not None: req = pd.concat([extra.drop(columns=["prompt"]), req], axis=1)
+    res = req.iloc[res["pidx"]].reset_index(drop=True).join(res.drop(columns="pidx"))
+    for a in spec.attributes: res[a] = res[a].astype("Int64")
+    res["seed"] = cfg.seed
+    return res
+
+def _hf_rows(model, tokenizer, texts:list, pf:list, cfg:GenConfig, progress:bool)->list:
+    "Batched transformers generation: one dict per (prompt index, sample)"
+    n = len(texts)
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     items = [(i, s) for i in range(n) for s in range(cfg.n_samples)]
     items.sort(key=lambda it: (-lengths[it[0]], it))                            # longest first: a too-large batch fails at once
@@ -111,12 +135,43 @@ def generate(
                 rows.append({"pidx": i, "sample": s, "response": (pf[i] or "") + tokenizer.decode(kept, skip_special_tokens=True),
                              "n_tokens": len(kept), "finish": "length" if stop is None else "stop"})
     finally: tokenizer.padding_side = side
-    res = pd.DataFrame(rows).sort_values(["pidx", "sample"]).reset_index(drop=True)
-    req = pd.DataFrame({"prompt": [p if isinstance(p, str) else p[-1]["content"] for p in plist],
-                        **{a: [None if l is None else l[a] for l in lv] for a in spec.attributes},
-                        "control": [None if l is None else spec.format(l) for l in lv], "prefill": pf})
-    if extra is not None: req = pd.concat([extra.drop(columns=["prompt"]), req], axis=1)
-    res = req.iloc[res["pidx"]].reset_index(drop=True).join(res.drop(columns="pidx"))
-    for a in spec.attributes: res[a] = res[a].astype("Int64")
-    res["seed"] = cfg.seed
-    return res
+    return rows
+
+# %% ../nbs/05_generate.ipynb #06257d11
+BACKENDS = ("auto", "vllm", "transformers")
+
+def vllm_available()->bool:
+    import importlib.util
+    return importlib.util.find_spec("vllm") is not None
+
+def pick_backend(backend:str="auto")->str:
+    "'vllm' or 'transformers' for a model given by name"
+    if backend not in BACKENDS: raise ValueError(f"backend={backend!r}: accepted are {', '.join(map(repr, BACKENDS))}")
+    if backend == "vllm" and not vllm_available(): raise ImportError("backend='vllm' needs vLLM: pip install 'ctlrepro[gpu]'")
+    if backend == "auto": return "vllm" if vllm_available() and torch.cuda.is_available() else "transformers"
+    return backend
+
+def _vllm_path(name)->str:
+    from ctlrepro.models import DEFAULT_POLICY, default_policy_folder
+    return str(default_policy_folder()) if name is None or str(name) == DEFAULT_POLICY else str(name)
+
+def _vllm_tokenizer(name):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(_vllm_path(name))
+
+_VLLM = {}
+
+def _vllm_rows(name, texts:list, pf:list, cfg:GenConfig)->list:
+    "Generation with vLLM (one engine per model, kept for later calls): one dict per (prompt index, sample)"
+    from vllm import LLM, SamplingParams
+    path = _vllm_path(name)
+    if path not in _VLLM: _VLLM[path] = LLM(model=path, dtype="bfloat16", seed=cfg.seed, tensor_parallel_size=max(torch.cuda.device_count(), 1))
+    sample = cfg.temperature > 0
+    sp = SamplingParams(n=cfg.n_samples, temperature=cfg.temperature if sample else 0.0, top_p=cfg.top_p if sample else 1.0,
+                        max_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    rows = []
+    for i, o in enumerate(_VLLM[path].generate(texts, sp, use_tqdm=False)):
+        for s, c in enumerate(o.outputs):
+            rows.append({"pidx": i, "sample": s, "response": (pf[i] or "") + c.text, "n_tokens": len(c.token_ids),
+                         "finish": "stop" if c.finish_reason == "stop" else "length"})
+    return rows

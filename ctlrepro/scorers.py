@@ -17,7 +17,7 @@ from .core import stable_hash
 # %% auto #0
 __all__ = ['REFUSAL_OPENINGS_TRAIN', 'COMPLY_OPENINGS', 'REFUSAL_OPENINGS_TEST', 'refusal_samples', 'distinct_trigrams',
            'opening', 'relevance', 'EmbeddedScorers', 'default_scorer_dir', 'train_default_scorers', 'default_scorers',
-           'hh_pairs', 'pairwise_accuracy']
+           'hh_pairs', 'pairwise_accuracy', 'MixedScorers', 'training_scorers']
 
 # %% ../nbs/09_scorers.ipynb #8eabad93
 REFUSAL_OPENINGS_TRAIN = ["I'm sorry, but I can't help with that.", "I cannot assist with this request.",
@@ -175,3 +175,32 @@ def pairwise_accuracy(better:np.ndarray, worse:np.ndarray)->float:
     "P(better > worse) + P(tie) / 2"
     b, w = np.asarray(better), np.asarray(worse)
     return float((b > w).mean() + 0.5 * (b == w).mean())
+
+# %% ../nbs/09_scorers.ipynb #3af1d6db
+class MixedScorers:
+    "Training scorers whose helpfulness and/or safety come from any `Scorer` (e.g. a hub reward model)"
+    def __init__(self, helpful:Scorer|None=None, harmless:Scorer|None=None, embedded:EmbeddedScorers|None=None):
+        self.helpful, self.harmless, self.embedded = helpful, harmless, embedded or default_scorers()
+
+    def parts(self, prompts:list, responses:list)->pd.DataFrame:
+        p = self.embedded.parts(prompts, responses)
+        if self.helpful is not None: p["helpfulness"] = self.helpful.score(prompts, responses, progress=False)
+        if self.harmless is not None: p["safety"] = self.harmless.score(prompts, responses, progress=False)
+        return p
+
+    def scorer(self, which:str)->Scorer: return EmbeddedScorers.scorer(self, which)
+
+    def fingerprint(self)->str:
+        return stable_hash([self.embedded.fingerprint(), *(getattr(s, "name", type(s).__name__) if s is not None else None for s in (self.helpful, self.harmless))])
+
+def training_scorers(
+    helpful:str|None=None,        # hub id or folder of a helpfulness reward model (None: the embedded score)
+    harmless:str|None=None,       # hub id or folder of a harmlessness reward (or cost) model (None: the embedded score)
+    harmless_kind:str="reward",   # 'cost' when lower means safer
+    device:str|None=None, dtype:str|None=None,
+):
+    "The training scorers of a study: embedded by default, hub reward models when named"
+    if helpful is None and harmless is None: return default_scorers()
+    from ctlrepro.rewards import HFRewardScorer
+    return MixedScorers(HFRewardScorer(helpful, device=device, dtype=dtype) if helpful else None,
+                        HFRewardScorer(harmless, kind=harmless_kind, device=device, dtype=dtype) if harmless else None)

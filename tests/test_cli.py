@@ -40,7 +40,7 @@ def test_cli_rejects_bad_levels(capsys):
     assert e.value.code == 2
     assert "accepted levels are 0..4" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["reproduce", "--settings", "4,9"])
+        main(["generate", "--settings", "4,9"])
     assert "accepted levels are 0..4" in capsys.readouterr().err
 
 
@@ -59,3 +59,12 @@ def test_chat_from_a_saved_controllable_model(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(rewind, "load_controllable", lambda *a, **k: calls.append(a) or real(*a, **k))
     main(["chat", "--model", str(tmp_path / "ctl"), "--helpful", "4", "--harmless", "1", "--max-new-tokens", "5", "--device", "cpu", "Hi"])
     assert len(calls) == 1 and capsys.readouterr().out.endswith("\n")  # the saved adapter was loaded and an answer printed
+
+
+def test_reproduce_rejects_unknown_stages_and_devices(capsys):
+    for argv in (["reproduce", "--only", "finetuning"], ["reproduce", "--device", "tpu"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'finetuning'" in err and "'baseline'" in err and "invalid choice: 'tpu'" in err

@@ -51,3 +51,25 @@ def test_bad_inputs_raise_before_any_work(tiny):
         GenConfig(n_samples=0)
     with pytest.raises(ValueError, match="accepted are 'system', 'user'"):
         generate(model, tok, PROMPTS, where="assistant", progress=False)
+
+
+def test_backend_switch_on_the_cpu(monkeypatch, tmp_path):
+    import sys, types
+    import torch
+    from ctlrepro import generate as g
+    from ctlrepro.testing import tiny_llama
+    monkeypatch.setattr(g, "vllm_available", lambda: False)
+    assert g.pick_backend("auto") == "transformers"
+    with pytest.raises(ImportError, match=r"ctlrepro\[gpu\]"):
+        g.pick_backend("vllm")
+    monkeypatch.setattr(g, "vllm_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert g.pick_backend("auto") == "transformers"          # vLLM installed but no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert g.pick_backend("auto") == "vllm"
+    # a model given by name without vLLM is loaded and run by transformers
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model, tok = tiny_llama()
+    model.save_pretrained(tmp_path); tok.save_pretrained(tmp_path)
+    out = g.generate(str(tmp_path), None, ["Hi"], max_new_tokens=3, progress=False, backend="auto")
+    assert len(out) == 1 and out.n_tokens.iloc[0] <= 3

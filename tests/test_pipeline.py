@@ -1,0 +1,108 @@
+"""The study runner: presets, parameter checks against the notebooks, stage reuse, device selection, and a killed run."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+import yaml
+
+from ctlrepro.core import pick_device, pick_dtype
+from ctlrepro.pipeline import STAGES, Stage, load_preset, repo_root, reproduce, stage_params
+
+NBS = repo_root() / "nbs"
+
+
+@pytest.mark.parametrize("preset", ["small", "full"])
+def test_shipped_presets_match_every_notebook(preset):
+    pre = load_preset(preset)
+    for s in STAGES:
+        stage_params(s, pre, NBS)                          # raises on an unknown name or a wrong type
+
+
+def test_bad_presets_are_refused_before_anything_runs(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"stages": {"finetune": {"stepz": 3}}}))
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['stepz'\].*accepts \[.*'steps'"):
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    bad.write_text(yaml.safe_dump({"stages": {"finetune": {"steps": "many"}}}))
+    with pytest.raises(TypeError, match="steps='many' is a str; the notebook declares int"):
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    bad.write_text(yaml.safe_dump({"stages": {"finetuning": {}}}))
+    with pytest.raises(ValueError, match="unknown stage"):
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    with pytest.raises(ValueError, match="unknown preset 'smal'"):
+        load_preset("smal")
+    assert not (tmp_path / "run").exists()                 # nothing ran
+
+
+def test_device_selection_on_the_cpu(monkeypatch):
+    assert pick_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device(None).type in ("cpu", "mps") and pick_device("auto").type in ("cpu", "mps")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        pick_device("cuda")
+    with pytest.raises(ValueError, match="accepted are"):
+        pick_device("tpu")
+    assert pick_dtype(torch.device("cpu"), "fp32") == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device(None).type == "cuda"
+
+
+# a stage notebook that writes one shard per setting with the real resumable generation job, on the tiny model
+SHARDS_NB = '''from pathlib import Path
+from ctlrepro.cli import GenerationJob, run_generation
+from ctlrepro.testing import tiny_llama
+import time
+m, t = tiny_llama()
+real = m.generate
+def slow(*a, **k):
+    time.sleep(pause); return real(*a, **k)
+m.generate = slow
+job = GenerationJob(limit=1, settings=[None, (4, 0), (0, 4), (4, 4)], max_new_tokens=3)
+run_generation(job, out, progress=False, model_tok=(m, t))
+'''
+
+
+def _write_stage(folder: Path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    p = nbformat.v4.new_code_cell("pause: float = 0.0\nout: str = 'x'\nrun: str = 'y'")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(SHARDS_NB)]
+    nbformat.write(nb, folder / "gen.ipynb")
+    (folder / "p.yaml").write_text(yaml.safe_dump({"stages": {"gen": {"pause": 4.0}}}))
+
+
+RUNNER = '''import sys
+from pathlib import Path
+from ctlrepro.pipeline import Stage, reproduce
+d = Path(sys.argv[1])
+print(reproduce(d / "p.yaml", out=d / "run", nbs=d, stages=(Stage("gen", "gen.ipynb"),)).status.tolist(), flush=True)
+'''
+
+
+def test_a_killed_run_resumes_from_finished_shards(tmp_path):
+    _write_stage(tmp_path)
+    (tmp_path / "runner.py").write_text(RUNNER)
+    shards = tmp_path / "run" / "gen" / "shards"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "runner.py"), str(tmp_path)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (shards.exists() and len(list(shards.glob("*.parquet"))) >= 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)                    # the runner and its kernel, in the middle of the stage
+    proc.wait()
+    done = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet")}
+    assert 2 <= len(done) < 4, done                        # killed part-way
+    rec = json.loads((tmp_path / "run" / "gen" / "stage.json").read_text())
+    assert rec["status"] == "running"                      # not recorded as finished
+    out = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert "['ran']" in out.stdout, out.stdout + out.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet")}
+    assert len(after) == 4 and all(after[k] == v for k, v in done.items())   # finished shards kept, not regenerated
+    assert json.loads((tmp_path / "run" / "gen" / "stage.json").read_text())["status"] == "done"
+    res = json.loads((tmp_path / "run" / "gen" / "run.json").read_text())
+    assert res["n_responses"] == 4 * 3                     # 3 prompts (1 per kind) x 4 settings
+    again = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert "['reused']" in again.stdout, again.stdout + again.stderr
