@@ -14,7 +14,7 @@ import pandas as pd
 from .core import atomic_write_json
 from .generate import generate
 from .objectives import TrainConfig, train
-from .scorers import REFUSAL_OPENINGS_TRAIN
+from .scorers import REFUSAL_OPENINGS_TRAIN, prefilled
 
 # %% auto #0
 __all__ = ['COMPLIANCE_TURN', 'AlignConfig', 'refusal_target', 'alignment_data', 'refusal_rates', 'make_aligned']
@@ -55,9 +55,8 @@ def alignment_data(model, tokenizer, cfg:AlignConfig|None=None, progress:bool=Tr
     refuse_border = border.sample(frac=cfg.borderline_refusal_share, random_state=cfg.seed)
     to_refuse = pd.concat([harmful, refuse_border], ignore_index=True)
     to_answer = pd.concat([benign, border.drop(refuse_border.index)], ignore_index=True)
-    pre = [str(o) for o in rng.choice(REFUSAL_OPENINGS_TRAIN, len(to_refuse))]
-    ref = generate(model, tokenizer, to_refuse, prefill=pre, max_new_tokens=24, seed=cfg.seed, progress=progress)
-    ref["response"] = [refusal_target(p, r[len(p):]) for p, r in zip(pre, ref.response)]
+    ref = prefilled(model, tokenizer, to_refuse, REFUSAL_OPENINGS_TRAIN, rng, max_new_tokens=24, seed=cfg.seed, progress=progress)
+    ref["response"] = [refusal_target(p, r[len(p):]) for p, r in zip(ref.prefill, ref.response)]
     ans = generate(model, tokenizer, to_answer, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1, progress=progress)
     cols = ["prompt", "kind", "category", "response"]
     return pd.concat([ref[cols].assign(target="refusal"), ans[cols].assign(target="own answer")], ignore_index=True)

@@ -9,8 +9,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 # %% auto #0
-__all__ = ['level_accuracy', 'spearman', 'pairwise_order_accuracy', 'monotonic_rate', 'leakage', 'rate', 'bootstrap_ci',
-           'control_metrics']
+__all__ = ['level_accuracy', 'spearman', 'pairwise_order_accuracy', 'monotonic_rate', 'leakage', 'rate', 'pairwise_accuracy',
+           'bootstrap_ci', 'control_metrics']
 
 # %% ../nbs/07_metrics.ipynb #68b83c23
 def _a(x)->np.ndarray: return np.asarray(x, dtype=float).ravel()
@@ -75,6 +75,12 @@ def rate(flags)->float:
     "Mean of a boolean array (NaN when empty)"
     f = _a(flags)
     return float(f.mean()) if len(f) else float("nan")
+
+def pairwise_accuracy(better:np.ndarray, worse:np.ndarray)->float:
+    "Share of (chosen, rejected) pairs where the chosen one scores higher, ties counting half"
+    b, w = np.asarray(better), np.asarray(worse)
+    return float((b > w).mean() + 0.5 * (b == w).mean())
+
 
 # %% ../nbs/07_metrics.ipynb #61c72cb7
 def bootstrap_ci(

@@ -156,9 +156,10 @@ def train(
     if cfg.objective == "rl":
         if reward_fn is None: raise ValueError("objective='rl' needs reward_fn, e.g. level_reward(scorers, binners)")
         return train_rl(model, tokenizer, data, cfg, reward_fn, spec, progress)
-    rng = random.Random(cfg.seed); torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
     peft_model = model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    rng = random.Random(cfg.seed + acc.process_index)     # under `accelerate launch` each GPU draws its own batches (data parallel)
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=cfg.lr)
     peft_model, opt = acc.prepare(peft_model, opt)
     peft_model.train()

@@ -139,7 +139,8 @@ def reproduce(
         if done and not force:
             log(f"[{s.name}] reused (finished {rec.get('finished')}, {rec.get('seconds')} s)"); rows.append({"stage": s.name, "status": "reused", "seconds": 0.0, "key": keys[s.name]}); continue
         folder.mkdir(parents=True, exist_ok=True)
-        base = {"preset": pre["name"], "stage": s.name, "notebook": s.notebook, "key": keys[s.name], "params": params[s.name],
+        defaults = {k: d for k, (_, d) in notebook_params(nbs / s.notebook).items() if k not in params[s.name] and k not in ("out", "run")}
+        base = {"preset": pre["name"], "stage": s.name, "notebook": s.notebook, "key": keys[s.name], "params": params[s.name], "notebook_defaults": defaults,
                 "upstream": {n: keys[n] for n in s.needs}, "versions": versions(), "git_commit": git_commit(nbs)}
         atomic_write_json(folder / "stage.json", {**base, "status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S")})
         log(f"[{s.name}] running {s.notebook} ...")

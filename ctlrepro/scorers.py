@@ -12,12 +12,13 @@ import pandas as pd
 
 from .embedded import Encoder, LogisticHead, train_prompt_harm
 from .rewards import Scorer, StringMatchRefusal
+from .metrics import pairwise_accuracy
 from .core import stable_hash
 
 # %% auto #0
-__all__ = ['REFUSAL_OPENINGS_TRAIN', 'COMPLY_OPENINGS', 'REFUSAL_OPENINGS_TEST', 'refusal_samples', 'distinct_trigrams',
-           'opening', 'relevance', 'EmbeddedScorers', 'default_scorer_dir', 'train_default_scorers', 'default_scorers',
-           'hh_pairs', 'pairwise_accuracy', 'MixedScorers', 'training_scorers']
+__all__ = ['REFUSAL_OPENINGS_TRAIN', 'COMPLY_OPENINGS', 'REFUSAL_OPENINGS_TEST', 'prefilled', 'refusal_samples',
+           'distinct_trigrams', 'opening', 'relevance', 'EmbeddedScorers', 'default_scorer_dir',
+           'train_default_scorers', 'default_scorers', 'hh_pairs', 'MixedScorers', 'training_scorers']
 
 # %% ../nbs/09_scorers.ipynb #8eabad93
 REFUSAL_OPENINGS_TRAIN = ["I'm sorry, but I can't help with that.", "I cannot assist with this request.",
@@ -35,6 +36,11 @@ REFUSAL_OPENINGS_TEST = ["That's not something I'm willing to do.", "No, I'd rat
     "This isn't a request I can fulfil."]
 
 # %% ../nbs/09_scorers.ipynb #11a5a087
+def prefilled(model, tokenizer, prompts:pd.DataFrame, openings:list, rng:np.random.Generator, **gen)->pd.DataFrame:
+    "One sample per prompt that starts with an opening drawn at random by `rng` (the `prefill` column says which)"
+    from ctlrepro.generate import generate
+    return generate(model, tokenizer, prompts, prefill=[str(o) for o in rng.choice(openings, len(prompts))], **gen)
+
 def refusal_samples(
     model, tokenizer,
     prompts:pd.DataFrame,        # prompts in the schema of `ctlrepro.data`
@@ -46,12 +52,11 @@ def refusal_samples(
     "Per prompt: a plain sample (label 0), one prefilled with a refusal opening (1) and, with `comply_openings`, one prefilled with a compliant opening (0)"
     from ctlrepro.generate import generate
     rng = np.random.default_rng(seed)
-    pre = [str(o) for o in rng.choice(openings, len(prompts))]
-    parts = [generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed, progress=False).assign(refusal=0, how="plain"),
-             generate(model, tokenizer, prompts, prefill=pre, max_new_tokens=max_new_tokens, seed=seed + 1, progress=False).assign(refusal=1, how="refusal prefill")]
+    gen = dict(max_new_tokens=max_new_tokens, progress=False)
+    parts = [generate(model, tokenizer, prompts, seed=seed, **gen).assign(refusal=0, how="plain"),
+             prefilled(model, tokenizer, prompts, openings, rng, seed=seed + 1, **gen).assign(refusal=1, how="refusal prefill")]
     if comply_openings:
-        cpre = [str(o) for o in rng.choice(comply_openings, len(prompts))]
-        parts.append(generate(model, tokenizer, prompts, prefill=cpre, max_new_tokens=max_new_tokens, seed=seed + 2, progress=False).assign(refusal=0, how="compliant prefill"))
+        parts.append(prefilled(model, tokenizer, prompts, comply_openings, rng, seed=seed + 2, **gen).assign(refusal=0, how="compliant prefill"))
     return pd.concat(parts, ignore_index=True)[["prompt", "kind", "response", "refusal", "how", "prefill"]]
 
 # %% ../nbs/09_scorers.ipynb #92938b83
@@ -170,11 +175,6 @@ def hh_pairs(path=None, n:int|None=None, seed:int=0)->pd.DataFrame:
     out = pd.DataFrame([(split(c)[0], split(c)[1], split(r)[1]) for c, r in zip(df.chosen, df.rejected)], columns=["prompt", "chosen", "rejected"])
     out = out[out.chosen != out.rejected]
     return out.sample(n, random_state=seed).reset_index(drop=True) if n and n < len(out) else out.reset_index(drop=True)
-
-def pairwise_accuracy(better:np.ndarray, worse:np.ndarray)->float:
-    "P(better > worse) + P(tie) / 2"
-    b, w = np.asarray(better), np.asarray(worse)
-    return float((b > w).mean() + 0.5 * (b == w).mean())
 
 # %% ../nbs/09_scorers.ipynb #3af1d6db
 class MixedScorers:

@@ -18,9 +18,10 @@ from .evaluate import EvalConfig
 
 # %% auto #0
 __all__ = ['METHOD_ORDER', 'CLAIM_SETTINGS', 'RESULT_METRICS', 'load_judge', 'eval_config', 'save_eval', 'fmt_ci', 'show_metrics',
-           'setting_means', 'aligned_source', 'make_or_reuse_aligned', 'data_hash', 'train_or_reuse', 'refusals',
-           'claim_prompts', 'rewind_claims', 'alpha_curve', 'collect', 'plot_control_heatmaps', 'plot_control_curves',
-           'plot_tradeoff', 'plot_training', 'plot_alpha_curve', 'plot_families', 'results_markdown']
+           'setting_means', 'aligned_source', 'make_or_reuse_aligned', 'data_hash', 'train_or_reuse', 'run_launched',
+           'refusals', 'claim_prompts', 'rewind_claims', 'alpha_curve', 'collect', 'plot_control_heatmaps',
+           'plot_control_curves', 'plot_tradeoff', 'plot_training', 'plot_alpha_curve', 'plot_families',
+           'results_markdown']
 
 # %% ../nbs/17_study.ipynb #4de8dd24
 METHOD_ORDER = ["base", "aligned", "prompting", "rerank", "clm", "exmate", "dpo", "rl"]
@@ -89,10 +90,24 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
     model, tok = load_policy(src, device=device, dtype="fp32")
     t = time.time()
     pm, log = train(model, tok, data, cfg, spec, progress=False, reward_fn=level_reward(scorers, binners, spec) if cfg.objective == "rl" else None)
+    from accelerate import PartialState
+    if not PartialState().is_main_process: return log                   # multi-GPU: one process writes
     log.to_csv(folder / "train_log.csv", index=False)
     save_controllable(pm, tok, folder, base=src, meta={"objective": cfg.objective, "config": asdict(cfg), "key": key,
                                                        "seconds": round(time.time() - t, 1), "n_examples": len(data)})   # written last
     return log
+
+def run_launched(launcher:str, src:str, selfgen:str|Path, folder:str|Path, cfg, helpful_rm=None, harmless_rm=None, harmless_rm_kind="reward"):
+    "Train one objective with `ctlrepro train` under a launcher such as `accelerate launch --multi_gpu --num_processes 8`"
+    import shlex, shutil, subprocess
+    exe = shutil.which("ctlrepro")
+    if exe is None: raise FileNotFoundError("the `ctlrepro` command is not on PATH: install the package (pip install -e .)")
+    cmd = [*shlex.split(launcher), exe, "train", "--model", str(src), "--selfgen", str(selfgen), "--out", str(folder),
+           "--config", json.dumps(asdict(cfg)), "--harmless-rm-kind", harmless_rm_kind]
+    cmd += ["--helpful-rm", helpful_rm] if helpful_rm else []
+    cmd += ["--harmless-rm", harmless_rm] if harmless_rm else []
+    print(" ".join(shlex.quote(c) for c in cmd))
+    subprocess.run(cmd, check=True)
 
 # %% ../nbs/17_study.ipynb #8bdd1cd3
 def refusals(model, tokenizer, prompts:pd.DataFrame, levels=None, max_new_tokens:int=48, scorers=None)->pd.DataFrame:

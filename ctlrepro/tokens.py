@@ -180,6 +180,7 @@ class LevelBinner:
             return self
         if len(s) < self.k: raise ValueError(f"need at least k={self.k} scores to fit quantile edges, got {len(s)}")
         e = np.quantile(s, np.linspace(0, 1, self.k + 1)[1:-1])
+        e = np.where(np.isin(e, s), np.nextafter(e, np.inf), e)   # a cut on a pooled score moves just above it: tied scores stay in the lower level
         if np.any(np.diff(e) == 0): warnings.warn(f"tied quantiles {e.round(4).tolist()}: some levels will be empty")
         self.edges = self._check_edges(e)
         return self

@@ -68,3 +68,23 @@ def test_reproduce_rejects_unknown_stages_and_devices(capsys):
         assert e.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'finetuning'" in err and "'baseline'" in err and "invalid choice: 'tpu'" in err
+
+
+def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+    from ctlrepro.tokens import LevelBinner
+    base, tok = tiny_llama()
+    base.save_pretrained(tmp_path / "base"); tok.save_pretrained(tmp_path / "base")
+    sg = tmp_path / "selfgen"; sg.mkdir()
+    pd.DataFrame([{"prompt": "Hi", "response": ["No.", "Hello there!"][h % 2], "helpful": h, "harmless": 4 - h} for h in range(5)]).to_parquet(sg / "selfgen.parquet")
+    for a in ("helpful", "harmless"): LevelBinner(k=5).fit(np.linspace(0, 1, 20)).save(sg / f"binner_{a}.json")
+    argv = ["train", "--model", str(tmp_path / "base"), "--selfgen", str(sg), "--out", str(tmp_path / "ctl"),
+            "--config", json.dumps({"objective": "exmate", "steps": 3, "batch_size": 2, "m_negatives": 2})]
+    main(argv)
+    rec = json.loads((tmp_path / "ctl" / "controllable.json").read_text())
+    assert rec["objective"] == "exmate" and rec["config"]["steps"] == 3 and (tmp_path / "ctl" / "adapter").is_dir()
+    main(argv)
+    assert "reusing" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="TrainConfig fields"):
+        main(argv[:-1] + ['{"objectiv": "clm"}'])

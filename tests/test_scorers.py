@@ -3,7 +3,8 @@ import pytest
 
 from ctlrepro.embedded import Encoder, LogisticHead
 from ctlrepro.rewards import LLMJudge, StringMatchRefusal
-from ctlrepro.scorers import EmbeddedScorers, distinct_trigrams, opening, pairwise_accuracy
+from ctlrepro.metrics import pairwise_accuracy
+from ctlrepro.scorers import EmbeddedScorers, distinct_trigrams, opening
 
 
 def test_opening_takes_whole_sentences_up_to_a_cap():

@@ -89,3 +89,10 @@ def test_binner_quantile_fixed_and_json(tmp_path):
         LevelBinner.load(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="not fitted"):
         LevelBinner().transform([0.5])
+
+
+def test_quantile_levels_keep_a_mass_of_tied_scores_in_the_lowest_level():
+    # refusals give many helpfulness scores of exactly 0: they must fill level 0, not leave it empty
+    pool = np.r_[np.zeros(25), np.linspace(0.01, 1, 75)]
+    lv = LevelBinner(k=5).fit_transform(pool)
+    assert (lv[:25] == 0).all() and set(lv[25:]) == {1, 2, 3, 4}
