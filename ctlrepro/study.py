@@ -201,7 +201,7 @@ def plot_control_heatmaps(resp:pd.DataFrame, path=None, family:str="score_"):
         for i, a in enumerate(SPEC.attributes):
             piv = d.pivot_table(index="helpful", columns="harmless", values=f"{family}{a}", aggfunc="mean").sort_index(ascending=False)
             sns.heatmap(piv, vmin=0, vmax=1, cmap="mako", annot=True, fmt=".2f", cbar=False, ax=axes[i, j], annot_kws={"size": 7})
-            axes[i, j].set_title(f"{m}: {a}" if i == 0 else f"{a}", fontsize=8)
+            axes[i, j].set_title(f"{m}: {a}", fontsize=8)
             axes[i, j].set_xlabel("requested harmless"); axes[i, j].set_ylabel("requested helpful" if j == 0 else "")
     fig.suptitle("achieved score (optimization evaluation) per requested setting", fontsize=9)
     return _save(fig, path)
