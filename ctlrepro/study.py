@@ -284,5 +284,5 @@ def results_markdown(tables:pd.DataFrame, run:str|Path|None=None)->str:
         recs = [read_json(p, "stage record") for p in sorted(run.glob("*/stage.json"))]
         if recs:
             lines += ["", "## Stages of this run", "", "| stage | seconds | git commit |", "|---|---|---|"]
-            lines += [f"| {r['stage']} | {r.get('seconds', 'n/a')} | {str(r.get('git_commit'))[:12]} |" for r in recs]
+            lines += [f"| {r['stage']} | {r.get('seconds', r.get('status'))} | {str(r.get('git_commit'))[:12]} |" for r in recs]
     return "\n".join(lines) + "\n"
