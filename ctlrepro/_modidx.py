@@ -219,7 +219,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'ctlrepro.study.plot_families': ('study.html#plot_families', 'ctlrepro/study.py'),
                                 'ctlrepro.study.plot_tradeoff': ('study.html#plot_tradeoff', 'ctlrepro/study.py'),
                                 'ctlrepro.study.plot_training': ('study.html#plot_training', 'ctlrepro/study.py'),
-                                'ctlrepro.study.refusals': ('study.html#refusals', 'ctlrepro/study.py'),
                                 'ctlrepro.study.results_markdown': ('study.html#results_markdown', 'ctlrepro/study.py'),
                                 'ctlrepro.study.rewind_claims': ('study.html#rewind_claims', 'ctlrepro/study.py'),
                                 'ctlrepro.study.run_launched': ('study.html#run_launched', 'ctlrepro/study.py'),

@@ -15,13 +15,13 @@ from .core import read_json, stable_hash
 from .tokens import SPEC, ControlSpec
 from .models import load_policy
 from .evaluate import EvalConfig
+from .align import refusal_rates
 
 # %% auto #0
 __all__ = ['METHOD_ORDER', 'CLAIM_SETTINGS', 'RESULT_METRICS', 'load_judge', 'eval_config', 'save_eval', 'fmt_ci', 'show_metrics',
            'setting_means', 'aligned_source', 'make_or_reuse_aligned', 'data_hash', 'train_or_reuse', 'run_launched',
-           'refusals', 'claim_prompts', 'rewind_claims', 'alpha_curve', 'collect', 'plot_control_heatmaps',
-           'plot_control_curves', 'plot_tradeoff', 'plot_training', 'plot_alpha_curve', 'plot_families',
-           'results_markdown']
+           'claim_prompts', 'rewind_claims', 'alpha_curve', 'collect', 'plot_control_heatmaps', 'plot_control_curves',
+           'plot_tradeoff', 'plot_training', 'plot_alpha_curve', 'plot_families', 'results_markdown']
 
 # %% ../nbs/17_study.ipynb #4de8dd24
 METHOD_ORDER = ["base", "aligned", "prompting", "rerank", "clm", "exmate", "dpo", "rl"]
@@ -110,17 +110,6 @@ def run_launched(launcher:str, src:str, selfgen:str|Path, folder:str|Path, cfg, 
     subprocess.run(cmd, check=True)
 
 # %% ../nbs/17_study.ipynb #8bdd1cd3
-def refusals(model, tokenizer, prompts:pd.DataFrame, levels=None, max_new_tokens:int=48, scorers=None)->pd.DataFrame:
-    "Greedy responses under `levels` with the refusal detector's and string match's verdicts"
-    from ctlrepro.generate import generate
-    from ctlrepro.rewards import StringMatchRefusal
-    from ctlrepro.scorers import default_scorers
-    scorers = scorers or default_scorers()
-    out = generate(model, tokenizer, prompts, levels=levels, temperature=0, max_new_tokens=max_new_tokens, progress=False)
-    out["refused"] = scorers.scorer("refusal").score(out.prompt, out.response, progress=False) >= 0.5
-    out["refused_string_match"] = StringMatchRefusal().score(out.prompt, out.response, progress=False) >= 0.5
-    return out
-
 def claim_prompts(limit:int|None, prompts:str="ctlrepro")->pd.DataFrame:
     from ctlrepro.data import load_prompts
     ev = load_prompts(prompts, split="eval", limit=limit)
@@ -133,7 +122,7 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
     from ctlrepro.rewind import load_controllable
     ps = claim_prompts(limit)
     m, t = load_policy(src, device=device, dtype=dtype)
-    ref = refusals(m, t, ps).set_index("prompt")
+    ref = refusal_rates(m, t, ps, progress=False).set_index("prompt")
     rows, ex = [], []
     for kind in ("borderline", "harmful"):
         r = ref[ref.kind == kind]
@@ -143,7 +132,7 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
         pm, tok = load_controllable(Path(run) / "finetune" / obj, device=device, dtype=dtype)
         for kind, lv in CLAIM_SETTINGS:
             p = ps[ps.kind == kind]
-            o = refusals(pm, tok, p, levels=lv)
+            o = refusal_rates(pm, tok, p, progress=False, levels=lv)
             was = ref.loc[o.prompt, "refused"].values
             rows.append({"method": obj, "kind": kind, "control": SPEC.format(lv), "n": len(o), "refused": o.refused.mean(),
                          "refused_string_match": o.refused_string_match.mean(),
@@ -161,7 +150,7 @@ def alpha_curve(folder:str|Path, alphas:list, settings:list, limit:int|None=12, 
     for a in alphas:
         set_alpha(pm, float(a))
         for lv in settings:
-            rows.append(refusals(pm, tok, ps, levels=lv, max_new_tokens=max_new_tokens).assign(alpha=float(a)))
+            rows.append(refusal_rates(pm, tok, ps, max_new_tokens=max_new_tokens, progress=False, levels=lv).assign(alpha=float(a)))
     set_alpha(pm, 1.0)
     return pd.concat(rows, ignore_index=True)
 
