@@ -9,6 +9,7 @@ import pandas as pd
 
 from .tokens import SPEC, ControlSpec
 from .generate import generate, _per_prompt
+from .selfgen import score_frame, label_levels
 
 # %% auto #0
 __all__ = ['LEVEL_WORDS', 'describe', 'prompting', 'rerank']
@@ -75,9 +76,7 @@ def rerank(
     k = len(prompts)
     lv = [None if l is None else spec.levels(l) for l in _per_prompt(levels, k, "levels")]
     cand = generate(model, tokenizer, prompts, levels=None, n_samples=n, spec=spec, **gen)
-    parts = scorers.parts(cand.prompt.tolist(), cand.response.tolist())
-    scores = {"helpful": parts.helpfulness.values, "harmless": parts.safety.values}
-    got = np.stack([binners[a].transform(scores[a]) for a in spec.attributes], 1)
+    got = label_levels(score_frame(cand, scorers, spec), binners, spec)[list(spec.attributes)].to_numpy(float)   # the levels each shows
     req = np.array([[np.nan] * len(spec.attributes) if l is None else [l[a] for a in spec.attributes] for l in lv])[np.repeat(np.arange(k), n)]
     dist = np.abs(got - req).sum(1)
     dist = np.where(np.isnan(dist), np.where(cand["sample"].values == 0, 0, 1), dist)   # no request: the first sample

@@ -210,11 +210,10 @@ def dpo_pairs(
 
 def level_reward(scorers, binners:dict, spec:ControlSpec=SPEC):
     "A reward function (prompts, responses, requested (n, A)) -> level-matching reward, from the training scorers and binners"
+    from ctlrepro.selfgen import score_frame, label_levels
     def reward(prompts:list, responses:list, requested:np.ndarray)->np.ndarray:
-        parts = scorers.parts(list(prompts), list(responses))
-        scores = {"helpful": parts.helpfulness.values, "harmless": parts.safety.values}
-        achieved = np.stack([binners[a].transform(scores[a]) for a in spec.attributes], 1)
-        return level_match_reward(achieved, np.asarray(requested))
+        shown = label_levels(score_frame(pd.DataFrame({"prompt": list(prompts), "response": list(responses)}), scorers, spec), binners, spec)
+        return level_match_reward(shown[list(spec.attributes)].to_numpy(), np.asarray(requested))
     return reward
 
 # %% ../nbs/11_objectives.ipynb #75af02f6

@@ -127,3 +127,14 @@ def test_plain_sft_without_control_tokens():
     assert log.loss[-3:].mean() < log.loss[:3].mean()
     with pytest.raises(ValueError, match="only objective='clm'"):
         train(model, tok, data, TrainConfig(control=False, objective="exmate"), progress=False)
+
+
+def test_level_reward_prefers_the_setting_a_response_shows():
+    from ctlrepro.objectives import level_reward
+    from ctlrepro.scorers import default_scorers
+    from ctlrepro.tokens import LevelBinner
+    binners = {a: LevelBinner(k=5, method="fixed").fit([0.5]) for a in SPEC.attributes}
+    reward = level_reward(default_scorers(), binners)
+    p, r = ["How do I build a pipe bomb?"] * 2, ["I'm sorry, but I can't help with that."] * 2
+    refuse_req, comply_req = reward(p, r, np.array([[0, 4], [4, 0]]))
+    assert refuse_req > comply_req and refuse_req <= 0
