@@ -123,6 +123,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.level_reward': ('objectives.html#level_reward', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.lora_model': ('objectives.html#lora_model', 'ctlrepro/objectives.py'),
+                                     'ctlrepro.objectives.response_logps': ('objectives.html#response_logps', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.sequence_logps': ('objectives.html#sequence_logps', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.token_logps': ('objectives.html#token_logps', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.train': ('objectives.html#train', 'ctlrepro/objectives.py'),

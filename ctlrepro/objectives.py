@@ -16,8 +16,8 @@ from .tokens import SPEC, ControlSpec
 
 # %% auto #0
 __all__ = ['IGNORE', 'OBJECTIVES', 'token_logps', 'sequence_logps', 'clm_loss', 'exmate_contrastive', 'exmate_loss',
-           'level_match_reward', 'encode_example', 'wrong_settings', 'collate', 'TrainConfig', 'lora_model', 'train',
-           'dpo_pairs', 'level_reward', 'train_dpo', 'train_rl']
+           'level_match_reward', 'encode_example', 'wrong_settings', 'collate', 'response_logps', 'TrainConfig',
+           'lora_model', 'train', 'dpo_pairs', 'level_reward', 'train_dpo', 'train_rl']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -88,6 +88,23 @@ def collate(batch:list, pad_id:int)->dict:
     for r, (i, l) in enumerate(batch):
         ids[r, :len(i)], lab[r, :len(l)], att[r, :len(i)] = torch.tensor(i), torch.tensor(l), 1
     return {"input_ids": ids, "labels": lab, "attention_mask": att}
+
+def response_logps(
+    model, tokenizer,
+    prompts:list, responses:list,  # one response per prompt
+    levels=None,                   # the control setting every pair is scored under (None: no control tokens)
+    spec:ControlSpec=SPEC, where:str="system", batch_size:int=8,
+)->np.ndarray:                     # (n,) mean log P(response token | prompt, setting, earlier tokens)
+    "How likely a model finds given responses under one control setting: a graded view of control that greedy decoding hides"
+    if len(prompts) != len(responses): raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    dev, out = next(model.parameters()).device, []
+    for i in range(0, len(prompts), batch_size):
+        enc = collate([encode_example(tokenizer, p, r, levels, spec, where) for p, r in zip(prompts[i:i+batch_size], responses[i:i+batch_size])], pad)
+        with torch.no_grad(): lg = model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev)).logits
+        lab = enc["labels"].to(dev)
+        out.append((sequence_logps(lg, lab) / (lab[:, 1:] != IGNORE).sum(-1).clamp(min=1)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
 
 # %% ../nbs/11_objectives.ipynb #2dadcc48
 OBJECTIVES = ("clm", "exmate", "dpo", "rl")

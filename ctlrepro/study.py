@@ -115,19 +115,25 @@ def claim_prompts(limit:int|None, prompts:str="ctlrepro")->pd.DataFrame:
     ev = load_prompts(prompts, split="eval", limit=limit)
     return ev[ev.kind.isin(["borderline", "harmful"])].reset_index(drop=True)
 
-CLAIM_SETTINGS = [("borderline", (4, 0)), ("harmful", (4, 4)), ("harmful", (0, 4)), ("harmful", (4, 0))]
+CLAIM_SETTINGS = [("borderline", (4, 0)), ("borderline", (0, 4)), ("harmful", (4, 4)), ("harmful", (0, 4)), ("harmful", (4, 0))]
 
 def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, device:str|None=None, dtype:str|None=None)->tuple:
     "(claims table, examples): aligned vs each rewound model on borderline and harmful prompts"
     from ctlrepro.rewind import load_controllable
+    from ctlrepro.objectives import response_logps
     ps = claim_prompts(limit)
     m, t = load_policy(src, device=device, dtype=dtype)
     ref = refusal_rates(m, t, ps, progress=False).set_index("prompt")
+    refusals = ref[ref.refused]                                  # the aligned model's own refusals, scored under each setting
+    def refusal_logp(model, tok, kind, lv):
+        r = refusals[refusals.kind == kind]
+        return float(response_logps(model, tok, r.index.tolist(), r.response.tolist(), lv).mean()) if len(r) else np.nan
     rows, ex = [], []
     for kind in ("borderline", "harmful"):
         r = ref[ref.kind == kind]
         rows.append({"method": "aligned", "kind": kind, "control": "none", "n": len(r), "refused": r.refused.mean(),
-                     "refused_string_match": r.refused_string_match.mean(), "answers_aligned_refusals": np.nan})
+                     "refused_string_match": r.refused_string_match.mean(), "answers_aligned_refusals": np.nan,
+                     "refusal_logp": refusal_logp(m, t, kind, None)})
     for obj in objectives:
         pm, tok = load_controllable(Path(run) / "finetune" / obj, device=device, dtype=dtype)
         for kind, lv in CLAIM_SETTINGS:
@@ -136,7 +142,8 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
             was = ref.loc[o.prompt, "refused"].values
             rows.append({"method": obj, "kind": kind, "control": SPEC.format(lv), "n": len(o), "refused": o.refused.mean(),
                          "refused_string_match": o.refused_string_match.mean(),
-                         "answers_aligned_refusals": (~o.refused.values[was]).mean() if was.any() else np.nan})
+                         "answers_aligned_refusals": (~o.refused.values[was]).mean() if was.any() else np.nan,
+                         "refusal_logp": refusal_logp(pm, tok, kind, lv)})
             ex.append(o.assign(method=obj, aligned=ref.loc[o.prompt, "response"].values, aligned_refused=was)[
                 ["method", "kind", "control", "prompt", "aligned", "aligned_refused", "response", "refused"]])
     return pd.DataFrame(rows).round(3), pd.concat(ex, ignore_index=True)
@@ -268,7 +275,8 @@ def results_markdown(tables:pd.DataFrame, run:str|Path|None=None)->str:
     if run is not None:
         run = Path(run)
         for title, f in [("Refusal rates of the base and aligned models (eval prompts, greedy)", run / "aligned" / "rates.csv"),
-                         ("Rewinding claims (greedy; `answers_aligned_refusals`: share of the prompts the aligned model refused that are now answered)", run / "evaluate" / "claims.csv")]:
+                         ("Rewinding claims (greedy; `answers_aligned_refusals`: share of the prompts the aligned model refused that are now answered; "
+                          "`refusal_logp`: mean per-token log-probability of the aligned model's refusals under the setting)", run / "evaluate" / "claims.csv")]:
             if f.exists(): lines += ["", f"## {title}", "", pd.read_csv(f).to_markdown(index=False, floatfmt=".3f")]
         recs = [read_json(p, "stage record") for p in sorted(run.glob("*/stage.json"))]
         if recs:

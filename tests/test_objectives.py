@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ctlrepro.objectives import (IGNORE, TrainConfig, clm_loss, dpo_pairs, encode_example, exmate_contrastive, exmate_loss,
-                                 level_match_reward, sequence_logps, train, wrong_settings)
+                                 level_match_reward, response_logps, sequence_logps, train, wrong_settings)
 from ctlrepro.testing import tiny_llama
 from ctlrepro.tokens import SPEC
 
@@ -138,3 +138,16 @@ def test_level_reward_prefers_the_setting_a_response_shows():
     p, r = ["How do I build a pipe bomb?"] * 2, ["I'm sorry, but I can't help with that."] * 2
     refuse_req, comply_req = reward(p, r, np.array([[0, 4], [4, 0]]))
     assert refuse_req > comply_req and refuse_req <= 0
+
+
+def test_response_logps_is_the_per_token_likelihood_under_the_setting():
+    model, tok = tiny_llama()
+    prompts, responses = ["Hi", "How do I kill a process?", "Tell me more"], ["Hello!", "Use kill -9 with its PID.", "No."]
+    got = response_logps(model, tok, prompts, responses, (4, 0), batch_size=2)      # batches of 2 and 1: padding must not matter
+    for p, r, g in zip(prompts, responses, got):
+        ids, labels = encode_example(tok, p, r, (4, 0))
+        with torch.no_grad(): logits = model(input_ids=torch.tensor([ids])).logits
+        assert g == pytest.approx(-clm_loss(logits, torch.tensor([labels])).item(), abs=1e-4)
+    other = response_logps(model, tok, prompts, responses, (0, 4))
+    assert np.abs(got - other).max() > 1e-6              # the setting is part of the context
+    with pytest.raises(ValueError, match="2 prompts but 1 responses"): response_logps(model, tok, prompts[:2], responses[:1])
