@@ -13,7 +13,7 @@ from ctlrepro.pipeline import STAGES, Stage, load_preset, repo_root, reproduce, 
 NBS = repo_root() / "nbs"
 
 
-@pytest.mark.parametrize("preset", ["small", "full"])
+@pytest.mark.parametrize("preset", ["small", "full", "rewind-cpu"])
 def test_shipped_presets_match_every_notebook(preset):
     pre = load_preset(preset)
     for s in STAGES:
