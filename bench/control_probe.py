@@ -12,7 +12,6 @@ each chunk (the adapter carries on), so a chunked run is not step for step the s
 import argparse, json, time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
