@@ -51,15 +51,20 @@ def preset_path(preset:str|Path)->Path:
     if not p.exists(): raise ValueError(f"unknown preset {preset!r}: accepted are {sorted(q.stem for q in folder.glob('*.yaml'))} or a .yaml file")
     return p
 
-def load_preset(preset:str|Path)->dict:
-    "{'common': params for every stage that declares them, 'stages': {stage: params}}"
+def load_preset(preset:str|Path, _seen:tuple=())->dict:
+    "{'common': params for every stage that declares them, 'stages': {stage: params}}; `extends: <preset>` starts from another preset"
     import yaml
     p = preset_path(preset)
+    if p.resolve() in _seen: raise ValueError(f"preset {p} extends itself through {[q.stem for q in _seen]}")
     try: d = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e: raise ValueError(f"preset {p} is not valid YAML: {e}") from None
-    bad = set(d) - {"common", "stages", "description"}
-    if bad: raise ValueError(f"preset {p}: unknown top-level key(s) {sorted(bad)}; accepted are 'common', 'stages', 'description'")
-    return {"common": d.get("common") or {}, "stages": d.get("stages") or {}, "name": p.stem}
+    bad = set(d) - {"common", "stages", "description", "extends"}
+    if bad: raise ValueError(f"preset {p}: unknown top-level key(s) {sorted(bad)}; accepted are 'common', 'stages', 'description', 'extends'")
+    ext = d.get("extends")
+    if ext and Path(str(ext)).suffix in (".yaml", ".yml"): ext = p.parent / ext              # a file is found beside this one
+    base = load_preset(ext, _seen + (p.resolve(),)) if ext else {"common": {}, "stages": {}}
+    stages = {**base["stages"], **{s: {**base["stages"].get(s, {}), **(v or {})} for s, v in (d.get("stages") or {}).items()}}
+    return {"common": {**base["common"], **(d.get("common") or {})}, "stages": stages, "name": p.stem}
 
 # %% ../nbs/16_pipeline.ipynb #d00475fa
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list, tuple), "dict": (dict,), "None": (type(None),)}

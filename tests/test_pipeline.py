@@ -36,6 +36,18 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "run").exists()                 # nothing ran
 
 
+def test_a_preset_extends_another_stage_by_stage(tmp_path):
+    small, rw = load_preset("small"), load_preset("rewind-cpu")
+    for s in ("aligned", "selfgen", "training_free", "rewind"): assert rw["stages"][s] == small["stages"][s]
+    assert rw["stages"]["finetune"] == {**small["stages"]["finetune"], "steps": 64}     # overrides one key, keeps the rest
+    assert rw["common"] == {**small["common"], "objectives": ["exmate"]} and rw["name"] == "rewind-cpu"
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"extends": "b.yaml", "stages": {"finetune": {"steps": 2}}}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "a.yaml"}))
+    with pytest.raises(ValueError, match="extends itself"): load_preset(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "nosuch"}))
+    with pytest.raises(ValueError, match="unknown preset 'nosuch'"): load_preset(tmp_path / "a.yaml")
+
+
 def test_device_selection_on_the_cpu(monkeypatch):
     assert pick_device("cpu").type == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
