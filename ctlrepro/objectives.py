@@ -75,9 +75,12 @@ def encode_example(tokenizer, prompt:str, response:str, levels, spec:ControlSpec
     resp = tokenizer(str(response) + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
     return ctx + resp, [IGNORE] * len(ctx) + resp
 
-def wrong_settings(true:dict, m:int, rng:random.Random, spec:ControlSpec=SPEC)->list:
-    "m distinct settings other than `true`, uniformly"
-    others = [g for g in spec.grid() if g != true]
+def wrong_settings(
+    true:dict, m:int, rng:random.Random, spec:ControlSpec=SPEC,
+    also_true:set=frozenset(),  # level tuples that are not wrong either: other labels of the same (prompt, response)
+)->list:
+    "m distinct settings other than `true` (and `also_true`), uniformly"
+    others = [g for g in spec.grid() if g != true and tuple(g[a] for a in spec.attributes) not in also_true]
     if m > len(others): raise ValueError(f"m={m} wrong settings asked, only {len(others)} exist for K={spec.k}")
     return rng.sample(others, m)
 
@@ -116,6 +119,7 @@ class TrainConfig:
     steps:int = 60               # optimizer steps
     batch_size:int = 8           # examples per step
     lr:float = 5e-4              # AdamW learning rate
+    max_grad_norm:float = 1.0    # gradients are clipped to this norm (as transformers' Trainer does by default; inf: no clipping)
     lora_r:int = 16              # LoRA rank
     lora_alpha:int = 32          # LoRA scaling numerator
     lora_dropout:float = 0.05
@@ -140,7 +144,8 @@ class TrainConfig:
             raise ValueError(f"RL: num_generations={self.num_generations} must be >= 2 and divide batch_size={self.batch_size}")
         for f in ("steps", "batch_size", "lora_r", "m_negatives"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
-        if not self.lr > 0 or not self.tau > 0 or self.lam < 0: raise ValueError("lr and tau must be > 0 and lam >= 0")
+        if not self.lr > 0 or not self.tau > 0 or self.lam < 0 or not self.max_grad_norm > 0:
+            raise ValueError(f"lr, tau and max_grad_norm must be > 0 and lam >= 0, got lr={self.lr}, tau={self.tau}, max_grad_norm={self.max_grad_norm}, lam={self.lam}")
 
 def lora_model(model, tokenizer, cfg:TrainConfig, spec:ControlSpec=SPEC):
     "Wrap `model` in LoRA adapters that also train the control tokens' embedding rows"
@@ -181,12 +186,15 @@ def train(
     peft_model, opt = acc.prepare(peft_model, opt)
     peft_model.train()
     rows = data[["prompt", "response", *(spec.attributes if cfg.control else [])]].to_dict("records")
+    labels = {}                                           # every setting a (prompt, response) is labelled with: none is a negative for it
+    for r in rows: labels.setdefault((r["prompt"], r["response"]), set()).add(tuple(int(r[a]) for a in spec.attributes) if cfg.control else None)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     log = []
     for step in tqdm(range(cfg.steps), desc=f"train {cfg.objective}", disable=not progress, leave=False):
         batch = [rows[rng.randrange(len(rows))] for _ in range(cfg.batch_size)]
         true = [{a: int(r[a]) for a in spec.attributes} if cfg.control else None for r in batch]
-        settings = [[t] + (wrong_settings(t, cfg.m_negatives, rng, spec) if cfg.objective == "exmate" else []) for t in true]
+        settings = [[t] + (wrong_settings(t, cfg.m_negatives, rng, spec, labels[(r["prompt"], r["response"])]) if cfg.objective == "exmate" else [])
+                    for t, r in zip(true, batch)]
         n_var = len(settings[0])
         enc = collate([encode_example(tokenizer, r["prompt"], r["response"], s, spec, cfg.where) for r, ss in zip(batch, settings) for s in ss], pad)
         enc = {k: v.to(acc.device) for k, v in enc.items()}
@@ -199,8 +207,10 @@ def train(
             seq = sequence_logps(logits, enc["labels"]).view(len(batch), n_var)
             con = exmate_contrastive(seq, cfg.tau); loss = clm + cfg.lam * con
         else: con, loss = torch.tensor(float("nan")), clm
-        opt.zero_grad(); acc.backward(loss); opt.step()
-        log.append({"step": step, "loss": loss.item(), "clm": clm.item(), "contrastive": con.item()})
+        opt.zero_grad(); acc.backward(loss)
+        gn = acc.clip_grad_norm_(peft_model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        log.append({"step": step, "loss": loss.item(), "clm": clm.item(), "contrastive": con.item(), "grad_norm": float(gn)})
     peft_model.eval()
     return acc.unwrap_model(peft_model), pd.DataFrame(log)
 
@@ -217,8 +227,8 @@ def dpo_pairs(
     for prompt, g in data.groupby("prompt", sort=True):
         lv, resp, mine = g[attrs].to_numpy(int), g.response.tolist(), []
         for i in range(len(g)):
-            d = np.abs(lv - lv[i]).sum(1)
-            if d.max() == 0: continue                                  # every sample shows the same levels: no preference
+            d = np.where([r == resp[i] for r in resp], 0, np.abs(lv - lv[i]).sum(1))   # a response relabelled elsewhere is no rival of itself
+            if d.max() == 0: continue                                  # every other sample shows the same levels: no preference
             j = int(rng.choice(np.flatnonzero(d == d.max())))
             mine.append({"prompt": prompt, **dict(zip(attrs, map(int, lv[i]))), "chosen": resp[i], "rejected": resp[j], "distance": int(d[j])})
         if per_prompt and len(mine) > per_prompt: mine = [mine[k] for k in sorted(rng.choice(len(mine), per_prompt, replace=False))]
@@ -235,10 +245,10 @@ def level_reward(scorers, binners:dict, spec:ControlSpec=SPEC):
 
 # %% ../nbs/11_objectives.ipynb #75af02f6
 def _trl_args(cfg, out_dir:str, progress:bool)->dict:
-    "TrainingArguments shared by the TRL trainers: same steps, batch and seed as our loop; bf16 on a GPU when asked"
+    "TrainingArguments shared by the TRL trainers: same steps, batch, seed and gradient clipping as our loop; bf16 on a GPU when asked"
     cuda = torch.cuda.is_available()
     return dict(output_dir=out_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
-                lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed,
+                max_grad_norm=cfg.max_grad_norm, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed,
                 bf16=cuda and cfg.mixed_precision == "bf16", fp16=cuda and cfg.mixed_precision == "fp16", use_cpu=not cuda,
                 disable_tqdm=not progress, remove_unused_columns=False)
 

@@ -16,8 +16,8 @@ from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import generate
 
 # %% auto #0
-__all__ = ['STEERS', 'SelfGenConfig', 'steer_for', 'score_frame', 'label_levels', 'coverage', 'config_key', 'self_generate',
-           'load_binners', 'plot_coverage']
+__all__ = ['STEERS', 'SelfGenConfig', 'steer_for', 'score_frame', 'label_levels', 'fit_binner', 'safety_first_labels', 'coverage',
+           'config_key', 'self_generate', 'load_binners', 'plot_coverage']
 
 # %% ../nbs/12_selfgen.ipynb #2e87f90b
 @dataclass
@@ -31,12 +31,15 @@ class SelfGenConfig:
     min_per_cell:int = 4         # m: the coverage step fills cells below this count
     budget:int = 120             # extra steered samples at most
     rounds:int = 2               # coverage rounds
+    binning:str = "auto"         # 'quantile' (cut points at the plain pool's quantiles), 'fixed' (equal-width on [0, 1]) or 'auto' (per attribute: fixed when every score lies in [0, 1])
+    safety_first:bool = True     # add this project's safety-first labels (`safety_first_labels`)
     seed:int = 0
 
     def __post_init__(self):
         for f in ("n_samples", "max_new_tokens", "min_per_cell", "rounds"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if self.budget < 0: raise ValueError(f"budget must be >= 0, got {self.budget}")
+        if self.binning not in ("auto", "fixed", "quantile"): raise ValueError(f"binning={self.binning!r}: accepted are 'auto', 'fixed', 'quantile'")
 
 # %% ../nbs/12_selfgen.ipynb #caaeabc1
 STEERS = {
@@ -61,6 +64,26 @@ def score_frame(df:pd.DataFrame, scorers, spec:ControlSpec=SPEC)->pd.DataFrame:
 def label_levels(df:pd.DataFrame, binners:dict, spec:ControlSpec=SPEC)->pd.DataFrame:
     "The levels each response shows, from its scores"
     return df.assign(**{a: binners[a].transform(df[f"score_{a}"]) for a in spec.attributes})
+
+def fit_binner(scores, method:str="auto", k:int=SPEC.k)->LevelBinner:
+    "A `LevelBinner` for one attribute's pool of scores; 'auto' is equal-width on [0, 1] when every score lies there, quantile otherwise"
+    s = np.asarray(scores, dtype=float)
+    in_unit = bool(len(s)) and s.min() >= 0 and s.max() <= 1
+    if method == "fixed" and not in_unit:
+        raise ValueError(f"binning='fixed' cuts [0, 1] but the scores run {s.min():.3g}..{s.max():.3g}: use binning='quantile' (or 'auto') for an unbounded reward model")
+    if method == "auto": method = "fixed" if in_unit else "quantile"
+    return LevelBinner(k=k, method=method).fit(s)
+
+def safety_first_labels(df:pd.DataFrame, spec:ControlSpec=SPEC)->pd.DataFrame:
+    "Extra rows: per prompt, each helpfulness level that no sample shows at top harmlessness gets the prompt's top-harmlessness sample nearest in helpfulness (`how`='safety-first')"
+    a, b = spec.attributes[:2]; top = spec.k - 1
+    out = []
+    for _, g in df[df[b] == top].groupby("prompt", sort=True):
+        for h in sorted(set(range(spec.k)) - set(g[a])):
+            d = (g[a] - h).abs()
+            best = g[d == d.min()].sort_values(f"score_{a}", ascending=False).iloc[0]   # ties: the more helpful one
+            out.append(best.to_dict() | {a: h, "how": "safety-first", "shown_" + a: int(best[a])})
+    return pd.DataFrame(out, columns=[*df.columns, "shown_" + a])
 
 def coverage(df:pd.DataFrame, spec:ControlSpec=SPEC)->pd.DataFrame:
     "K x K counts of examples per (helpful, harmless) cell (rows: helpful, columns: harmless)"
@@ -96,7 +119,7 @@ def self_generate(
     pool = generate(model, tokenizer, prompts, n_samples=cfg.n_samples, max_new_tokens=cfg.max_new_tokens,
                     temperature=cfg.temperature, seed=cfg.seed, progress=progress)
     pool = score_frame(pool.drop(columns=list(spec.attributes) + ["control"]), scorers, spec).assign(how="plain", round=0)
-    binners = {a: LevelBinner(k=spec.k).fit(pool[f"score_{a}"]) for a in spec.attributes}
+    binners = {a: fit_binner(pool[f"score_{a}"], cfg.binning, spec.k) for a in spec.attributes}
     pool = label_levels(pool, binners, spec)
     before = coverage(pool, spec)
     spent = 0
@@ -123,6 +146,7 @@ def self_generate(
         new = label_levels(score_frame(pd.concat(extra, ignore_index=True), scorers, spec), binners, spec)
         pool = pd.concat([pool, new], ignore_index=True)
     after = coverage(pool, spec)
+    if cfg.safety_first: pool = pd.concat([pool, safety_first_labels(pool, spec)], ignore_index=True)
     pool["seed"] = cfg.seed
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +156,7 @@ def self_generate(
                        after.stack().rename("count").reset_index().assign(stage="after")]).to_parquet(tmp, index=False)
         with atomic_path(out / "selfgen.parquet") as tmp: pool.to_parquet(tmp, index=False)
         unreached = [(int(h), int(s)) for h in range(spec.k) for s in range(spec.k) if after.loc[h, s] < cfg.min_per_cell]
-        atomic_write_json(out / "selfgen.json", {"key": key, "config": asdict(cfg), "n": len(pool), "extra_samples": spent,
+        atomic_write_json(out / "selfgen.json", {"key": key, "config": asdict(cfg), "n": len(pool), "extra_samples": spent, "safety_first_rows": int((pool.how == "safety-first").sum()),
                                                  "unreached_cells": unreached, "seconds": round(time.time() - t0, 1)})
     return pool
 

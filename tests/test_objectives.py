@@ -47,6 +47,13 @@ def test_level_match_reward_and_wrong_settings():
     assert len(w) == 6 and {"helpful": 1, "harmless": 2} not in w and len({tuple(x.values()) for x in w}) == 6
     with pytest.raises(ValueError, match="only 24 exist"):
         wrong_settings({"helpful": 1, "harmless": 2}, 25, rng)
+    # settings the same (prompt, response) is also labelled with are never drawn as negatives
+    also = {(h, 4) for h in range(5)}
+    for _ in range(20):
+        w = wrong_settings({"helpful": 0, "harmless": 4}, 20, rng, also_true=also)
+        assert all(x["harmless"] != 4 for x in w)
+    with pytest.raises(ValueError, match="only 20 exist"):
+        wrong_settings({"helpful": 0, "harmless": 4}, 21, rng, also_true=also)
 
 
 def test_examples_put_the_loss_on_the_response_only():
@@ -74,6 +81,19 @@ def test_training_smoke(objective):
     pm, log = train(model, tok, data, TrainConfig(objective=objective, steps=30, batch_size=4, lr=3e-3, m_negatives=2), progress=False)
     assert np.isfinite(log.loss).all() and log.loss[-5:].mean() < log.loss[:5].mean()
     _adapter_moved_base_kept(pm, before)
+
+
+def test_gradients_are_clipped():
+    data = pd.DataFrame([{"prompt": "Q", "response": "yes yes", "helpful": 4, "harmless": 0}])
+    moved = {}
+    for norm in (1e-12, 1.0):                              # AdamW's eps (1e-8) dwarfs gradients clipped to 1e-12: the step all but vanishes
+        model, tok = tiny_llama()
+        pm, log = train(model, tok, data, TrainConfig(objective="clm", steps=1, batch_size=1, lr=1e-2, max_grad_norm=norm), progress=False)
+        assert log.grad_norm.iloc[0] > 1e-3                  # the norm before clipping is logged
+        moved[norm] = sum(p.abs().sum().item() for n, p in pm.named_parameters() if "lora_B" in n)
+    assert moved[1e-12] < 0.01 * moved[1.0]
+    with pytest.raises(ValueError, match="max_grad_norm=0"):
+        TrainConfig(max_grad_norm=0)
 
 
 def test_rl_smoke_passes_the_request_to_the_reward():
@@ -108,6 +128,10 @@ def test_dpo_pairs_prefer_the_sample_showing_the_setting():
         assert r.distance == sum(abs(a - b) for a, b in zip(lv[r.rejected], lv[r.chosen])) > 0
     assert pairs.set_index("chosen").rejected.to_dict() == {"a": "c", "b": pairs.set_index("chosen").rejected["b"], "c": "a"}
     assert len(dpo_pairs(data, per_prompt=1)) == 1
+    # a response relabelled with a second setting is never its own rejected response
+    twice = pd.DataFrame({"prompt": ["Q"] * 3, "response": ["no", "no", "yes"], "helpful": [0, 4, 4], "harmless": [4, 4, 0]})
+    pairs = dpo_pairs(twice, per_prompt=None)
+    assert len(pairs) == 3 and (pairs.chosen != pairs.rejected).all()
 
 
 def test_bad_training_config_and_data():

@@ -4,7 +4,7 @@ import pytest
 
 from ctlrepro.embedded import Encoder, LogisticHead
 from ctlrepro.scorers import EmbeddedScorers
-from ctlrepro.selfgen import STEERS, SelfGenConfig, coverage, load_binners, self_generate, steer_for
+from ctlrepro.selfgen import STEERS, SelfGenConfig, coverage, fit_binner, load_binners, safety_first_labels, self_generate, steer_for
 from ctlrepro.testing import tiny_llama
 
 
@@ -28,7 +28,10 @@ def test_self_generate_labels_fills_and_reuses(tmp_path):
     data = self_generate(model, tok, es, cfg, out=tmp_path, progress=False)
     assert {"prompt", "response", "helpful", "harmless", "score_helpful", "score_harmless", "how", "seed"} <= set(data.columns)
     assert data.helpful.between(0, 4).all() and data.harmless.between(0, 4).all()
-    assert (data.how == "plain").sum() == 3 * 3 * 2 and (data.how != "plain").sum() <= 30
+    steered = ~data.how.isin(["plain", "safety-first"])
+    assert (data.how == "plain").sum() == 3 * 3 * 2 and steered.sum() <= 30
+    relabelled = data[data.how == "safety-first"]
+    assert (relabelled.harmless == 4).all() and len(relabelled) == len(safety_first_labels(data[data.how != "safety-first"]))
     b = load_binners(tmp_path)
     plain = data[data.how == "plain"]
     assert b["helpful"].transform(plain.score_helpful).tolist() == plain.helpful.tolist()
@@ -40,6 +43,31 @@ def test_self_generate_labels_fills_and_reuses(tmp_path):
 def test_bad_config():
     with pytest.raises(ValueError, match="n_samples"):
         SelfGenConfig(n_samples=0)
+    with pytest.raises(ValueError, match="binning='uniform'.*'auto', 'fixed', 'quantile'"):
+        SelfGenConfig(binning="uniform")
+
+
+def test_binning_auto_is_equal_width_on_unit_scores_and_quantile_otherwise():
+    unit = np.array([0.0, 0.01, 0.02, 0.9, 0.95, 0.99])              # bimodal, like refusals and answers
+    assert fit_binner(unit).transform(unit).tolist() == [0, 0, 0, 4, 4, 4]
+    assert sorted(set(fit_binner(unit, "quantile").transform(unit))) != [0, 4]   # quantiles split each mode into levels
+    raw = np.array([-3.0, -1.0, 0.5, 2.0, 4.0, 7.0])                # a reward model's logits
+    assert fit_binner(raw).method == "quantile" and fit_binner(raw).transform(raw).tolist() == [0, 0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="scores run -3..7.*binning='quantile'"):
+        fit_binner(raw, "fixed")
+
+
+def test_safety_first_labels():
+    df = pd.DataFrame({"prompt": ["bomb"] * 3 + ["cake"] * 2, "response": ["no", "sure", "nope", "no", "recipe"],
+                       "helpful": [0, 4, 1, 0, 4], "harmless": [4, 0, 4, 4, 4], "score_helpful": [0.0, 0.9, 0.3, 0.0, 0.9],
+                       "how": "plain"})
+    extra = safety_first_labels(df)
+    got = {(r.prompt, r.helpful): (r.response, r.shown_helpful) for r in extra.itertuples()}
+    # bomb: levels 2, 3, 4 at top harmlessness are unshown; the safe sample nearest in helpfulness fills them, never the unsafe one
+    assert got == {("bomb", 2): ("nope", 1), ("bomb", 3): ("nope", 1), ("bomb", 4): ("nope", 1),
+                   ("cake", 1): ("no", 0), ("cake", 2): ("recipe", 4), ("cake", 3): ("recipe", 4)}   # a tie goes to the more helpful
+    assert (extra.harmless == 4).all() and (extra.how == "safety-first").all()
+    assert safety_first_labels(df[df.harmless < 4]).empty
 
 
 def test_a_new_harm_head_invalidates_the_saved_set(tmp_path):
