@@ -16,8 +16,8 @@ from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import generate
 
 # %% auto #0
-__all__ = ['STEERS', 'SelfGenConfig', 'steer_for', 'score_frame', 'label_levels', 'fit_binner', 'safety_first_labels', 'coverage',
-           'config_key', 'self_generate', 'load_binners', 'plot_coverage']
+__all__ = ['STEERS', 'RELABEL', 'SelfGenConfig', 'steer_for', 'score_frame', 'label_levels', 'fit_binner', 'unshown_labels',
+           'coverage', 'config_key', 'self_generate', 'load_binners', 'plot_coverage']
 
 # %% ../nbs/12_selfgen.ipynb #2e87f90b
 @dataclass
@@ -32,7 +32,7 @@ class SelfGenConfig:
     budget:int = 120             # extra steered samples at most
     rounds:int = 2               # coverage rounds
     binning:str = "auto"         # 'quantile' (cut points at the plain pool's quantiles), 'fixed' (equal-width on [0, 1]) or 'auto' (per attribute: fixed when every score lies in [0, 1])
-    safety_first:bool = True     # add this project's safety-first labels (`safety_first_labels`)
+    relabel:str = "nearest"      # labels for settings a prompt's samples do not show (`unshown_labels`): 'nearest', 'safety-first' or 'none'
     seed:int = 0
 
     def __post_init__(self):
@@ -40,6 +40,7 @@ class SelfGenConfig:
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if self.budget < 0: raise ValueError(f"budget must be >= 0, got {self.budget}")
         if self.binning not in ("auto", "fixed", "quantile"): raise ValueError(f"binning={self.binning!r}: accepted are 'auto', 'fixed', 'quantile'")
+        if self.relabel not in RELABEL: raise ValueError(f"relabel={self.relabel!r}: accepted are {', '.join(map(repr, RELABEL))}")
 
 # %% ../nbs/12_selfgen.ipynb #caaeabc1
 STEERS = {
@@ -74,16 +75,28 @@ def fit_binner(scores, method:str="auto", k:int=SPEC.k)->LevelBinner:
     if method == "auto": method = "fixed" if in_unit else "quantile"
     return LevelBinner(k=k, method=method).fit(s)
 
-def safety_first_labels(df:pd.DataFrame, spec:ControlSpec=SPEC)->pd.DataFrame:
-    "Extra rows: per prompt, each helpfulness level that no sample shows at top harmlessness gets the prompt's top-harmlessness sample nearest in helpfulness (`how`='safety-first')"
+RELABEL = ("nearest", "safety-first", "none")
+
+def unshown_labels(
+    df:pd.DataFrame,       # labelled samples: prompt, response, level columns, score_<attribute>
+    mode:str="nearest",    # 'nearest': every unshown setting; 'safety-first': only those at top harmlessness
+    spec:ControlSpec=SPEC,
+)->pd.DataFrame:           # extra rows labelled with the setting they stand in for (`how`=mode, levels shown in shown_<attribute>)
+    "Per prompt, each setting none of its samples shows gets the nearest sample (L1 in levels) among those at least as harmless as asked"
+    if mode not in RELABEL: raise ValueError(f"mode={mode!r}: accepted are {', '.join(map(repr, RELABEL))}")
     a, b = spec.attributes[:2]; top = spec.k - 1
     out = []
-    for _, g in df[df[b] == top].groupby("prompt", sort=True):
-        for h in sorted(set(range(spec.k)) - set(g[a])):
-            d = (g[a] - h).abs()
-            best = g[d == d.min()].sort_values(f"score_{a}", ascending=False).iloc[0]   # ties: the more helpful one
-            out.append(best.to_dict() | {a: h, "how": "safety-first", "shown_" + a: int(best[a])})
-    return pd.DataFrame(out, columns=[*df.columns, "shown_" + a])
+    if mode != "none":
+        for _, g in df.groupby("prompt", sort=True):
+            shown = set(zip(g[a], g[b]))
+            for h in range(spec.k):
+                for s in range(spec.k) if mode == "nearest" else [top]:
+                    ok = g[g[b] >= s]                                           # harmlessness is a floor, never traded for helpfulness
+                    if (h, s) in shown or ok.empty: continue
+                    d = (ok[a] - h).abs() + (ok[b] - s).abs()
+                    best = ok[d == d.min()].sort_values([b, f"score_{a}"], ascending=False).iloc[0]   # ties: the safer, then the more helpful
+                    out.append(best.to_dict() | {a: h, b: s, "how": mode, f"shown_{a}": int(best[a]), f"shown_{b}": int(best[b])})
+    return pd.DataFrame(out, columns=[*df.columns, f"shown_{a}", f"shown_{b}"])
 
 def coverage(df:pd.DataFrame, spec:ControlSpec=SPEC)->pd.DataFrame:
     "K x K counts of examples per (helpful, harmless) cell (rows: helpful, columns: harmless)"
@@ -146,7 +159,7 @@ def self_generate(
         new = label_levels(score_frame(pd.concat(extra, ignore_index=True), scorers, spec), binners, spec)
         pool = pd.concat([pool, new], ignore_index=True)
     after = coverage(pool, spec)
-    if cfg.safety_first: pool = pd.concat([pool, safety_first_labels(pool, spec)], ignore_index=True)
+    pool = pd.concat([pool, unshown_labels(pool, cfg.relabel, spec)], ignore_index=True)
     pool["seed"] = cfg.seed
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +169,7 @@ def self_generate(
                        after.stack().rename("count").reset_index().assign(stage="after")]).to_parquet(tmp, index=False)
         with atomic_path(out / "selfgen.parquet") as tmp: pool.to_parquet(tmp, index=False)
         unreached = [(int(h), int(s)) for h in range(spec.k) for s in range(spec.k) if after.loc[h, s] < cfg.min_per_cell]
-        atomic_write_json(out / "selfgen.json", {"key": key, "config": asdict(cfg), "n": len(pool), "extra_samples": spent, "safety_first_rows": int((pool.how == "safety-first").sum()),
+        atomic_write_json(out / "selfgen.json", {"key": key, "config": asdict(cfg), "n": len(pool), "extra_samples": spent, "relabelled_rows": int(pool.how.isin(RELABEL).sum()),
                                                  "unreached_cells": unreached, "seconds": round(time.time() - t0, 1)})
     return pool
 

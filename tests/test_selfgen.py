@@ -4,7 +4,7 @@ import pytest
 
 from ctlrepro.embedded import Encoder, LogisticHead
 from ctlrepro.scorers import EmbeddedScorers
-from ctlrepro.selfgen import STEERS, SelfGenConfig, coverage, fit_binner, load_binners, safety_first_labels, self_generate, steer_for
+from ctlrepro.selfgen import STEERS, SelfGenConfig, coverage, fit_binner, load_binners, unshown_labels, self_generate, steer_for
 from ctlrepro.testing import tiny_llama
 
 
@@ -28,10 +28,14 @@ def test_self_generate_labels_fills_and_reuses(tmp_path):
     data = self_generate(model, tok, es, cfg, out=tmp_path, progress=False)
     assert {"prompt", "response", "helpful", "harmless", "score_helpful", "score_harmless", "how", "seed"} <= set(data.columns)
     assert data.helpful.between(0, 4).all() and data.harmless.between(0, 4).all()
-    steered = ~data.how.isin(["plain", "safety-first"])
+    steered = ~data.how.isin(["plain", "nearest"])
     assert (data.how == "plain").sum() == 3 * 3 * 2 and steered.sum() <= 30
-    relabelled = data[data.how == "safety-first"]
-    assert (relabelled.harmless == 4).all() and len(relabelled) == len(safety_first_labels(data[data.how != "safety-first"]))
+    shown = data[data.how != "nearest"]
+    assert len(data) - len(shown) == len(unshown_labels(shown))
+    # with the default relabelling every prompt has an example at every setting its samples allow (at least one sample at top harmlessness: all)
+    per_prompt = data.groupby("prompt").apply(lambda g: len(set(zip(g.helpful, g.harmless))), include_groups=False)
+    tops = shown.groupby("prompt").harmless.max()
+    assert (per_prompt[tops == 4] == 25).all()
     b = load_binners(tmp_path)
     plain = data[data.how == "plain"]
     assert b["helpful"].transform(plain.score_helpful).tolist() == plain.helpful.tolist()
@@ -57,31 +61,26 @@ def test_binning_auto_is_equal_width_on_unit_scores_and_quantile_otherwise():
         fit_binner(raw, "fixed")
 
 
-def test_safety_first_labels():
+def test_unshown_labels():
     df = pd.DataFrame({"prompt": ["bomb"] * 3 + ["cake"] * 2, "response": ["no", "sure", "nope", "no", "recipe"],
-                       "helpful": [0, 4, 1, 0, 4], "harmless": [4, 0, 4, 4, 4], "score_helpful": [0.0, 0.9, 0.3, 0.0, 0.9],
+                       "helpful": [0, 4, 1, 0, 4], "harmless": [4, 0, 4, 4, 3], "score_helpful": [0.0, 0.9, 0.3, 0.0, 0.9],
                        "how": "plain"})
-    extra = safety_first_labels(df)
-    got = {(r.prompt, r.helpful): (r.response, r.shown_helpful) for r in extra.itertuples()}
+    top = unshown_labels(df, "safety-first")
+    got = {(r.prompt, r.helpful): (r.response, r.shown_helpful) for r in top.itertuples()}
     # bomb: levels 2, 3, 4 at top harmlessness are unshown; the safe sample nearest in helpfulness fills them, never the unsafe one
     assert got == {("bomb", 2): ("nope", 1), ("bomb", 3): ("nope", 1), ("bomb", 4): ("nope", 1),
-                   ("cake", 1): ("no", 0), ("cake", 2): ("recipe", 4), ("cake", 3): ("recipe", 4)}   # a tie goes to the more helpful
-    assert (extra.harmless == 4).all() and (extra.how == "safety-first").all()
-    assert safety_first_labels(df[df.harmless < 4]).empty
-
-
-def test_a_new_harm_head_invalidates_the_saved_set(tmp_path):
-    rng = np.random.default_rng(1)
-    enc = Encoder(device="cpu")
-    refusal = LogisticHead(rng.normal(size=384), 0)
-    es = EmbeddedScorers(refusal, LogisticHead(rng.normal(size=384), 0), enc)
-    model, tok = tiny_llama()
-    cfg = SelfGenConfig(per_kind=2, n_samples=1, max_new_tokens=4, budget=0)
-    self_generate(model, tok, es, cfg, out=tmp_path, progress=False)
-    other = EmbeddedScorers(refusal, LogisticHead(rng.normal(size=384), 0), enc)  # same refusal head, new harm head
-    assert other.fingerprint() != es.fingerprint()
-    calls = []
-    real = model.generate
-    model.generate = lambda *a, **k: calls.append(1) or real(*a, **k)
-    self_generate(model, tok, other, cfg, out=tmp_path, progress=False)
-    assert calls, "the saved set was reused although it was scored by another harm head"
+                   ("cake", 1): ("no", 0), ("cake", 2): ("no", 0), ("cake", 3): ("no", 0), ("cake", 4): ("no", 0)}
+    assert (top.harmless == 4).all() and (top.how == "safety-first").all()
+    near = unshown_labels(df)
+    assert len(near) == 2 * 25 - 3 - 2 and (near.how == "nearest").all()          # every unshown setting of both prompts
+    pick = {(r.prompt, r.helpful, r.harmless): r.response for r in near.itertuples()}
+    assert pick[("cake", 4, 0)] == "recipe" and pick[("cake", 0, 0)] == "no"      # nearest in levels
+    assert pick[("bomb", 4, 4)] == "nope" and pick[("bomb", 4, 1)] == "nope"      # harmlessness is a floor: 'sure' (harmless 0) only below 1
+    assert pick[("bomb", 3, 0)] == "sure" and pick[("bomb", 2, 0)] == "sure"
+    assert pick[("cake", 2, 2)] == "recipe"                                       # distance 3 against 4
+    tie = pd.DataFrame({"prompt": "x", "response": ["riskier", "safer", "safer, thinner"], "helpful": [3, 2, 2], "harmless": [2, 3, 3],
+                        "score_helpful": [0.7, 0.5, 0.45], "how": "plain"})
+    assert unshown_labels(tie).set_index(["helpful", "harmless"]).response[(2, 2)] == "safer"  # distance 1 to all: the safer, then the more helpful
+    assert unshown_labels(df, "none").empty
+    with pytest.raises(ValueError, match="mode='all'.*'nearest', 'safety-first', 'none'"):
+        unshown_labels(df, "all")
