@@ -42,7 +42,7 @@ def clm_loss(logits:torch.Tensor, labels:torch.Tensor)->torch.Tensor:
     return -token_logps(logits, labels).sum() / n.clamp(min=1)
 
 def exmate_contrastive(
-    seq_logps:torch.Tensor,  # (B, 1+m) log P(y | x, zeta); column 0 is the true setting zeta*
+    seq_logps:torch.Tensor,  # (B, 1+m) log P(y | x, zeta); column 0 is the true setting zeta*; -inf marks an absent negative
     tau:float=1.0,           # temperature
 )->torch.Tensor:             # scalar
     "-log softmax over control settings of log P(y|x,zeta)/tau, at the true setting, averaged over the batch"
@@ -83,6 +83,11 @@ def wrong_settings(
     others = [g for g in spec.grid() if g != true and tuple(g[a] for a in spec.attributes) not in also_true]
     if m > len(others): raise ValueError(f"m={m} wrong settings asked, only {len(others)} exist for K={spec.k}")
     return rng.sample(others, m)
+
+def _negatives(true:dict, also_true:set, m:int, rng:random.Random, spec:ControlSpec=SPEC)->list:
+    "Up to m wrong settings (fewer when the response is labelled with nearly every setting)"
+    n = sum(g != true and tuple(g[a] for a in spec.attributes) not in also_true for g in spec.grid())
+    return wrong_settings(true, min(m, n), rng, spec, also_true)
 
 def collate(batch:list, pad_id:int)->dict:
     "Right-pad (input_ids, labels) pairs into tensors"
@@ -193,8 +198,11 @@ def train(
     for step in tqdm(range(cfg.steps), desc=f"train {cfg.objective}", disable=not progress, leave=False):
         batch = [rows[rng.randrange(len(rows))] for _ in range(cfg.batch_size)]
         true = [{a: int(r[a]) for a in spec.attributes} if cfg.control else None for r in batch]
-        settings = [[t] + (wrong_settings(t, cfg.m_negatives, rng, spec, labels[(r["prompt"], r["response"])]) if cfg.objective == "exmate" else [])
-                    for t, r in zip(true, batch)]
+        settings, valid = [], []
+        for t, r in zip(true, batch):
+            neg = _negatives(t, labels[(r["prompt"], r["response"])], cfg.m_negatives, rng, spec) if cfg.objective == "exmate" else []
+            pad = cfg.m_negatives - len(neg) if cfg.objective == "exmate" else 0   # a response labelled with (nearly) every setting has fewer wrong ones
+            settings.append([t] + neg + [t] * pad); valid.append([True] * (1 + len(neg)) + [False] * pad)
         n_var = len(settings[0])
         enc = collate([encode_example(tokenizer, r["prompt"], r["response"], s, spec, cfg.where) for r, ss in zip(batch, settings) for s in ss], pad)
         enc = {k: v.to(acc.device) for k, v in enc.items()}
@@ -204,7 +212,7 @@ def train(
         lg = logits.view(len(batch), n_var, *logits.shape[1:])
         clm = clm_loss(lg[:, 0], lab[:, 0])
         if cfg.objective == "exmate":
-            seq = sequence_logps(logits, enc["labels"]).view(len(batch), n_var)
+            seq = sequence_logps(logits, enc["labels"]).view(len(batch), n_var).masked_fill(~torch.tensor(valid, device=acc.device), float("-inf"))
             con = exmate_contrastive(seq, cfg.tau); loss = clm + cfg.lam * con
         else: con, loss = torch.tensor(float("nan")), clm
         opt.zero_grad(); acc.backward(loss)

@@ -37,6 +37,11 @@ def test_contrastive_term_properties_on_random_tensors():
     assert exmate_loss(clm, s, lam=0.0).item() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="tau"):
         exmate_contrastive(s, tau=0)
+    # a -inf column (an absent negative) counts as if it were not there; a row with no negative costs nothing
+    masked = s.clone(); masked[:, 3] = float("-inf")
+    assert exmate_contrastive(masked).item() == pytest.approx(exmate_contrastive(s[:, :3]).item(), abs=1e-6)
+    masked[:, 1:] = float("-inf")
+    assert exmate_contrastive(masked).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_level_match_reward_and_wrong_settings():
@@ -81,6 +86,14 @@ def test_training_smoke(objective):
     pm, log = train(model, tok, data, TrainConfig(objective=objective, steps=30, batch_size=4, lr=3e-3, m_negatives=2), progress=False)
     assert np.isfinite(log.loss).all() and log.loss[-5:].mean() < log.loss[:5].mean()
     _adapter_moved_base_kept(pm, before)
+
+
+def test_exmate_trains_on_a_response_labelled_with_every_setting():
+    model, tok = tiny_llama()
+    every = pd.DataFrame([{"prompt": "Q", "response": "no", **g} for g in SPEC.grid()])           # e.g. a prompt whose samples are all one refusal
+    data = pd.concat([every, pd.DataFrame([{"prompt": "R", "response": "yes yes", "helpful": 4, "harmless": 0}])], ignore_index=True)
+    pm, log = train(model, tok, data, TrainConfig(objective="exmate", steps=6, batch_size=4, lr=3e-3, m_negatives=2), progress=False)
+    assert np.isfinite(log.loss).all() and np.isfinite(log.contrastive).all()
 
 
 def test_gradients_are_clipped():
