@@ -278,8 +278,8 @@ def results_markdown(tables:pd.DataFrame, run:str|Path|None=None)->str:
                          ("Rewinding claims (greedy; `answers_aligned_refusals`: share of the prompts the aligned model refused that are now answered; "
                           "`refusal_logp`: mean per-token log-probability of the aligned model's refusals under the setting)", run / "evaluate" / "claims.csv")]:
             if f.exists(): lines += ["", f"## {title}", "", pd.read_csv(f).to_markdown(index=False, floatfmt=".3f")]
-        recs = [read_json(p, "stage record") for p in sorted(run.glob("*/stage.json"))]
+        recs = sorted((read_json(p, "stage record") for p in run.glob("*/stage.json")), key=lambda r: str(r.get("finished") or r.get("started") or ""))   # in the order they finished
         if recs:
             lines += ["", "## Stages of this run", "", "| stage | seconds | git commit |", "|---|---|---|"]
-            lines += [f"| {r['stage']} | {r.get('seconds', r.get('status'))} | {str(r.get('git_commit'))[:12]} |" for r in recs]
+            lines += [f"| {r['stage']} | {r.get('seconds', 'running (this table is written by it)' if r.get('status') == 'running' else r.get('status'))} | {str(r.get('git_commit'))[:12]} |" for r in recs]
     return "\n".join(lines) + "\n"
