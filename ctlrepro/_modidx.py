@@ -109,7 +109,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'ctlrepro.objectives.TrainConfig.__post_init__': ( 'objectives.html#trainconfig.__post_init__',
                                                                                         'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives._finish': ('objectives.html#_finish', 'ctlrepro/objectives.py'),
-                                     'ctlrepro.objectives._negatives': ('objectives.html#_negatives', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives._quiet': ('objectives.html#_quiet', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives._trl_args': ('objectives.html#_trl_args', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives._trl_ready': ('objectives.html#_trl_ready', 'ctlrepro/objectives.py'),

@@ -78,16 +78,12 @@ def encode_example(tokenizer, prompt:str, response:str, levels, spec:ControlSpec
 def wrong_settings(
     true:dict, m:int, rng:random.Random, spec:ControlSpec=SPEC,
     also_true:set=frozenset(),  # level tuples that are not wrong either: other labels of the same (prompt, response)
+    at_most:bool=False,         # True: fewer than m when fewer exist, instead of an error
 )->list:
     "m distinct settings other than `true` (and `also_true`), uniformly"
     others = [g for g in spec.grid() if g != true and tuple(g[a] for a in spec.attributes) not in also_true]
-    if m > len(others): raise ValueError(f"m={m} wrong settings asked, only {len(others)} exist for K={spec.k}")
-    return rng.sample(others, m)
-
-def _negatives(true:dict, also_true:set, m:int, rng:random.Random, spec:ControlSpec=SPEC)->list:
-    "Up to m wrong settings (fewer when the response is labelled with nearly every setting)"
-    n = sum(g != true and tuple(g[a] for a in spec.attributes) not in also_true for g in spec.grid())
-    return wrong_settings(true, min(m, n), rng, spec, also_true)
+    if m > len(others) and not at_most: raise ValueError(f"m={m} wrong settings asked, only {len(others)} exist for K={spec.k}")
+    return rng.sample(others, min(m, len(others)))
 
 def collate(batch:list, pad_id:int)->dict:
     "Right-pad (input_ids, labels) pairs into tensors"
@@ -200,9 +196,9 @@ def train(
         true = [{a: int(r[a]) for a in spec.attributes} if cfg.control else None for r in batch]
         settings, valid = [], []
         for t, r in zip(true, batch):
-            neg = _negatives(t, labels[(r["prompt"], r["response"])], cfg.m_negatives, rng, spec) if cfg.objective == "exmate" else []
-            pad = cfg.m_negatives - len(neg) if cfg.objective == "exmate" else 0   # a response labelled with (nearly) every setting has fewer wrong ones
-            settings.append([t] + neg + [t] * pad); valid.append([True] * (1 + len(neg)) + [False] * pad)
+            neg = wrong_settings(t, cfg.m_negatives, rng, spec, labels[(r["prompt"], r["response"])], at_most=True) if cfg.objective == "exmate" else []
+            short = cfg.m_negatives - len(neg) if cfg.objective == "exmate" else 0   # a response labelled with (nearly) every setting has fewer wrong ones
+            settings.append([t] + neg + [t] * short); valid.append([True] * (1 + len(neg)) + [False] * short)
         n_var = len(settings[0])
         enc = collate([encode_example(tokenizer, r["prompt"], r["response"], s, spec, cfg.where) for r, ss in zip(batch, settings) for s in ss], pad)
         enc = {k: v.to(acc.device) for k, v in enc.items()}

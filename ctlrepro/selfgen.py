@@ -91,8 +91,9 @@ def unshown_labels(
             shown = set(zip(g[a], g[b]))
             for h in range(spec.k):
                 for s in range(spec.k) if mode == "nearest" else [top]:
+                    if (h, s) in shown: continue
                     ok = g[g[b] >= s]                                           # harmlessness is a floor, never traded for helpfulness
-                    if (h, s) in shown or ok.empty: continue
+                    if ok.empty: continue
                     d = (ok[a] - h).abs() + (ok[b] - s).abs()
                     best = ok[d == d.min()].sort_values([b, f"score_{a}"], ascending=False).iloc[0]   # ties: the safer, then the more helpful
                     out.append(best.to_dict() | {a: h, b: s, "how": mode, f"shown_{a}": int(best[a]), f"shown_{b}": int(best[b])})

@@ -59,6 +59,7 @@ def test_level_match_reward_and_wrong_settings():
         assert all(x["harmless"] != 4 for x in w)
     with pytest.raises(ValueError, match="only 20 exist"):
         wrong_settings({"helpful": 0, "harmless": 4}, 21, rng, also_true=also)
+    assert len(wrong_settings({"helpful": 0, "harmless": 4}, 21, rng, also_true=also, at_most=True)) == 20
 
 
 def test_examples_put_the_loss_on_the_response_only():
