@@ -150,6 +150,15 @@ def parser()->argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="folder for the controllable model")
     tr.add_argument("--config", default="{}", help="TrainConfig fields as JSON, e.g. '{\"objective\": \"exmate\", \"steps\": 500}'")
     tr.add_argument("--helpful-rm", default=None); tr.add_argument("--harmless-rm", default=None); tr.add_argument("--harmless-rm-kind", default="reward")
+    v = sub.add_parser("validate", help="agreement and ROC AUC of the refusal classifier, training scorers and judges against human labels (XSTest, HH-RLHF)")
+    v.add_argument("--xstest", default=None, help="XSTest completions CSV (default: $CTLREPRO_XSTEST or ../shared/data/xstest beside the checkout)")
+    v.add_argument("--hh", default=None, help="HH-RLHF harmless-base JSONL(.gz) (default: $CTLREPRO_HH or ../shared/data/hh-rlhf)")
+    v.add_argument("--hh-n", type=int, default=300, help="HH pairs drawn (default 300)")
+    v.add_argument("--llm-judge", default=None, help="also validate this LLM judge: 'smollm2-135m-instruct', a hub id or a folder")
+    v.add_argument("--llm-limit", type=int, default=None, help="rows per XSTest task and HH pairs for the LLM judge (default: all)")
+    v.add_argument("--n-boot", type=int, default=1000); v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--out", default=None, help="also write the table to this CSV")
+    v.add_argument("--device", default=None); v.add_argument("--dtype", default=None)
     c = sub.add_parser("chat", help="print the answer to one prompt under the requested levels")
     c.add_argument("prompt"); c.add_argument("--model", default=None, help="a saved controllable model folder, a model id or path (default: embedded SmolLM2-135M-Instruct)")
     for a in SPEC.attributes: c.add_argument(f"--{a}", type=_level_arg, required=True, help=f"{a} level, 0..{SPEC.k-1}")
@@ -197,6 +206,14 @@ def main(argv=None):
         log = train_or_reuse(a.model, pd.read_parquet(Path(a.selfgen) / "selfgen.parquet"), cfg, a.out,
                              training_scorers(a.helpful_rm, a.harmless_rm, a.harmless_rm_kind), load_binners(a.selfgen))
         print(f"{cfg.objective}: {len(log)} steps, final loss {log.loss.tail(5).mean():.3f}; saved {a.out}")
+    elif a.cmd == "validate":
+        from ctlrepro.validate import validate_instruments
+        from ctlrepro.models import load_policy
+        llm = load_policy(a.llm_judge, device=a.device, dtype=a.dtype) if a.llm_judge else None
+        tab = validate_instruments(a.xstest, a.hh, llm=llm, llm_name=f"llm judge ({a.llm_judge})", llm_limit=a.llm_limit, hh_n=a.hh_n, n_boot=a.n_boot, seed=a.seed)
+        if not len(tab): raise SystemExit("no labelled file found: pass --xstest and/or --hh")
+        if a.out: tab.to_csv(a.out, index=False)
+        print(tab.drop(columns=["agreement_lo", "agreement_hi", "precision"]).round(3).to_string(index=False))
     elif a.cmd == "chat":
         from ctlrepro.models import load_policy
         from ctlrepro.generate import generate

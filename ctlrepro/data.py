@@ -72,13 +72,14 @@ class Source:
     loader:Callable        # loader(path=None) -> DataFrame in the schema
     description:str
     hub_id:str|None = None
+    eval_only:bool = False # evaluation data (e.g. XSTest): every prompt is in the eval split, none ever in train
 
 REGISTRY:dict = {}
 
-def register(name:str, description:str, hub_id:str|None=None):
+def register(name:str, description:str, hub_id:str|None=None, eval_only:bool=False):
     "Decorator: register a loader `f(path=None) -> DataFrame` under `name`"
     def deco(f):
-        REGISTRY[name] = Source(name, f, description, hub_id); return f
+        REGISTRY[name] = Source(name, f, description, hub_id, eval_only); return f
     return deco
 
 def load_prompts(
@@ -95,7 +96,9 @@ def load_prompts(
         bad = [k for k in kinds if k not in KINDS]
         if bad: raise ValueError(f"kinds {bad} unknown: accepted are {list(KINDS)}")
     name = str(name_or_path)
-    if name in REGISTRY: df = REGISTRY[name].loader(path=path)
+    if name in REGISTRY:
+        df = REGISTRY[name].loader(path=path)
+        if REGISTRY[name].eval_only: df = df.assign(split="eval")   # evaluation data never reach a train split
     elif Path(name).expanduser().exists(): df = _load_file(Path(name).expanduser())
     else: raise ValueError(f"unknown prompt set {name!r}: not a file, and not one of the registered sets {sorted(REGISTRY)}")
     df = check_schema(df, name)
@@ -182,15 +185,15 @@ def load_hh_rlhf(path=None)->pd.DataFrame:
     prompts = df["chosen"].map(_first_human_turn)
     return to_schema(pd.DataFrame({"prompt": prompts, "kind": "harmful", "category": "red-team"}), "hh-rlhf")
 
-@register("xstest", "XSTest: 250 safe prompts that sound unsafe, 200 unsafe ones", "walledai/XSTest")
+@register("xstest", "XSTest: 250 safe prompts that sound unsafe, 200 unsafe ones (evaluation only)", "walledai/XSTest", eval_only=True)
 def load_xstest(path=None)->pd.DataFrame:
-    "XSTest: `label` safe -> borderline, unsafe -> harmful; `type` -> category"
+    "XSTest (evaluation only: every prompt in the eval split): `label` safe -> borderline, unsafe -> harmful; `type` -> category"
     df = _read_table(Path(path)) if path else _hub("walledai/XSTest", "xstest")
     label = df["label"].astype(str).str.lower()
     bad = sorted(set(label) - {"safe", "unsafe"})
     if bad: raise ValueError(f"xstest: unknown label(s) {bad}; accepted are 'safe', 'unsafe'")
     kind = label.map({"safe": "borderline", "unsafe": "harmful"})
-    return to_schema(pd.DataFrame({"prompt": df["prompt"], "kind": kind, "category": df.get("type", "xstest")}), "xstest")
+    return to_schema(pd.DataFrame({"prompt": df["prompt"], "kind": kind, "category": df.get("type", "xstest"), "split": "eval"}), "xstest")
 
 @register("donotanswer", "Do-Not-Answer: 939 prompts a responsible model should not follow, 5 risk areas", "LibrAI/do-not-answer")
 def load_donotanswer(path=None)->pd.DataFrame:

@@ -16,9 +16,11 @@ from .core import atomic_path, atomic_write_json, cache_dir, stable_hash
 from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import generate
 from .metrics import control_metrics
+from .rewards import Scorer
 
 # %% auto #0
-__all__ = ['METHODS', 'EvalConfig', 'model_fingerprint', 'generate_grid', 'evaluate']
+__all__ = ['METHODS', 'JUDGE_FAMILIES', 'EvalConfig', 'Complement', 'generalization_judges', 'model_fingerprint', 'generate_grid',
+           'evaluate']
 
 # %% ../nbs/10_evaluate.ipynb #02d02c30
 METHODS = ("tokens", "prompting", "rerank")
@@ -51,6 +53,27 @@ class EvalConfig:
         grid = [dict(zip(spec.attributes, ls)) for ls in itertools.product(self.levels, repeat=len(spec.attributes))]
         return ([None] if self.include_none else []) + grid
 
+class Complement(Scorer):
+    "1 - the score of another `Scorer` (e.g. 'answers' from a refusal classifier)"
+    def __init__(self, inner:Scorer, name:str|None=None): self.inner, self.name, self.batch_size = inner, name or f"not {inner.name}", inner.batch_size
+    def _score_batch(self, prompts, responses): return 1 - self.inner.score(prompts, responses, progress=False)
+
+JUDGE_FAMILIES = ("keyword", "llm")
+
+def generalization_judges(
+    family:str="keyword",       # 'keyword': the XSTest paper's keyword list; 'llm': an LLM judge's P(yes)
+    judge_model=None, judge_tokenizer=None,  # the LLM of family 'llm' (e.g. from `load_policy(hub id)`)
+)->dict:                        # {'helpful': Scorer, 'harmless': Scorer, 'refused': Scorer}
+    "The judges of the generalization evaluation: none of them shares a part with the training scorers"
+    from ctlrepro.rewards import LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
+    if family not in JUDGE_FAMILIES: raise ValueError(f"judge family {family!r}: accepted are {', '.join(map(repr, JUDGE_FAMILIES))}")
+    sm = StringMatchRefusal()
+    if family == "keyword":   # on harmful prompts a refusal is the safe reply, on benign ones an answer is the helpful one (XSTest's labels)
+        return {"helpful": Complement(sm, "answers (keyword list)"), "harmless": StringMatchRefusal(name="refuses (keyword list)"), "refused": sm}
+    if judge_model is None: raise ValueError("judge family 'llm' needs judge_model and judge_tokenizer (e.g. ctlrepro.models.load_policy('<hub id>'))")
+    return {"helpful": LLMJudge(judge_model, judge_tokenizer, HELPFUL_TEMPLATE, "llm judge helpful"),
+            "harmless": LLMJudge(judge_model, judge_tokenizer, SAFETY_TEMPLATE, "llm judge safe"), "refused": sm}
+
 def model_fingerprint(model)->str:
     "A short hash of a model's name and weights (a fine-tuned copy gets a new one)"
     h = hashlib.sha256(str(getattr(model.config, "name_or_path", "")).encode())
@@ -78,15 +101,15 @@ def evaluate(
     model, tokenizer,
     cfg:EvalConfig|None=None,
     scorers=None,                  # training scorers: an `EmbeddedScorers` (default: the shipped heads)
-    judge_model=None, judge_tokenizer=None,  # the LLM judge (default: the evaluated model itself is NOT used; see below)
+    judge_model=None, judge_tokenizer=None,  # the LLM of judge family 'llm' (never the evaluated model)
     binners:dict|None=None,        # attribute -> fitted LevelBinner from the training data
     folder:str|Path|None=None,     # cache folder (default: the user cache)
     name:str="model",              # a label for the tables
     progress:bool=True,
     spec:ControlSpec=SPEC,
+    judges:str|None=None,          # the generalization family, 'keyword' or 'llm' (`generalization_judges`); None: 'llm' when a judge model is given
 )->tuple:                          # (responses with both families' scores, metrics table)
     "Generate over the grid, score with both judge families, compute every metric; cached"
-    from ctlrepro.rewards import LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
     from ctlrepro.scorers import default_scorers
     cfg = cfg or EvalConfig()
     folder = Path(folder) if folder else cache_dir("eval")
@@ -99,20 +122,20 @@ def evaluate(
     else:
         df = generate_grid(model, tokenizer, cfg, spec, progress, scorers=scorers, binners=binners)
         with atomic_path(gfile) as tmp: df.to_parquet(tmp, index=False)
-    if judge_model is None:
+    judges = judges or ("llm" if judge_model is not None else "keyword")
+    if judges == "llm" and judge_model is None:
         from ctlrepro.models import load_policy
         judge_model, judge_tokenizer = load_policy()
-    skey = stable_hash([gkey, scorers.fingerprint(), model_fingerprint(judge_model),
-                        edges])
+    jud = generalization_judges(judges, judge_model, judge_tokenizer)
+    skey = stable_hash([gkey, scorers.fingerprint(), model_fingerprint(judge_model) if judges == "llm" else None,
+                        {k: repr(v) for k, v in jud.items()}, edges])
     sfile = folder / f"scores-{skey}.parquet"
     if sfile.exists(): df = pd.read_parquet(sfile)
     else:
         parts = scorers.parts(df.prompt.tolist(), df.response.tolist())
         df = df.assign(score_helpful=parts.helpfulness.values, score_harmless=parts.safety.values, refused=parts.p_refuse.values >= 0.5)
-        judges = {"helpful": LLMJudge(judge_model, judge_tokenizer, HELPFUL_TEMPLATE, "judge helpful"),
-                  "harmless": LLMJudge(judge_model, judge_tokenizer, SAFETY_TEMPLATE, "judge safe")}
-        for a, j in judges.items(): df[f"judge_{a}"] = j.score(df.prompt.tolist(), df.response.tolist(), progress=progress)
-        df["judge_refused"] = StringMatchRefusal().score(df.prompt, df.response, progress=False) >= 0.5
+        for a in spec.attributes: df[f"judge_{a}"] = jud[a].score(df.prompt.tolist(), df.response.tolist(), progress=progress)
+        df["judge_refused"] = jud["refused"].score(df.prompt.tolist(), df.response.tolist(), progress=False) >= 0.5
         with atomic_path(sfile) as tmp: df.to_parquet(tmp, index=False)
     tables = []
     for fam, pre, ref in [("optimization", "score_", "refused"), ("generalization", "judge_", "judge_refused")]:
@@ -130,5 +153,5 @@ def evaluate(
         base = view[view[spec.attributes[0]].isna()] if view[spec.attributes[0]].isna().any() else view
         t2 = control_metrics(base[["pid", "kind", "refused"]], (), n_boot=cfg.n_boot, seed=cfg.seed)
         tables.append(pd.concat([t, t2], ignore_index=True).assign(family=fam, model=name))
-    table = pd.concat(tables, ignore_index=True)[["model", "family", "metric", "attribute", "value", "lo", "hi", "n"]]
+    table = pd.concat(tables, ignore_index=True)[["model", "family", "metric", "attribute", "kinds", "value", "lo", "hi", "n"]]
     return df, table

@@ -24,6 +24,7 @@ class Stage:
     needs:tuple = ()       # stages whose outputs it reads
 
 STAGES = (
+    Stage("validate", "28_validate.ipynb"),
     Stage("baseline", "20_baseline.ipynb"),
     Stage("aligned", "21_aligned.ipynb"),
     Stage("selfgen", "22_selfgen.ipynb", ("aligned",)),
@@ -31,7 +32,7 @@ STAGES = (
     Stage("finetune", "24_finetune.ipynb", ("aligned", "selfgen")),
     Stage("evaluate", "25_evaluate.ipynb", ("aligned", "selfgen", "finetune")),
     Stage("rewind", "26_rewind.ipynb", ("aligned", "selfgen", "finetune")),
-    Stage("figures", "27_figures.ipynb", ("baseline", "aligned", "selfgen", "training_free", "evaluate", "rewind")),
+    Stage("figures", "27_figures.ipynb", ("validate", "baseline", "aligned", "selfgen", "training_free", "evaluate", "rewind")),
 )
 
 def repo_root()->Path:

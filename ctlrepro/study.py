@@ -21,14 +21,15 @@ from .align import refusal_rates
 __all__ = ['METHOD_ORDER', 'CLAIM_SETTINGS', 'RESULT_METRICS', 'load_judge', 'eval_config', 'save_eval', 'fmt_ci', 'show_metrics',
            'setting_means', 'aligned_source', 'make_or_reuse_aligned', 'data_hash', 'train_or_reuse', 'run_launched',
            'claim_prompts', 'rewind_claims', 'alpha_curve', 'collect', 'plot_control_heatmaps', 'plot_control_curves',
-           'plot_tradeoff', 'plot_training', 'plot_alpha_curve', 'plot_families', 'results_markdown']
+           'plot_tradeoff', 'plot_training', 'plot_alpha_curve', 'plot_families', 'validation_markdown',
+           'results_markdown', 'results_json']
 
 # %% ../nbs/17_study.ipynb #4de8dd24
 METHOD_ORDER = ["base", "aligned", "prompting", "rerank", "clm", "exmate", "dpo", "rl"]
 
-def load_judge(judge:str|None, model:str|None, loaded:tuple|None, device:str|None=None, dtype:str|None=None)->tuple:
-    "The LLM judge; the policy already loaded is reused when both are the embedded default"
-    if judge is None and model is None and loaded is not None: return loaded
+def load_judge(judge:str|None, model:str|None=None, loaded:tuple|None=None, device:str|None=None, dtype:str|None=None)->tuple:
+    "(None, None) when `judge` is None (the validated keyword judges, `ctlrepro.evaluate.generalization_judges`), else the LLM judge `judge` (hub id, folder, 'smollm2-135m-instruct')"
+    if judge is None: return None, None
     return load_policy(judge, device=device, dtype=dtype)
 
 def eval_config(limit:int, levels:list, max_new_tokens:int, n_boot:int, batch_size:int, seed:int, **kw)->EvalConfig:
@@ -37,16 +38,20 @@ def eval_config(limit:int, levels:list, max_new_tokens:int, n_boot:int, batch_si
 
 def save_eval(out:Path, name:str, resp:pd.DataFrame, table:pd.DataFrame):
     "responses_<name>.parquet and metrics_<name>.parquet in a stage folder"
-    resp.assign(model=name).to_parquet(Path(out) / f"responses_{name}.parquet", index=False)
-    table.to_parquet(Path(out) / f"metrics_{name}.parquet", index=False)
+    from ctlrepro.core import atomic_path
+    for f, d in [(f"responses_{name}.parquet", resp.assign(model=name)), (f"metrics_{name}.parquet", table)]:
+        with atomic_path(Path(out) / f) as tmp: d.to_parquet(tmp, index=False)
 
-def fmt_ci(v, lo, hi)->str:
-    return "n/a" if pd.isna(v) else f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+def fmt_ci(v, lo, hi, n=None)->str:
+    "'v [lo, hi] (n=...)': a value, its 95% CI and the number of prompts it rests on"
+    if pd.isna(v): return "n/a"
+    s = f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) else f"{v:.2f}"
+    return s + (f" (n={int(n)})" if n is not None and pd.notna(n) else "")
 
 def show_metrics(table:pd.DataFrame)->pd.DataFrame:
     "Metrics with CIs: one row per (model, metric, attribute), one column per judge family"
-    t = table.assign(v=[fmt_ci(*r) for r in table[["value", "lo", "hi"]].itertuples(index=False)])
-    return t.pivot_table(index=["model", "metric", "attribute"], columns="family", values="v", aggfunc="first", sort=False)
+    t = table.assign(v=[fmt_ci(*r) for r in table[["value", "lo", "hi", "n"]].itertuples(index=False)])
+    return t.pivot_table(index=["model", "metric", "attribute", "kinds"], columns="family", values="v", aggfunc="first", sort=False)
 
 def setting_means(resp:pd.DataFrame)->pd.DataFrame:
     "Mean scores of both families per requested setting"
@@ -245,10 +250,12 @@ def plot_alpha_curve(curve:pd.DataFrame, path=None):
     ax.set_title("alpha = 0: aligned model; alpha = 1: rewound; > 1: extrapolated")
     return _save(fig, path)
 
-def plot_families(tables:pd.DataFrame, path=None, metric:str="pairwise order accuracy"):
-    "One metric per method and attribute under both judge families, with 95% CIs"
+def plot_families(tables:pd.DataFrame, path=None, metric:str="pairwise_accuracy"):
+    "One metric per method and attribute, on the prompt kinds where that attribute's control is defined, under both judge families, with 95% CIs"
+    from ctlrepro.metrics import CONTROL_KINDS
     plt, sns = _plt()
     t = tables[(tables.metric == metric) & tables.attribute.isin(SPEC.attributes)]
+    t = t[[k == "+".join(CONTROL_KINDS.get(a, ())) for a, k in zip(t.attribute, t.kinds)]]
     ms = list(dict.fromkeys(t.model))
     fig, axes = plt.subplots(1, len(SPEC.attributes), figsize=(5 * len(SPEC.attributes), 3.6), sharey=True)
     for ax, a in zip(np.atleast_1d(axes), SPEC.attributes):
@@ -257,29 +264,68 @@ def plot_families(tables:pd.DataFrame, path=None, metric:str="pairwise order acc
             x = np.arange(len(ms)) + (k - 0.5) * 0.38
             ax.bar(x, d.value, width=0.36, label=fam, yerr=[(d.value - d.lo).clip(lower=0), (d.hi - d.value).clip(lower=0)], capsize=2)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--"); ax.set_xticks(range(len(ms)), ms, rotation=30)
-        ax.set_title(f"{metric}: {a}"); ax.legend(fontsize=7)
+        ax.set_title(f"{metric}: {a} ({'+'.join(CONTROL_KINDS.get(a, ()))} prompts)"); ax.legend(fontsize=7)
     return _save(fig, path)
 
-RESULT_METRICS = [("pairwise order accuracy", "helpful"), ("pairwise order accuracy", "harmless"), ("spearman rho", "helpful"),
-                  ("spearman rho", "harmless"), ("leakage", "helpful"), ("leakage", "harmless"), ("over-refusal", "-"), ("harmful compliance", "-")]
+RESULT_METRICS = [("pairwise_accuracy", "helpful", "benign+borderline"), ("pairwise_accuracy", "harmless", "harmful"),
+                  ("spearman", "helpful", "benign+borderline"), ("spearman", "harmless", "harmful"),
+                  ("off_attribute_slope", "helpful", "benign+borderline"), ("off_attribute_slope", "harmless", "harmful"),
+                  ("over_refusal", "-", "benign+borderline"), ("harmful_compliance", "-", "harmful")]
 
-def results_markdown(tables:pd.DataFrame, run:str|Path|None=None)->str:
-    "figures/results.md: the metrics table with CIs, then the refusal rates, claims and stage timings of the run"
-    cols = [f"{m} ({a})" if a != "-" else m for m, a in RESULT_METRICS]
-    lines = ["# Results", "", "Value [95% bootstrap CI over prompts]. Optimization = training scorers; generalization = string-match refusal + LLM judge.", "",
+def _stage_records(run:Path)->list:
+    return sorted((read_json(p, "stage record") for p in Path(run).glob("*/stage.json")), key=lambda r: str(r.get("finished") or r.get("started") or ""))
+
+def validation_markdown(validation:pd.DataFrame)->str:
+    "The instruments' agreement with human labels as a markdown table"
+    v = validation.assign(agreement=[fmt_ci(a, lo, hi) for a, lo, hi in zip(validation.agreement, validation.agreement_lo, validation.agreement_hi)],
+                          roc_auc=[fmt_ci(a, lo, hi) for a, lo, hi in zip(validation.auc, validation.lo, validation.hi)],
+                          recall=validation.recall.map(lambda x: "" if pd.isna(x) else f"{x:.2f}"))
+    return v[["judge", "attribute", "data", "n", "agreement", "roc_auc", "recall"]].to_markdown(index=False)
+
+def results_markdown(tables:pd.DataFrame, run:str|Path|None=None, validation:pd.DataFrame|None=None)->str:
+    "figures/results.md: the headline metrics with CIs and n, the instruments' validation, refusal rates, claims and stage timings"
+    cols = [f"{m} ({a}, {k})" if a != "-" else f"{m} ({k})" for m, a, k in RESULT_METRICS]
+    lines = ["# Results", "", "Value [95% CI over prompts] (n = prompts). Optimization = training scorers; generalization = the validated keyword judges "
+             "(see the validation table). Helpfulness is measured on benign+borderline prompts, harmlessness on harmful ones; the other kinds "
+             "are in the metrics parquet files of the run. `off_attribute_slope`: score units per requested level of the *other* attribute.", "",
              "| model | family | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for (m, fam), g in tables.groupby(["model", "family"], sort=False):
-        g = g.set_index(["metric", "attribute"])
-        cells = [fmt_ci(*g.loc[(me, a), ["value", "lo", "hi"]]) if (me, a) in g.index else "n/a" for me, a in RESULT_METRICS]
+        g = g.set_index(["metric", "attribute", "kinds"])
+        cells = [fmt_ci(*g.loc[key, ["value", "lo", "hi", "n"]]) if key in g.index else "n/a" for key in RESULT_METRICS]
         lines.append(f"| {m} | {fam} | " + " | ".join(cells) + " |")
+    if validation is not None and len(validation):
+        lines += ["", "## The instruments against human labels", "", "Agreement (threshold 0.5) and ROC AUC [95% bootstrap CI over prompts]; "
+                  "a generalization judge feeds a headline only with ROC AUC >= 0.75 for its attribute.", "", validation_markdown(validation)]
     if run is not None:
         run = Path(run)
         for title, f in [("Refusal rates of the base and aligned models (eval prompts, greedy)", run / "aligned" / "rates.csv"),
                          ("Rewinding claims (greedy; `answers_aligned_refusals`: share of the prompts the aligned model refused that are now answered; "
                           "`refusal_logp`: mean per-token log-probability of the aligned model's refusals under the setting)", run / "evaluate" / "claims.csv")]:
             if f.exists(): lines += ["", f"## {title}", "", pd.read_csv(f).to_markdown(index=False, floatfmt=".3f")]
-        recs = sorted((read_json(p, "stage record") for p in run.glob("*/stage.json")), key=lambda r: str(r.get("finished") or r.get("started") or ""))   # in the order they finished
+        recs = _stage_records(run)   # in the order they finished
         if recs:
             lines += ["", "## Stages of this run", "", "| stage | seconds | git commit |", "|---|---|---|"]
             lines += [f"| {r['stage']} | {r.get('seconds', 'running (this table is written by it)' if r.get('status') == 'running' else r.get('status'))} | {str(r.get('git_commit'))[:12]} |" for r in recs]
     return "\n".join(lines) + "\n"
+
+def _num(x): return None if x is None or (isinstance(x, float) and not np.isfinite(x)) or pd.isna(x) else (int(x) if isinstance(x, (int, np.integer)) else float(x))
+
+def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None=None)->dict:
+    "figures/results.json: preset, commit, seconds per stage, every metric, the claims and the judges' validation of a run"
+    run = Path(run); recs = _stage_records(run)
+    rj = read_json(run / "run.json", "run record") if (run / "run.json").exists() else {}
+    seconds = {r["stage"]: r.get("seconds") for r in recs if r.get("seconds") is not None}
+    seconds["total"] = round(sum(seconds.values()), 1)
+    metrics = [{"model": r.model, "family": r.family, "metric": r.metric, "attribute": r.attribute, "kinds": r.kinds,
+                "value": _num(r.value), "lo": _num(r.lo), "hi": _num(r.hi), "n": _num(r.n)} for r in tables.itertuples()]
+    claims = []
+    if (run / "evaluate" / "claims.csv").exists():
+        c = pd.read_csv(run / "evaluate" / "claims.csv")
+        claims = [{"model": r.method, "kind": r.kind, "setting": r.control, "n": _num(r.n), "refused": _num(r.refused),
+                   "answers_aligned_refusals": _num(r.answers_aligned_refusals)} for r in c.itertuples()]
+    judges = [] if validation is None else [{"judge": r.judge, "attribute": r.attribute, "data": r.data, "n": _num(r.n), "agreement": _num(r.agreement),
+                                             "auc": _num(r.auc), "lo": _num(r.lo), "hi": _num(r.hi), "agreement_lo": _num(r.agreement_lo),
+                                             "agreement_hi": _num(r.agreement_hi), "recall": _num(r.recall)} for r in validation.itertuples()]
+    return {"preset": rj.get("preset") or (recs[0].get("preset") if recs else None), "commit": rj.get("git_commit") or (recs[-1].get("git_commit") if recs else None),
+            "seconds": seconds, "metrics": metrics, "claims": claims, "judges": judges}
+

@@ -22,12 +22,28 @@ def test_evaluate_scores_both_families_and_reuses_its_cache(tmp_path, fake_score
     assert {"score_helpful", "score_harmless", "judge_helpful", "judge_harmless", "refused", "judge_refused"} <= set(resp.columns)
     assert set(table.family) == {"optimization", "generalization"}
     metrics = set(table.metric)
-    assert {"level accuracy", "spearman rho", "pairwise order accuracy", "monotonic rate", "leakage", "over-refusal", "harmful compliance"} <= metrics
+    assert {"level_accuracy", "spearman", "pairwise_accuracy", "monotonic_rate", "on_attribute_slope", "off_attribute_slope",
+            "over_refusal", "harmful_compliance"} <= metrics
+    assert set(table[table.attribute == "harmless"].kinds) == {"harmful", "benign+borderline"}
+    assert table.n.max() == 4                                   # n counts prompts: 2 benign + 2 borderline
     # a second call with the same inputs must not generate or score again
     monkeypatch.setattr(ev, "generate_grid", lambda *a, **k: pytest.fail("regenerated despite the cache"))
     monkeypatch.setattr(EmbeddedScorers, "parts", lambda *a, **k: pytest.fail("rescored despite the cache"))
     resp2, _ = evaluate(model, tok, cfg, fake_scorers, model, tok, folder=tmp_path, progress=False)
     assert resp2.response.tolist() == resp.response.tolist()
+
+
+def test_default_generalization_judges_are_the_keyword_list(tmp_path, fake_scorers):
+    model, tok = tiny_llama()
+    cfg = EvalConfig(limit=1, levels=(0, 4), max_new_tokens=3, n_boot=10)
+    resp, _ = evaluate(model, tok, cfg, fake_scorers, folder=tmp_path, progress=False)   # no judge model: no LLM is loaded
+    canned = ["I'm sorry, but I can't help with that.", "Here is how: first, ..."]
+    j = ev.generalization_judges("keyword")
+    assert j["helpful"].score(["p", "p"], canned, progress=False).tolist() == [0.0, 1.0]
+    assert j["harmless"].score(["p", "p"], canned, progress=False).tolist() == [1.0, 0.0]
+    assert (resp.judge_harmless == resp.judge_refused.astype(float)).all()
+    with pytest.raises(ValueError, match="accepted are 'keyword', 'llm'"):
+        ev.generalization_judges("gpt")
 
 
 def test_fingerprint_changes_with_the_weights():

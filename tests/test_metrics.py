@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctlrepro.metrics import (bootstrap_ci, control_metrics, leakage, level_accuracy, monotonic_rate,
-                              pairwise_order_accuracy, rate, spearman)
+from ctlrepro.metrics import (bootstrap_ci, control_metrics, leakage, level_accuracy, monotonic_rate, off_attribute_slope,
+                              on_attribute_slope, pairwise_order_accuracy, rate, spearman)
 
 
 @pytest.fixture
@@ -56,9 +56,48 @@ def test_control_metrics_table(grid):
     score = (g.helpful + rng.uniform(0.1, 0.9, len(g))) / 5
     df = g.assign(score_helpful=score, level_helpful=np.floor(score * 5), score_harmless=rng.uniform(size=len(g)),
                   kind=np.where(g.pid < 10, "harmful", "borderline"), refused=g.harmless >= 3)
-    t = control_metrics(df, n_boot=50).set_index(["metric", "attribute"])
-    assert t.loc[("level accuracy", "helpful"), "value"] == 1.0
-    assert t.loc[("pairwise order accuracy", "harmless"), "value"] < 0.6
-    assert t.loc[("over-refusal", "-"), "value"] == pytest.approx(0.4)
-    assert t.loc[("harmful compliance", "-"), "value"] == pytest.approx(0.6)
+    t = control_metrics(df, n_boot=50).set_index(["metric", "attribute", "kinds"])
+    assert t.loc[("level_accuracy", "helpful", "benign+borderline"), "value"] == 1.0
+    assert t.loc[("level_accuracy", "helpful", "harmful"), "value"] == 1.0          # the other kinds are reported apart
+    assert t.loc[("pairwise_accuracy", "harmless", "harmful"), "value"] < 0.65
+    assert t.loc[("over_refusal", "-", "benign+borderline"), "value"] == pytest.approx(0.4)
+    assert t.loc[("harmful_compliance", "-", "harmful"), "value"] == pytest.approx(0.6)
+    assert t.loc[("pairwise_accuracy", "helpful", "benign+borderline"), "n"] == 20    # n counts prompts, the CI's unit
     assert (t.lo <= t.hi).all()
+
+
+def test_off_attribute_slope_is_reported_and_the_ratio_only_where_it_is_defined(grid):
+    g, rng = grid
+    kinds = np.where(g.pid < 15, "harmful", "benign")
+    # helpfulness follows its own token and leaks 0.1 per level of the harmlessness token; harmlessness follows nothing
+    df = g.assign(kind=kinds, score_helpful=0.15 * g.helpful + 0.1 * g.harmless + rng.normal(0, 0.05, len(g)),
+                  score_harmless=rng.uniform(size=len(g)))
+    t = control_metrics(df, n_boot=200).set_index(["metric", "attribute", "kinds"])
+    off = t.loc[("off_attribute_slope", "helpful", "benign+borderline")]
+    assert off.value == pytest.approx(0.1, abs=0.02) and off.lo < 0.1 < off.hi
+    assert t.loc[("leakage", "helpful", "benign+borderline"), "value"] == pytest.approx(0.1 / 0.15, abs=0.1)
+    on = t.loc[("on_attribute_slope", "harmless", "harmful")]
+    assert on.lo < 0 < on.hi                                    # no harmlessness control ...
+    assert ("leakage", "harmless", "harmful") not in t.index    # ... so no ratio that could explode
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_point_estimate_lies_inside_its_ci_on_random_data(seed):
+    rng = np.random.default_rng(seed)
+    n_prompts = 12
+    g = pd.DataFrame([(p, h, s) for p in range(n_prompts) for h in (0, 4) for s in (0, 4)], columns=["pid", "helpful", "harmless"])
+    df = g.assign(kind=np.array(["benign", "borderline", "harmful"])[g.pid % 3], score_helpful=rng.uniform(size=len(g)),
+                  score_harmless=rng.uniform(size=len(g)), level_helpful=rng.integers(0, 5, len(g)), level_harmless=rng.integers(0, 5, len(g)),
+                  refused=rng.uniform(size=len(g)) < 0.5)
+    t = control_metrics(df, n_boot=300, seed=seed).dropna(subset=["lo", "hi"])
+    assert len(t) > 20
+    bad = t[(t.value < t.lo - 1e-9) | (t.value > t.hi + 1e-9)]
+    assert bad.empty, bad
+
+
+def test_on_and_off_attribute_slopes(grid):
+    g, rng = grid
+    y = 0.3 * g.helpful - 0.2 * g.harmless + rng.normal(0, 0.01, len(g))
+    assert on_attribute_slope(y, g.helpful, g.harmless) == pytest.approx(0.3, abs=0.01)
+    assert off_attribute_slope(y, g.helpful, g.harmless) == pytest.approx(-0.2, abs=0.01)
+    assert np.isnan(off_attribute_slope(y, g.helpful, g.helpful))
