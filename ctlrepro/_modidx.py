@@ -144,7 +144,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'ctlrepro.objectives.train_rl': ('objectives.html#train_rl', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.wrong_settings': ('objectives.html#wrong_settings', 'ctlrepro/objectives.py')},
             'ctlrepro.pipeline': { 'ctlrepro.pipeline.Stage': ('pipeline.html#stage', 'ctlrepro/pipeline.py'),
-                                   'ctlrepro.pipeline._record': ('pipeline.html#_record', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_value': ('pipeline.html#check_value', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.load_preset': ('pipeline.html#load_preset', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.notebook_params': ('pipeline.html#notebook_params', 'ctlrepro/pipeline.py'),

@@ -104,3 +104,61 @@ def test_cached_never_trusts_a_half_written_result(tmp_path):
     assert not c.valid                                     # a record without its output
 
 
+
+# two stages, b reads a; a writes numbers drawn after `set_seed`, the function the test edits
+STAGE_A = '''import random, ctlrepro
+from pathlib import Path
+from ctlrepro.core import set_seed
+set_seed(0)
+Path(out, "a.txt").write_text(f"{random.random()} {ctlrepro.__file__}")
+'''
+STAGE_B = '''from pathlib import Path
+Path(out, "b.txt").write_text(Path(run, "a", "a.txt").read_text().upper())
+'''
+# one process runs the steps (a real run is a fresh process; this one also checks that the fingerprints see an edit made while it runs)
+RUNNER = '''import json, sys
+from pathlib import Path
+from ctlrepro.pipeline import Stage, reproduce
+d = Path(sys.argv[1])
+for op, *args in json.loads(sys.argv[2]):
+    if op == "run":
+        r = reproduce(d / "p.yaml", out=d / "run", nbs=d, stages=(Stage("a", "a.ipynb"), Stage("b", "b.ipynb", ("a",))), log=lambda *a: None)
+        print(json.dumps({"status": r.status.tolist(), "a": (d / "run" / "a" / "a.txt").read_text()}), flush=True)
+    elif op == "replace": f = Path(args[0]); f.write_text(f.read_text().replace(args[1], args[2]))
+    elif op == "truncate": f = Path(args[0]); f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+'''
+
+
+def _notebook(path: Path, code: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    p = nbformat.v4.new_code_cell("out: str = 'x'\nrun: str = 'y'")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(code)]
+    nbformat.write(nb, path)
+
+
+def test_reproduce_reruns_the_stages_after_a_library_edit(tmp_path):
+    pkg = copy_package(tmp_path / "pkg")
+    d = tmp_path / "study"; d.mkdir()
+    _notebook(d / "a.ipynb", STAGE_A); _notebook(d / "b.ipynb", STAGE_B)
+    (d / "p.yaml").write_text(yaml.safe_dump({"stages": {}}))
+    (d / "runner.py").write_text(RUNNER)
+    run = d / "run"
+    steps = [["run"],
+             ["replace", str(d / "b.ipynb"), ".upper()", ".lower()"], ["run"],                  # only b's notebook changes
+             ["replace", str(pkg / "core.py"), "random.seed(seed);", "random.seed(seed + 1);"], ["run"],   # a library function changes
+             ["truncate", str(run / "a" / "a.txt")], ["truncate", str(run / "b" / "stage.json")], ["run"],
+             ["run"]]
+    r = subprocess.run([sys.executable, str(d / "runner.py"), str(d), json.dumps(steps)], capture_output=True, text=True, timeout=400,
+                       env={**os.environ, "PYTHONPATH": str(pkg.parent)}, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    runs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [x["status"] for x in runs] == [["ran", "ran"],
+                                           ["reused", "ran"],     # a, untouched, is reused
+                                           ["ran", "ran"],        # a library edit: every stage again ...
+                                           ["ran", "ran"],        # a half-written output and a half-written record: no error, no reuse
+                                           ["reused", "reused"]]
+    assert runs[0]["a"].split()[1] == str(pkg / "__init__.py")   # the stages ran the copy
+    assert runs[2]["a"] != runs[1]["a"]                          # ... with the numbers of the new code
+    assert (run / "b" / "b.txt").read_text() == runs[4]["a"].lower()
