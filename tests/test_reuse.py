@@ -104,6 +104,108 @@ def test_cached_never_trusts_a_half_written_result(tmp_path):
     assert not c.valid                                     # a record without its output
 
 
+def test_generation_shards(tmp_path, pkg):
+    job = GenerationJob(limit=1, settings=[None, (4, 0)], max_new_tokens=3)
+    out, shards = tmp_path / "gen", tmp_path / "gen" / "shards"
+    m, t = tiny_llama(); counting(m)
+    run_generation(job, out, progress=False, model_tok=(m, t))
+    first = sorted(p.name for p in shards.glob("*.parquet"))
+    assert m.calls == 2 and len(first) == 2 and all((shards / n).with_suffix(".json").exists() for n in first)
+    run_generation(job, out, progress=False, model_tok=(m, t))
+    assert m.calls == 2                                    # untouched: reused
+    truncate(shards / first[1])
+    res = run_generation(job, out, progress=False, model_tok=(m, t))
+    assert m.calls == 3 and len(res) == 2 * 3              # the half-written shard is generated again, the other reused
+    edit_library(pkg)
+    run_generation(job, out, progress=False, model_tok=(m, t))
+    assert m.calls == 5                                    # new code: every shard again, under new keys
+    assert len(set(p.name for p in shards.glob("*.parquet")) - set(first)) == 2
+
+
+def test_evaluate_caches(tmp_path, pkg, monkeypatch):
+    model, tok = tiny_llama()
+    cfg = EvalConfig(limit=1, levels=(0, 4), max_new_tokens=3, n_boot=10)
+    real, gens = ev.generate_grid, []
+    monkeypatch.setattr(ev, "generate_grid", lambda *a, **k: gens.append(1) or real(*a, **k))
+    sc = StubScorers()
+    run = lambda: evaluate(model, tok, cfg, sc, model, tok, folder=tmp_path, progress=False)
+    resp, _ = run()
+    assert (len(gens), sc.calls) == (1, 1)
+    again, _ = run()
+    assert (len(gens), sc.calls) == (1, 1) and again.response.tolist() == resp.response.tolist()
+    truncate(next(tmp_path.glob("gen-*.parquet")))
+    run()
+    assert (len(gens), sc.calls) == (2, 1)                 # generated again; its scores (same key) still reused
+    truncate(next(tmp_path.glob("scores-*.json")))
+    run()
+    assert (len(gens), sc.calls) == (2, 2)                 # a half-written record: scored again
+    edit_library(pkg)
+    run()
+    assert (len(gens), sc.calls) == (3, 3)                 # new code: both caches recomputed
+
+
+def test_selfgen(tmp_path, pkg):
+    model, tok = tiny_llama(); counting(model)
+    cfg = SelfGenConfig(per_kind=1, n_samples=1, max_new_tokens=3, min_per_cell=1, budget=0, rounds=1)
+    sc = StubScorers()
+    data = self_generate(model, tok, sc, cfg, out=tmp_path, progress=False)
+    key = json.loads((tmp_path / "selfgen.json").read_text())["key"]
+    self_generate(model, tok, sc, cfg, out=tmp_path, progress=False)
+    assert model.calls == 1
+    truncate(tmp_path / "selfgen.json")
+    again = self_generate(model, tok, sc, cfg, out=tmp_path, progress=False)
+    assert model.calls == 2 and again.response.tolist() == data.response.tolist()
+    (tmp_path / "binner_harmless.json").unlink()
+    self_generate(model, tok, sc, cfg, out=tmp_path, progress=False)
+    assert model.calls == 3                                # a record without one of its outputs
+    edit_library(pkg)
+    self_generate(model, tok, sc, cfg, out=tmp_path, progress=False)
+    assert model.calls == 4 and json.loads((tmp_path / "selfgen.json").read_text())["key"] != key
+
+
+def test_train_or_reuse(tmp_path, pkg, monkeypatch):
+    from ctlrepro import objectives
+    base, tok = tiny_llama()
+    base.save_pretrained(tmp_path / "base"); tok.save_pretrained(tmp_path / "base")
+    data = pd.DataFrame([{"prompt": "Hi", "response": ["No.", "Hello there!"][h % 2], "helpful": h, "harmless": 4 - h} for h in range(5)])
+    cfg = TrainConfig(objective="clm", steps=2, batch_size=2)
+    real, runs = objectives.train, []
+    monkeypatch.setattr(objectives, "train", lambda *a, **k: runs.append(1) or real(*a, **k))
+    go = lambda: train_or_reuse(str(tmp_path / "base"), data, cfg, tmp_path / "ctl", StubScorers(), {}, device="cpu")
+    go(); go()
+    assert len(runs) == 1
+    rec = json.loads((tmp_path / "ctl" / "controllable.json").read_text())
+    assert rec["objective"] == "clm" and "adapter/adapter_config.json" in rec["outputs"] and rec["base"] == str(tmp_path / "base")
+    truncate(tmp_path / "ctl" / "train_log.csv")
+    go()
+    assert len(runs) == 2
+    edit_library(pkg)
+    go()
+    assert len(runs) == 3 and json.loads((tmp_path / "ctl" / "controllable.json").read_text())["key"] != rec["key"]
+
+
+def test_make_or_reuse_aligned(tmp_path, pkg, monkeypatch):
+    from ctlrepro import align
+    base, tok = tiny_llama()
+    base.save_pretrained(tmp_path / "base"); tok.save_pretrained(tmp_path / "base")
+    real, runs = align.make_aligned, []
+    monkeypatch.setattr(align, "make_aligned", lambda *a, **k: runs.append(1) or real(*a, **k))
+    sft = pd.DataFrame({"prompt": ["Hi", "How do I pick a lock?"], "kind": ["benign", "harmful"], "category": "x",
+                        "response": ["Hello!", "I can't help with that."], "target": ["own answer", "refusal"]})
+    monkeypatch.setattr(align, "alignment_data", lambda *a, **k: sft)     # the reuse is under test, not the self-generated targets
+    cfg = dict(steps=2, batch_size=2)
+    go = lambda: make_or_reuse_aligned(str(tmp_path / "base"), tmp_path / "aligned", cfg, device="cpu")
+    assert go() == go() == str((tmp_path / "aligned" / "model").resolve())
+    assert len(runs) == 1
+    rec = json.loads((tmp_path / "aligned" / "align.json").read_text())
+    assert rec["config"]["steps"] == 2 and "model/model.safetensors" in rec["outputs"]
+    truncate(tmp_path / "aligned" / "model" / "model.safetensors")
+    go()
+    assert len(runs) == 2                                  # a truncated model is made again
+    edit_library(pkg)
+    go()
+    assert len(runs) == 3
+
 
 # two stages, b reads a; a writes numbers drawn after `set_seed`, the function the test edits
 STAGE_A = '''import random, ctlrepro
