@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import atomic_path, atomic_write_json, stable_hash
+from .core import Cached, atomic_path, atomic_write_json, source_fingerprint, stable_hash
 from .tokens import SPEC
 
 # %% auto #0
@@ -61,9 +61,9 @@ def setting_name(s)->str:
     return "none" if s is None else SPEC.format(s).replace("][", "_").strip("[]").replace("=", "")
 
 def shard_key(job:GenerationJob, setting)->str:
-    "A hash of everything that determines one shard"
+    "A hash of everything that determines one shard, the package's code and data included"
     d = {k: v for k, v in asdict(job).items() if k not in ("settings", "batch_size", "device")}
-    return stable_hash({**d, "setting": setting}, 12)
+    return stable_hash({**d, "setting": setting, "source": source_fingerprint()}, 12)
 
 def run_generation(
     job:GenerationJob,
@@ -82,7 +82,8 @@ def run_generation(
     shards = []
     for s in job.settings:
         f = out / "shards" / f"{setting_name(s)}-{shard_key(job, s)}.parquet"
-        if f.exists():
+        cache = Cached(f.with_suffix(".json"), shard_key(job, s), [f])
+        if cache.valid:
             print(f"reuse {f.name}"); shards.append(pd.read_parquet(f)); continue
         if model_tok is None:
             from ctlrepro.models import load_policy
@@ -91,6 +92,7 @@ def run_generation(
         df = generate(*model_tok, prompts, levels=s, cfg=cfg, progress=progress).assign(setting=setting_name(s))
         timings[f"generate_{setting_name(s)}_s"] = round(time.time() - t, 1)
         with atomic_path(f) as tmp: df.to_parquet(tmp, index=False)
+        cache.save(setting=setting_name(s), n=len(df))
         print(f"wrote {f.name}: {len(df)} responses in {timings[f'generate_{setting_name(s)}_s']} s")
         shards.append(df)
     res = pd.concat(shards, ignore_index=True)

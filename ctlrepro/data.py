@@ -148,8 +148,8 @@ def package_file(
 # %% ../nbs/04_data.ipynb #e6dd07f1
 def data_dir()->Path:
     "The repository's data folder (or $CTLREPRO_DATA)"
-    import ctlrepro
-    p = Path(os.environ.get("CTLREPRO_DATA") or Path(ctlrepro.__file__).resolve().parent.parent / "data")
+    from ctlrepro.core import data_root
+    p = data_root()
     if not p.is_dir(): raise FileNotFoundError(f"data folder {p} not found: run from a clone of the repository or set CTLREPRO_DATA")
     return p
 

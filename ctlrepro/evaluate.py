@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import atomic_path, atomic_write_json, cache_dir, stable_hash
+from .core import Cached, atomic_path, atomic_write_json, cache_dir, source_fingerprint, stable_hash
 from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import generate
 from .metrics import control_metrics
@@ -116,12 +116,14 @@ def evaluate(
     scorers = scorers or default_scorers()
     edges = {a: (b.edges if b else None) for a, b in (binners or {}).items()}
     gkey = stable_hash([model_fingerprint(model), asdict(cfg) | {"n_boot": None}, spec.attributes, spec.k,
-                        [scorers.fingerprint(), edges] if cfg.method == "rerank" else None])
+                        [scorers.fingerprint(), edges] if cfg.method == "rerank" else None, source_fingerprint()])
     gfile = folder / f"gen-{gkey}.parquet"
-    if gfile.exists(): df = pd.read_parquet(gfile)
+    gcache = Cached(gfile.with_suffix(".json"), gkey, [gfile])
+    if gcache.valid: df = pd.read_parquet(gfile)
     else:
         df = generate_grid(model, tokenizer, cfg, spec, progress, scorers=scorers, binners=binners)
         with atomic_path(gfile) as tmp: df.to_parquet(tmp, index=False)
+        gcache.save()
     judges = judges or ("llm" if judge_model is not None else "keyword")
     if judges == "llm" and judge_model is None:
         from ctlrepro.models import load_policy
@@ -130,13 +132,15 @@ def evaluate(
     skey = stable_hash([gkey, scorers.fingerprint(), model_fingerprint(judge_model) if judges == "llm" else None,
                         {k: repr(v) for k, v in jud.items()}, edges])
     sfile = folder / f"scores-{skey}.parquet"
-    if sfile.exists(): df = pd.read_parquet(sfile)
+    scache = Cached(sfile.with_suffix(".json"), skey, [sfile])
+    if scache.valid: df = pd.read_parquet(sfile)
     else:
         parts = scorers.parts(df.prompt.tolist(), df.response.tolist())
         df = df.assign(score_helpful=parts.helpfulness.values, score_harmless=parts.safety.values, refused=parts.p_refuse.values >= 0.5)
         for a in spec.attributes: df[f"judge_{a}"] = jud[a].score(df.prompt.tolist(), df.response.tolist(), progress=progress)
         df["judge_refused"] = jud["refused"].score(df.prompt.tolist(), df.response.tolist(), progress=False) >= 0.5
         with atomic_path(sfile) as tmp: df.to_parquet(tmp, index=False)
+        scache.save()
     tables = []
     for fam, pre, ref in [("optimization", "score_", "refused"), ("generalization", "judge_", "judge_refused")]:
         d = df.rename(columns={f"{pre}{a}": f"s_{a}" for a in spec.attributes}).assign(refused_=df[ref])

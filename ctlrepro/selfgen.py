@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, atomic_write_json, read_json, stable_hash
+from .core import Cached, atomic_path, source_fingerprint, stable_hash
 from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import generate
 
@@ -106,7 +106,8 @@ def coverage(df:pd.DataFrame, spec:ControlSpec=SPEC)->pd.DataFrame:
 
 # %% ../nbs/12_selfgen.ipynb #65ff2a74
 def config_key(cfg:SelfGenConfig, model_id:str, scorer_id:str)->str:
-    return stable_hash([asdict(cfg), model_id, scorer_id])
+    "The reuse key of a self-generated data set: config, model, scorers and the package's code and data"
+    return stable_hash([asdict(cfg), model_id, scorer_id, source_fingerprint()])
 
 def self_generate(
     model, tokenizer,
@@ -123,8 +124,8 @@ def self_generate(
     key = config_key(cfg, model_fingerprint(model), scorers.fingerprint())
     if out is not None:
         out = Path(out)
-        if (out / "selfgen.parquet").exists() and (out / "selfgen.json").exists() and read_json(out / "selfgen.json", "self-generated data record").get("key") == key:
-            return pd.read_parquet(out / "selfgen.parquet")
+        cache = Cached(out / "selfgen.json", key, [out / "selfgen.parquet", out / "coverage.parquet", *(out / f"binner_{a}.json" for a in spec.attributes)])
+        if cache.valid: return pd.read_parquet(out / "selfgen.parquet")
     t0 = time.time()
     rng = np.random.default_rng(cfg.seed)
     prompts = load_prompts(cfg.prompts, split="train")
@@ -170,8 +171,8 @@ def self_generate(
                        after.stack().rename("count").reset_index().assign(stage="after")]).to_parquet(tmp, index=False)
         with atomic_path(out / "selfgen.parquet") as tmp: pool.to_parquet(tmp, index=False)
         unreached = [(int(h), int(s)) for h in range(spec.k) for s in range(spec.k) if after.loc[h, s] < cfg.min_per_cell]
-        atomic_write_json(out / "selfgen.json", {"key": key, "config": asdict(cfg), "n": len(pool), "extra_samples": spent, "relabelled_rows": int(pool.how.isin(RELABEL).sum()),
-                                                 "unreached_cells": unreached, "seconds": round(time.time() - t0, 1)})
+        cache.save(config=asdict(cfg), n=len(pool), extra_samples=spent, relabelled_rows=int(pool.how.isin(RELABEL).sum()),
+                   unreached_cells=unreached, seconds=round(time.time() - t0, 1))
     return pool
 
 def load_binners(folder:str|Path, spec:ControlSpec=SPEC)->dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import read_json, stable_hash
+from .core import Cached, atomic_path, read_json, source_fingerprint, stable_hash
 from .tokens import SPEC, ControlSpec
 from .models import load_policy
 from .evaluate import EvalConfig
@@ -37,10 +37,9 @@ def eval_config(limit:int, levels:list, max_new_tokens:int, n_boot:int, batch_si
     return EvalConfig(limit=limit, levels=tuple(levels), max_new_tokens=max_new_tokens, n_boot=n_boot, batch_size=batch_size, seed=seed, **kw)
 
 def save_eval(out:Path, name:str, resp:pd.DataFrame, table:pd.DataFrame):
-    "responses_<name>.parquet and metrics_<name>.parquet in a stage folder"
-    from ctlrepro.core import atomic_path
-    for f, d in [(f"responses_{name}.parquet", resp.assign(model=name)), (f"metrics_{name}.parquet", table)]:
-        with atomic_path(Path(out) / f) as tmp: d.to_parquet(tmp, index=False)
+    "responses_<name>.parquet and metrics_<name>.parquet in a stage folder, written atomically"
+    with atomic_path(Path(out) / f"responses_{name}.parquet") as tmp: resp.assign(model=name).to_parquet(tmp, index=False)
+    with atomic_path(Path(out) / f"metrics_{name}.parquet") as tmp: table.to_parquet(tmp, index=False)
 
 def fmt_ci(v, lo, hi, n=None)->str:
     "'v [lo, hi] (n=...)': a value, its 95% CI and the number of prompts it rests on"
@@ -66,15 +65,16 @@ def aligned_source(run:str|Path)->str:
 
 # %% ../nbs/17_study.ipynb #93378d39
 def make_or_reuse_aligned(model:str|None, out:str|Path, cfg:dict, device:str|None=None)->str:
-    "The over-safe model saved in `out/model`, made by `make_aligned` unless one with the same config is there"
+    "The over-safe model saved in `out/model`, made by `make_aligned` unless one of the same base, config and source is there"
     from ctlrepro.align import AlignConfig, make_aligned
     out, ac = Path(out), AlignConfig(**cfg)
-    rec = out / "align.json"
-    if (out / "model" / "config.json").exists() and rec.exists() and read_json(rec, "align record").get("config") == json.loads(json.dumps(asdict(ac))):
-        print(f"reusing the aligned model in {out / 'model'}")
+    cache = Cached(out / "align.json", stable_hash([asdict(ac), str(model), source_fingerprint()]),
+                   [out / "model", out / "alignment_data.parquet", out / "train_log.csv"])
+    if cache.valid: print(f"reusing the aligned model in {out / 'model'}")
     else:
         base, tok = load_policy(model, device=device, dtype="fp32")   # train in fp32; a GPU adds bf16 autocast through accelerate
         make_aligned(base, tok, ac, out=out, progress=False)
+        cache.save(**read_json(out / "align.json", "align record"))     # make_aligned's record, now with the key and the outputs' sizes
     return str((out / "model").resolve())
 
 def data_hash(df:pd.DataFrame)->str:
@@ -87,19 +87,19 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
     folder = Path(folder)
     cols = ["prompt", "response", *spec.attributes]
     key = stable_hash([asdict(cfg), src, data_hash(data[cols]), scorers.fingerprint() if cfg.objective == "rl" else None,
-                       {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None])
-    rec = folder / "controllable.json"
-    if rec.exists() and read_json(rec, "controllable model record").get("key") == key and (folder / "train_log.csv").exists():
-        print(f"reusing {folder}"); return pd.read_csv(folder / "train_log.csv")
+                       {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, source_fingerprint()])
+    cache = Cached(folder / "controllable.json", key, [folder / "adapter", folder / "tokenizer", folder / "train_log.csv"])
+    if cache.valid: print(f"reusing {folder}"); return pd.read_csv(folder / "train_log.csv")
     folder.mkdir(parents=True, exist_ok=True)
     model, tok = load_policy(src, device=device, dtype="fp32")
     t = time.time()
     pm, log = train(model, tok, data, cfg, spec, progress=False, reward_fn=level_reward(scorers, binners, spec) if cfg.objective == "rl" else None)
     from accelerate import PartialState
     if not PartialState().is_main_process: return log                   # multi-GPU: one process writes
-    log.to_csv(folder / "train_log.csv", index=False)
-    save_controllable(pm, tok, folder, base=src, meta={"objective": cfg.objective, "config": asdict(cfg), "key": key,
-                                                       "seconds": round(time.time() - t, 1), "n_examples": len(data)})   # written last
+    with atomic_path(folder / "train_log.csv") as tmp: log.to_csv(tmp, index=False)
+    save_controllable(pm, tok, folder, base=src, meta={"objective": cfg.objective, "config": asdict(cfg),
+                                                       "seconds": round(time.time() - t, 1), "n_examples": len(data)})
+    cache.save(**read_json(folder / "controllable.json", "controllable model record"))   # with the key and the outputs' sizes: written last
     return log
 
 def run_launched(launcher:str, src:str, selfgen:str|Path, folder:str|Path, cfg, helpful_rm=None, harmless_rm=None, harmless_rm_kind="reward"):

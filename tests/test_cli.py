@@ -23,8 +23,8 @@ def test_a_killed_run_resumes_without_losing_finished_shards(tmp_path):
     job = GenerationJob(limit=2, settings=[None, (4, 0), (0, 4)], max_new_tokens=4, batch_size=32)
     with pytest.raises(KeyboardInterrupt):
         run_generation(job, tmp_path, progress=False, model_tok=Crashing(2))  # one shard per batch: dies in shard 2
-    done = sorted(p.name for p in (tmp_path / "shards").iterdir())
-    assert len(done) == 1 and done[0].startswith("none-")
+    done = sorted(p.name for p in (tmp_path / "shards").glob("*.parquet"))
+    assert len(done) == 1 and done[0].startswith("none-") and (tmp_path / "shards" / done[0]).with_suffix(".json").exists()
     assert not (tmp_path / "generations.parquet").exists()
     first = (tmp_path / "shards" / done[0]).read_bytes()
     res = run_generation(job, tmp_path, progress=False, model_tok=tiny_llama())
