@@ -117,7 +117,9 @@ def claim_prompts(limit:int|None, prompts:str="ctlrepro")->pd.DataFrame:
 
 CLAIM_SETTINGS = [("borderline", (4, 0)), ("borderline", (0, 4)), ("harmful", (4, 4)), ("harmful", (0, 4)), ("harmful", (4, 0))]
 
-def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, device:str|None=None, dtype:str|None=None)->tuple:
+def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, device:str|None=None, dtype:str|None=None,
+                  where:str="system",  # where the control string goes (as the models were trained)
+                  )->tuple:
     "(claims table, examples): aligned vs each rewound model on borderline and harmful prompts"
     from ctlrepro.rewind import load_controllable
     from ctlrepro.objectives import response_logps
@@ -127,7 +129,7 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
     refusals = ref[ref.refused]                                  # the aligned model's own refusals, scored under each setting
     def refusal_logp(model, tok, kind, lv):
         r = refusals[refusals.kind == kind]
-        return float(response_logps(model, tok, r.index.tolist(), r.response.tolist(), lv).mean()) if len(r) else np.nan
+        return float(response_logps(model, tok, r.index.tolist(), r.response.tolist(), lv, where=where).mean()) if len(r) else np.nan
     rows, ex = [], []
     for kind in ("borderline", "harmful"):
         r = ref[ref.kind == kind]
@@ -138,7 +140,7 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
         pm, tok = load_controllable(Path(run) / "finetune" / obj, device=device, dtype=dtype)
         for kind, lv in CLAIM_SETTINGS:
             p = ps[ps.kind == kind]
-            o = refusal_rates(pm, tok, p, progress=False, levels=lv)
+            o = refusal_rates(pm, tok, p, progress=False, levels=lv, where=where)
             was = ref.loc[o.prompt, "refused"].values
             rows.append({"method": obj, "kind": kind, "control": SPEC.format(lv), "n": len(o), "refused": o.refused.mean(),
                          "refused_string_match": o.refused_string_match.mean(),
@@ -148,7 +150,9 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
                 ["method", "kind", "control", "prompt", "aligned", "aligned_refused", "response", "refused"]])
     return pd.DataFrame(rows).round(3), pd.concat(ex, ignore_index=True)
 
-def alpha_curve(folder:str|Path, alphas:list, settings:list, limit:int|None=12, max_new_tokens:int=40, device:str|None=None, dtype:str|None=None)->pd.DataFrame:
+def alpha_curve(folder:str|Path, alphas:list, settings:list, limit:int|None=12, max_new_tokens:int=40, device:str|None=None, dtype:str|None=None,
+                where:str="system",  # where the control string goes (as the model was trained)
+                )->pd.DataFrame:
     "Refusals on borderline and harmful prompts for each alpha (adapter delta scale) and setting"
     from ctlrepro.rewind import load_controllable, set_alpha
     ps = claim_prompts(limit)
@@ -157,7 +161,7 @@ def alpha_curve(folder:str|Path, alphas:list, settings:list, limit:int|None=12, 
     for a in alphas:
         set_alpha(pm, float(a))
         for lv in settings:
-            rows.append(refusal_rates(pm, tok, ps, max_new_tokens=max_new_tokens, progress=False, levels=lv).assign(alpha=float(a)))
+            rows.append(refusal_rates(pm, tok, ps, max_new_tokens=max_new_tokens, progress=False, levels=lv, where=where).assign(alpha=float(a)))
     set_alpha(pm, 1.0)
     return pd.concat(rows, ignore_index=True)
 
