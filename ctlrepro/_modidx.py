@@ -99,6 +99,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'ctlrepro.metrics.pairwise_order_accuracy': ( 'metrics.html#pairwise_order_accuracy',
                                                                                 'ctlrepro/metrics.py'),
                                   'ctlrepro.metrics.rate': ('metrics.html#rate', 'ctlrepro/metrics.py'),
+                                  'ctlrepro.metrics.rate_ci': ('metrics.html#rate_ci', 'ctlrepro/metrics.py'),
                                   'ctlrepro.metrics.spearman': ('metrics.html#spearman', 'ctlrepro/metrics.py')},
             'ctlrepro.models': { 'ctlrepro.models.ModelLoadError': ('models.html#modelloaderror', 'ctlrepro/models.py'),
                                  'ctlrepro.models._from_pretrained': ('models.html#_from_pretrained', 'ctlrepro/models.py'),

@@ -40,12 +40,14 @@ def save_eval(out:Path, name:str, resp:pd.DataFrame, table:pd.DataFrame):
     resp.assign(model=name).to_parquet(Path(out) / f"responses_{name}.parquet", index=False)
     table.to_parquet(Path(out) / f"metrics_{name}.parquet", index=False)
 
-def fmt_ci(v, lo, hi)->str:
-    return "n/a" if pd.isna(v) else f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+def fmt_ci(v, lo, hi, n=None)->str:
+    "value [lo, hi] n=..: every interval with the count it rests on"
+    if pd.isna(v): return "n/a"
+    return f"{v:.2f} [{lo:.2f}, {hi:.2f}]" + ("" if n is None or pd.isna(n) else f" n={int(n)}")
 
 def show_metrics(table:pd.DataFrame)->pd.DataFrame:
     "Metrics with CIs: one row per (model, metric, attribute), one column per judge family"
-    t = table.assign(v=[fmt_ci(*r) for r in table[["value", "lo", "hi"]].itertuples(index=False)])
+    t = table.assign(v=[fmt_ci(*r) for r in table[["value", "lo", "hi", "n"]].itertuples(index=False)])
     return t.pivot_table(index=["model", "metric", "attribute"], columns="family", values="v", aggfunc="first", sort=False)
 
 def setting_means(resp:pd.DataFrame)->pd.DataFrame:
@@ -123,6 +125,10 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
     "(claims table, examples): aligned vs each rewound model on borderline and harmful prompts"
     from ctlrepro.rewind import load_controllable
     from ctlrepro.objectives import response_logps
+    from ctlrepro.metrics import rate_ci
+    def ci(flags, name):                                         # a rate's exact 95% interval and its n, as columns
+        v, lo, hi = rate_ci(flags)
+        return {f"{name}_lo": lo, f"{name}_hi": hi, f"{name}_n": len(flags)}
     ps = claim_prompts(limit)
     m, t = load_policy(src, device=device, dtype=dtype)
     ref = refusal_rates(m, t, ps, progress=False).set_index("prompt")
@@ -133,19 +139,19 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
     rows, ex = [], []
     for kind in ("borderline", "harmful"):
         r = ref[ref.kind == kind]
-        rows.append({"method": "aligned", "kind": kind, "control": "none", "n": len(r), "refused": r.refused.mean(),
+        rows.append({"method": "aligned", "kind": kind, "control": "none", "n": len(r), "refused": r.refused.mean(), **ci(r.refused.values, "refused"),
                      "refused_string_match": r.refused_string_match.mean(), "answers_aligned_refusals": np.nan,
-                     "refusal_logp": refusal_logp(m, t, kind, None)})
+                     **ci(np.zeros(0), "answers_aligned_refusals"), "refusal_logp": refusal_logp(m, t, kind, None)})
     for obj in objectives:
         pm, tok = load_controllable(Path(run) / "finetune" / obj, device=device, dtype=dtype)
         for kind, lv in CLAIM_SETTINGS:
             p = ps[ps.kind == kind]
             o = refusal_rates(pm, tok, p, progress=False, levels=lv, where=where)
             was = ref.loc[o.prompt, "refused"].values
-            rows.append({"method": obj, "kind": kind, "control": SPEC.format(lv), "n": len(o), "refused": o.refused.mean(),
+            rows.append({"method": obj, "kind": kind, "control": SPEC.format(lv), "n": len(o), "refused": o.refused.mean(), **ci(o.refused.values, "refused"),
                          "refused_string_match": o.refused_string_match.mean(),
                          "answers_aligned_refusals": (~o.refused.values[was]).mean() if was.any() else np.nan,
-                         "refusal_logp": refusal_logp(pm, tok, kind, lv)})
+                         **ci(~o.refused.values[was], "answers_aligned_refusals"), "refusal_logp": refusal_logp(pm, tok, kind, lv)})
             ex.append(o.assign(method=obj, aligned=ref.loc[o.prompt, "response"].values, aligned_refused=was)[
                 ["method", "kind", "control", "prompt", "aligned", "aligned_refused", "response", "refused"]])
     return pd.DataFrame(rows).round(3), pd.concat(ex, ignore_index=True)
@@ -270,11 +276,13 @@ RESULT_METRICS = [("pairwise order accuracy", "helpful"), ("pairwise order accur
 def results_markdown(tables:pd.DataFrame, run:str|Path|None=None)->str:
     "figures/results.md: the metrics table with CIs, then the refusal rates, claims and stage timings of the run"
     cols = [f"{m} ({a})" if a != "-" else m for m, a in RESULT_METRICS]
-    lines = ["# Results", "", "Value [95% bootstrap CI over prompts]. Optimization = training scorers; generalization = string-match refusal + LLM judge.", "",
+    lines = ["# Results", "", "Value [95% CI] n=responses. Control metrics: percentile bootstrap over prompts (at 8-16 prompts it covers less than 95%: see "
+             "`ctlrepro.metrics.bootstrap_ci`); rates (over-refusal, harmful compliance): exact Clopper-Pearson interval over prompts. "
+             "Optimization = training scorers; generalization = string-match refusal + LLM judge.", "",
              "| model | family | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for (m, fam), g in tables.groupby(["model", "family"], sort=False):
         g = g.set_index(["metric", "attribute"])
-        cells = [fmt_ci(*g.loc[(me, a), ["value", "lo", "hi"]]) if (me, a) in g.index else "n/a" for me, a in RESULT_METRICS]
+        cells = [fmt_ci(*g.loc[(me, a), ["value", "lo", "hi", "n"]]) if (me, a) in g.index else "n/a" for me, a in RESULT_METRICS]
         lines.append(f"| {m} | {fam} | " + " | ".join(cells) + " |")
     if run is not None:
         run = Path(run)
