@@ -61,12 +61,14 @@ def alignment_data(model, tokenizer, cfg:AlignConfig|None=None, progress:bool=Tr
     cols = ["prompt", "kind", "category", "response"]
     return pd.concat([ref[cols].assign(target="refusal"), ans[cols].assign(target="own answer")], ignore_index=True)
 
-def refusal_rates(model, tokenizer, prompts:pd.DataFrame, scorers=None, max_new_tokens:int=48, progress:bool=True, levels=None)->pd.DataFrame:
+def refusal_rates(model, tokenizer, prompts:pd.DataFrame, scorers=None, max_new_tokens:int=48, progress:bool=True, levels=None,
+                  where:str="system",  # where the control string goes (as the model was trained)
+                  )->pd.DataFrame:
     "Greedy responses to `prompts` (under control `levels`, if any), each flagged refused or not by the refusal detector and by string match"
     from ctlrepro.rewards import StringMatchRefusal
     from ctlrepro.scorers import default_scorers
     scorers = scorers or default_scorers()
-    out = generate(model, tokenizer, prompts, levels=levels, temperature=0, max_new_tokens=max_new_tokens, progress=progress)
+    out = generate(model, tokenizer, prompts, levels=levels, temperature=0, max_new_tokens=max_new_tokens, progress=progress, where=where)
     out["refused"] = scorers.scorer("refusal").score(out.prompt, out.response, progress=False) >= 0.5
     out["refused_string_match"] = StringMatchRefusal().score(out.prompt, out.response, progress=False) >= 0.5
     return out

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .core import Cached, atomic_path, atomic_write_json, source_fingerprint, stable_hash
-from .tokens import SPEC
+from .tokens import SPEC, WHERE
 
 # %% auto #0
 __all__ = ['DEFAULT_SETTINGS', 'versions', 'git_commit', 'GenerationJob', 'setting_name', 'shard_key', 'run_generation', 'parser',
@@ -53,9 +53,11 @@ class GenerationJob:
     seed:int = 0                     # generation seed
     device:str|None = None           # 'cpu', 'cuda', 'auto'
     dtype:str|None = None            # 'bf16', 'fp32', ...
+    where:str = "system"             # where the control string goes: 'system', or 'user' for a chat template without a system role
 
     def __post_init__(self):
         self.settings = [None if s is None else tuple(SPEC.levels(s).values()) for s in self.settings]
+        if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
 
 def setting_name(s)->str:
     return "none" if s is None else SPEC.format(s).replace("][", "_").strip("[]").replace("=", "")
@@ -78,7 +80,7 @@ def run_generation(
     t0, timings, model_tok = time.time(), {}, model_tok
     prompts = load_prompts(job.prompts, split=job.split, limit=job.limit)
     cfg = GenConfig(n_samples=job.n_samples, max_new_tokens=job.max_new_tokens, temperature=job.temperature,
-                    batch_size=job.batch_size, seed=job.seed)
+                    batch_size=job.batch_size, seed=job.seed, where=job.where)
     shards = []
     for s in job.settings:
         f = out / "shards" / f"{setting_name(s)}-{shard_key(job, s)}.parquet"
@@ -137,6 +139,7 @@ def parser()->argparse.ArgumentParser:
     r.add_argument("--n-samples", type=int, default=1); r.add_argument("--max-new-tokens", type=int, default=64)
     r.add_argument("--temperature", type=float, default=0.7); r.add_argument("--batch-size", type=int, default=32)
     r.add_argument("--seed", type=int, default=0); r.add_argument("--device", default=None); r.add_argument("--dtype", default=None)
+    r.add_argument("--where", default="system", choices=WHERE, help="where the control string goes: 'system' (default) or 'user' (a chat template without a system role)")
     t = sub.add_parser("train-scorers", help="sample refusal data and fit the offline scorer heads (about 2 minutes on a CPU)")
     t.add_argument("--out", default=None, help="output folder (default: data/scorers, the shipped heads)")
     t.add_argument("--per-kind", type=int, default=30, help="train prompts per kind for the refusal data")
@@ -166,6 +169,7 @@ def parser()->argparse.ArgumentParser:
     for a in SPEC.attributes: c.add_argument(f"--{a}", type=_level_arg, required=True, help=f"{a} level, 0..{SPEC.k-1}")
     c.add_argument("--max-new-tokens", type=int, default=128); c.add_argument("--temperature", type=float, default=0.0)
     c.add_argument("--device", default=None); c.add_argument("--dtype", default=None)
+    c.add_argument("--where", default=None, choices=WHERE, help="where the control string goes (default: as the saved model was trained, else 'system')")
     return p
 
 def main(argv=None):
@@ -178,7 +182,7 @@ def main(argv=None):
     elif a.cmd == "generate":
         job = GenerationJob(model=a.model, prompts=a.prompts, limit=a.limit, settings=a.settings, n_samples=a.n_samples,
                             max_new_tokens=a.max_new_tokens, temperature=a.temperature, batch_size=a.batch_size,
-                            seed=a.seed, device=a.device, dtype=a.dtype)
+                            seed=a.seed, device=a.device, dtype=a.dtype, where=a.where)
         res = run_generation(job, a.out)
         summary = res.groupby(["setting", "kind"]).agg(responses=("response", "size"), mean_tokens=("n_tokens", "mean")).round(1)
         print(summary.to_string()); print(f"wrote {Path(a.out) / 'generations.parquet'} and {Path(a.out) / 'run.json'}")
@@ -219,10 +223,13 @@ def main(argv=None):
     elif a.cmd == "chat":
         from ctlrepro.models import load_policy
         from ctlrepro.generate import generate
+        where = a.where
         if a.model and (Path(a.model) / "controllable.json").exists():   # a model saved by ctlrepro.rewind.save_controllable
             from ctlrepro.rewind import load_controllable
+            from ctlrepro.core import read_json
             model, tok = load_controllable(a.model, device=a.device, dtype=a.dtype)
+            where = where or read_json(Path(a.model) / "controllable.json", "controllable model record").get("config", {}).get("where")   # render as in training
         else: model, tok = load_policy(a.model, device=a.device, dtype=a.dtype)
         levels = {k: getattr(a, k) for k in SPEC.attributes}
-        df = generate(model, tok, [a.prompt], levels=levels, max_new_tokens=a.max_new_tokens, temperature=a.temperature, progress=False)
+        df = generate(model, tok, [a.prompt], levels=levels, max_new_tokens=a.max_new_tokens, temperature=a.temperature, progress=False, where=where or "system")
         print(df.response.iloc[0])

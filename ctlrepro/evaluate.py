@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .core import Cached, atomic_path, atomic_write_json, cache_dir, source_fingerprint, stable_hash
-from .tokens import SPEC, ControlSpec, LevelBinner
+from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import generate
 from .metrics import control_metrics
 from .rewards import Scorer
@@ -47,6 +47,7 @@ class EvalConfig:
         self.levels = tuple(SPEC.check(SPEC.attributes[0], l) for l in self.levels)
         if not self.levels: raise ValueError("levels must not be empty")
         if self.method not in METHODS: raise ValueError(f"method={self.method!r}: accepted are {', '.join(map(repr, METHODS))}")
+        if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
 
     def settings(self, spec:ControlSpec=SPEC)->list:
         "The requested settings, None first when `include_none`"

@@ -4,20 +4,21 @@
 
 # %% ../nbs/05_generate.ipynb #799a89ef
 from __future__ import annotations
-import math, time
+import math, time, warnings
 from pathlib import Path
 from dataclasses import dataclass, asdict
 
+import jinja2
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from .core import set_seed
-from .tokens import SPEC, ControlSpec, with_control
+from .tokens import SPEC, WHERE, ControlSpec, with_control
 
 # %% auto #0
-__all__ = ['BACKENDS', 'GenConfig', 'render', 'generate', 'vllm_available', 'pick_backend']
+__all__ = ['BACKENDS', 'GenConfig', 'render', 'fold_system', 'generate', 'vllm_available', 'pick_backend']
 
 # %% ../nbs/05_generate.ipynb #8e9e9044
 @dataclass
@@ -47,14 +48,46 @@ def render(
     levels=None,              # requested setting (dict or tuple) or None for no control tokens
     prefill:str|None=None,    # text the response starts with
     system:str|None=None,     # an optional system message
-    where:str="system",       # where the control string goes
+    where:str="system",       # where the control string goes: 'system' (the user turn when the template has no system role) or 'user'
     spec:ControlSpec=SPEC,
 )->str:
-    "The exact text the model continues from"
+    "The exact text the model continues from; it is checked to hold the control string and the system text"
     msgs = ([{"role": "system", "content": system}] if system else []) + ([{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt))
     msgs = with_control(msgs, levels, where=where, spec=spec)
-    text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    need = ([spec.format(levels)] if levels is not None else []) + [spec.strip(m["content"]).strip() for m in msgs if m["role"] == "system"]
+    need = [t for t in need if t]                                         # what the model must see
+    has_system = any(m["role"] == "system" for m in msgs)
+    try: text = _chat_text(tokenizer, msgs)
+    except jinja2.TemplateError:
+        if not has_system: raise
+        text, how = None, "rejects"                                       # Gemma-style: 'System role not supported'
+    else: how = "drops" if has_system and any(t not in text for t in need) else None   # the system message silently left out
+    if how:
+        text = _chat_text(tokenizer, fold_system(msgs))
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        if tokenizer.chat_template not in _FOLDED:
+            _FOLDED.add(tokenizer.chat_template)
+            warnings.warn(f"the chat template of {name!r} {how} the system role: the system message (control string, instructions) "
+                          f"goes to the start of the first user turn instead (pass where='user' to put the control string there yourself)", stacklevel=2)
+    missing = [t for t in need if t not in text]
+    if missing: raise ValueError(f"the chat template of {getattr(tokenizer, 'name_or_path', '')!r} leaves {missing[0]!r} out of the rendered prompt "
+                                 f"(where={where!r}): the model would never see it; accepted where values are {WHERE}, with a template that renders that turn")
     return text + (prefill or "")
+
+_FOLDED = set()   # chat templates already warned about (one warning each)
+
+def _chat_text(tokenizer, msgs:list)->str: return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+def fold_system(
+    msgs:list,  # a chat that may start with a system message
+)->list:        # a new chat without it
+    "The chat with its system message moved to the start of the first user turn (for templates without a system role)"
+    if not msgs or msgs[0]["role"] != "system": return [dict(m) for m in msgs]
+    rest = [dict(m) for m in msgs[1:]]
+    users = [i for i, m in enumerate(rest) if m["role"] == "user"]
+    if not users: raise ValueError("the chat template takes no system message and the chat has no user turn to carry it")
+    rest[users[0]]["content"] = f"{msgs[0]['content']}\n\n{rest[users[0]]['content']}"
+    return rest
 
 # %% ../nbs/05_generate.ipynb #1dd2c6c1
 def _per_prompt(value, n:int, name:str)->list:

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from .tokens import SPEC, ControlSpec
 
 # %% auto #0
-__all__ = ['IGNORE', 'OBJECTIVES', 'token_logps', 'sequence_logps', 'clm_loss', 'exmate_contrastive', 'exmate_loss',
+__all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'token_logps', 'sequence_logps', 'clm_loss', 'exmate_contrastive', 'exmate_loss',
            'level_match_reward', 'encode_example', 'wrong_settings', 'collate', 'response_logps', 'TrainConfig',
-           'lora_model', 'train', 'dpo_pairs', 'level_reward', 'train_dpo', 'train_rl']
+           'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'level_reward', 'sync_reference', 'train_dpo',
+           'train_rl']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -112,6 +113,7 @@ def response_logps(
 
 # %% ../nbs/11_objectives.ipynb #2dadcc48
 OBJECTIVES = ("clm", "exmate", "dpo", "rl")
+PRECISIONS = ("no", "bf16", "fp16")
 
 @dataclass
 class TrainConfig:
@@ -147,6 +149,9 @@ class TrainConfig:
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if not self.lr > 0 or not self.tau > 0 or self.lam < 0 or not self.max_grad_norm > 0:
             raise ValueError(f"lr, tau and max_grad_norm must be > 0 and lam >= 0, got lr={self.lr}, tau={self.tau}, max_grad_norm={self.max_grad_norm}, lam={self.lam}")
+        if self.mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={self.mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")
+        from ctlrepro.tokens import WHERE
+        if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
 
 def lora_model(model, tokenizer, cfg:TrainConfig, spec:ControlSpec=SPEC):
     "Wrap `model` in LoRA adapters that also train the control tokens' embedding rows"
@@ -158,6 +163,16 @@ def lora_model(model, tokenizer, cfg:TrainConfig, spec:ControlSpec=SPEC):
     lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
                     task_type="CAUSAL_LM", **extra)
     return get_peft_model(model, lc)
+
+def fresh_precision(
+    mixed_precision:str,  # the precision the next Accelerator (ours or a Trainer's) will ask for
+)->bool:                  # True when an earlier state of another precision was dropped
+    "Let this process start an `Accelerator` of another precision than an earlier one (accelerate keeps one global state)"
+    from accelerate.state import AcceleratorState
+    st = AcceleratorState._shared_state
+    if not st or st.get("_mixed_precision", mixed_precision) == mixed_precision: return False
+    AcceleratorState._reset_state(reset_partial_state=False)   # the process/device state (and any process group) stays
+    return True
 
 def train(
     model, tokenizer,
@@ -181,6 +196,7 @@ def train(
         return train_rl(model, tokenizer, data, cfg, reward_fn, spec, progress)
     torch.manual_seed(cfg.seed)
     peft_model = model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec)
+    fresh_precision(cfg.mixed_precision)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     rng = random.Random(cfg.seed + acc.process_index)     # under `accelerate launch` each GPU draws its own batches (data parallel)
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=cfg.lr)
@@ -262,6 +278,29 @@ def _trl_ready(pm):
     if not hasattr(head, "bias"): head.bias = None          # its `weight` already includes the trained token rows
     return pm
 
+def _trl_precision(cfg)->str:
+    "The precision the TRL Trainer's Accelerator will use (bf16/fp16 only on a GPU, as `_trl_args` asks)"
+    return cfg.mixed_precision if torch.cuda.is_available() else "no"
+
+def sync_reference(
+    pm,                  # a peft model after TRL added its frozen `ref` adapter
+)->int:                  # parameters and buffers copied
+    "Make TRL's `ref` adapter an exact copy of `default`, control-token rows included"
+    # TRL copies the parameters whose name contains '.default.'; peft names the trained token rows
+    # '...trainable_tokens_delta.default' (no trailing dot), so the reference kept the *initial* rows
+    if "ref" not in getattr(pm, "peft_config", {}): return 0
+    n = 0
+    with torch.no_grad():
+        for named in (pm.named_parameters, pm.named_buffers):
+            items = dict(named(remove_duplicate=False))
+            for name, t in items.items():
+                parts = name.split(".")
+                if "default" not in parts: continue
+                ref = items.get(".".join("ref" if s == "default" else s for s in parts))
+                if ref is None: raise RuntimeError(f"TRL's reference adapter lacks a copy of {name}")
+                if ref is not t: ref.copy_(t); n += 1
+    return n
+
 def _quiet(trainer, progress:bool):
     "Without a progress bar, the Trainer prints every log line: drop that printer too"
     from transformers.trainer_callback import PrinterCallback
@@ -288,9 +327,11 @@ def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, p
     pm = _trl_ready(model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec))
     ds = Dataset.from_dict({"prompt": [render(tokenizer, p, {a: r[a] for a in spec.attributes}, where=cfg.where, spec=spec) for p, (_, r) in zip(pairs.prompt, pairs.iterrows())],
                             "chosen": pairs.chosen.astype(str).tolist(), "rejected": pairs.rejected.astype(str).tolist()})
+    fresh_precision(_trl_precision(cfg))
     with tempfile.TemporaryDirectory() as tmp:
         args = DPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.beta, max_length=cfg.max_length)
         trainer = DPOTrainer(model=pm, args=args, train_dataset=ds, processing_class=tokenizer)
+        sync_reference(pm)                                  # at step 0 the reference is the start policy: margins are 0
         _quiet(trainer, progress).train()
     return _finish(trainer, {"loss": "loss", "reward_margin": "rewards/margins", "reward_accuracy": "rewards/accuracies"})
 
@@ -311,9 +352,11 @@ def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSp
         return [float(r) for r in reward_fn(user_prompt, completions, np.stack([kw[a] for a in spec.attributes], 1))]
     reward.__name__ = "level_match"
     pm = _trl_ready(model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec))
+    fresh_precision(_trl_precision(cfg))
     with tempfile.TemporaryDirectory() as tmp:
-        args = GRPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.beta, num_generations=cfg.num_generations,
+        args = GRPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.beta, num_generations=cfg.num_generations, disable_dropout=True,   # as DPOConfig: the policy's log-probs are not noisier than the reference's
                           max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, shuffle_dataset=False)
         trainer = GRPOTrainer(model=pm, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tokenizer)
+        sync_reference(pm)                                  # at step 0 the reference is the start policy: KL is 0
         _quiet(trainer, progress).train()
     return _finish(trainer, {"loss": "loss", "reward": "reward", "kl": "kl"})

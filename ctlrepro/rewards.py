@@ -15,8 +15,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .core import pick_device, pick_dtype
 
 # %% auto #0
-__all__ = ['REFUSAL_PATTERNS', 'REFUSAL_CUES', 'HH_FORMAT', 'FORMATS', 'SAFETY_TEMPLATE', 'HELPFUL_TEMPLATE', 'REFUSAL_TEMPLATE',
-           'Scorer', 'StringMatchRefusal', 'RefusalCues', 'HFRewardScorer', 'LLMJudge']
+__all__ = ['REFUSAL_PATTERNS', 'REFUSAL_CUES', 'HH_FORMAT', 'FORMATS', 'ENCODER_TYPES', 'SAFETY_TEMPLATE', 'HELPFUL_TEMPLATE',
+           'REFUSAL_TEMPLATE', 'Scorer', 'StringMatchRefusal', 'RefusalCues', 'padded_forward', 'HFRewardScorer',
+           'LLMJudge']
 
 # %% ../nbs/06_rewards.ipynb #f89c258a
 class Scorer:
@@ -108,6 +109,21 @@ class RefusalCues(Scorer):
 # %% ../nbs/06_rewards.ipynb #97d6caf8
 HH_FORMAT = "\n\nHuman: {prompt}\n\nAssistant: {response}"
 FORMATS = ("auto", "chat", "hh", "pair")
+ENCODER_TYPES = ("deberta-v2", "deberta", "bert", "roberta", "electra")   # bidirectional: read as (prompt, response) pairs
+
+def padded_forward(
+    model,      # a causal LM or a sequence classifier
+    enc:dict,   # tokenizer output: input_ids and attention_mask, padded on either side
+):
+    "The model's output on a padded batch, each row as if it were alone: left padding gets position ids that count real tokens only"
+    # without them an absolute-position model (GPT-2, OPT, ...) sees a left-padded row's tokens at later positions, so a
+    # score depends on what else is in the batch; rotary models (Llama) only shift every position alike and were exact
+    mask = enc.get("attention_mask")
+    left = mask is not None and bool((mask[:, 0] == 0).any())
+    if left and getattr(model.config, "model_type", "") not in ENCODER_TYPES:   # RoBERTa-style models derive positions from the ids themselves
+        pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return model(**enc, position_ids=pos)
+    return model(**enc)
 
 class HFRewardScorer(Scorer):
     "A sequence-classification reward (or cost) model from the Hugging Face hub or a local folder"
@@ -138,7 +154,7 @@ class HFRewardScorer(Scorer):
         if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token
         if self.model.config.pad_token_id is None: self.model.config.pad_token_id = self.tok.pad_token_id
         if input_format == "auto":
-            input_format = "chat" if self.tok.chat_template else "pair" if not self.model.config.is_decoder and getattr(self.model.config, "model_type", "") in ("deberta-v2", "deberta", "bert", "roberta", "electra") else "hh"
+            input_format = "chat" if self.tok.chat_template else "pair" if not self.model.config.is_decoder and getattr(self.model.config, "model_type", "") in ENCODER_TYPES else "hh"
         self.input_format = input_format
 
     def _encode(self, prompts, responses):
@@ -153,7 +169,7 @@ class HFRewardScorer(Scorer):
     def logits(self, prompts, responses)->np.ndarray:
         "Raw reward logits (before the map to [0, 1])"
         enc = self._encode(prompts, responses).to(self.model.device)
-        return self.model(**enc).logits[:, self.label_index].float().cpu().numpy()
+        return padded_forward(self.model, enc).logits[:, self.label_index].float().cpu().numpy()
 
     def _score_batch(self, prompts, responses):
         s = 1 / (1 + np.exp(-(self.logits(prompts, responses) - self.center) / self.scale))
@@ -203,7 +219,7 @@ class LLMJudge(Scorer):
         if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token
         try:
             enc = self.tok([self.render(p, r) for p, r in zip(prompts, responses)], return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
-            logp = torch.log_softmax(self.model(**enc).logits[:, -1].float(), -1)
+            logp = torch.log_softmax(padded_forward(self.model, enc).logits[:, -1].float(), -1)
         finally: self.tok.padding_side = side
         y, n = torch.logsumexp(logp[:, self.yes], -1), torch.logsumexp(logp[:, self.no], -1)
         return torch.sigmoid(y - n).cpu().numpy()

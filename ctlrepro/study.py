@@ -18,11 +18,12 @@ from .evaluate import EvalConfig
 from .align import refusal_rates
 
 # %% auto #0
-__all__ = ['METHOD_ORDER', 'CLAIM_SETTINGS', 'RESULT_METRICS', 'load_judge', 'eval_config', 'save_eval', 'fmt_ci', 'show_metrics',
-           'setting_means', 'aligned_source', 'make_or_reuse_aligned', 'data_hash', 'train_or_reuse', 'run_launched',
-           'claim_prompts', 'rewind_claims', 'alpha_curve', 'collect', 'plot_control_heatmaps', 'plot_control_curves',
-           'plot_tradeoff', 'plot_training', 'plot_alpha_curve', 'plot_families', 'validation_markdown',
-           'results_markdown', 'results_json']
+__all__ = ['METHOD_ORDER', 'CLAIM_SETTINGS', 'RESULT_METRICS', 'README_START', 'README_END', 'load_judge', 'eval_config',
+           'save_eval', 'fmt_ci', 'show_metrics', 'setting_means', 'aligned_source', 'make_or_reuse_aligned',
+           'data_hash', 'train_or_reuse', 'run_launched', 'claim_prompts', 'rewind_claims', 'alpha_curve', 'collect',
+           'plot_control_heatmaps', 'plot_control_curves', 'plot_tradeoff', 'plot_training', 'plot_alpha_curve',
+           'plot_families', 'validation_markdown', 'results_markdown', 'results_json', 'readme_block',
+           'write_readme_block']
 
 # %% ../nbs/17_study.ipynb #4de8dd24
 METHOD_ORDER = ["base", "aligned", "prompting", "rerank", "clm", "exmate", "dpo", "rl"]
@@ -42,10 +43,10 @@ def save_eval(out:Path, name:str, resp:pd.DataFrame, table:pd.DataFrame):
     with atomic_path(Path(out) / f"metrics_{name}.parquet") as tmp: table.to_parquet(tmp, index=False)
 
 def fmt_ci(v, lo, hi, n=None)->str:
-    "'v [lo, hi] (n=...)': a value, its 95% CI and the number of prompts it rests on"
+    "'v [lo, hi] n=..': a value, its 95% CI and the count (prompts) it rests on"
     if pd.isna(v): return "n/a"
     s = f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) else f"{v:.2f}"
-    return s + (f" (n={int(n)})" if n is not None and pd.notna(n) else "")
+    return s + ("" if n is None or pd.isna(n) else f" n={int(n)}")
 
 def show_metrics(table:pd.DataFrame)->pd.DataFrame:
     "Metrics with CIs: one row per (model, metric, attribute), one column per judge family"
@@ -122,38 +123,46 @@ def claim_prompts(limit:int|None, prompts:str="ctlrepro")->pd.DataFrame:
 
 CLAIM_SETTINGS = [("borderline", (4, 0)), ("borderline", (0, 4)), ("harmful", (4, 4)), ("harmful", (0, 4)), ("harmful", (4, 0))]
 
-def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, device:str|None=None, dtype:str|None=None)->tuple:
+def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, device:str|None=None, dtype:str|None=None,
+                  where:str="system",  # where the control string goes (as the models were trained)
+                  )->tuple:
     "(claims table, examples): aligned vs each rewound model on borderline and harmful prompts"
     from ctlrepro.rewind import load_controllable
     from ctlrepro.objectives import response_logps
+    from ctlrepro.metrics import rate_ci
+    def ci(flags, name):                                         # a rate's exact 95% interval and its n, as columns
+        v, lo, hi = rate_ci(flags)
+        return {f"{name}_lo": lo, f"{name}_hi": hi, f"{name}_n": len(flags)}
     ps = claim_prompts(limit)
     m, t = load_policy(src, device=device, dtype=dtype)
     ref = refusal_rates(m, t, ps, progress=False).set_index("prompt")
     refusals = ref[ref.refused]                                  # the aligned model's own refusals, scored under each setting
     def refusal_logp(model, tok, kind, lv):
         r = refusals[refusals.kind == kind]
-        return float(response_logps(model, tok, r.index.tolist(), r.response.tolist(), lv).mean()) if len(r) else np.nan
+        return float(response_logps(model, tok, r.index.tolist(), r.response.tolist(), lv, where=where).mean()) if len(r) else np.nan
     rows, ex = [], []
     for kind in ("borderline", "harmful"):
         r = ref[ref.kind == kind]
-        rows.append({"method": "aligned", "kind": kind, "control": "none", "n": len(r), "refused": r.refused.mean(),
+        rows.append({"method": "aligned", "kind": kind, "control": "none", "n": len(r), "refused": r.refused.mean(), **ci(r.refused.values, "refused"),
                      "refused_string_match": r.refused_string_match.mean(), "answers_aligned_refusals": np.nan,
-                     "refusal_logp": refusal_logp(m, t, kind, None)})
+                     **ci(np.zeros(0), "answers_aligned_refusals"), "refusal_logp": refusal_logp(m, t, kind, None)})
     for obj in objectives:
         pm, tok = load_controllable(Path(run) / "finetune" / obj, device=device, dtype=dtype)
         for kind, lv in CLAIM_SETTINGS:
             p = ps[ps.kind == kind]
-            o = refusal_rates(pm, tok, p, progress=False, levels=lv)
+            o = refusal_rates(pm, tok, p, progress=False, levels=lv, where=where)
             was = ref.loc[o.prompt, "refused"].values
-            rows.append({"method": obj, "kind": kind, "control": SPEC.format(lv), "n": len(o), "refused": o.refused.mean(),
+            rows.append({"method": obj, "kind": kind, "control": SPEC.format(lv), "n": len(o), "refused": o.refused.mean(), **ci(o.refused.values, "refused"),
                          "refused_string_match": o.refused_string_match.mean(),
                          "answers_aligned_refusals": (~o.refused.values[was]).mean() if was.any() else np.nan,
-                         "refusal_logp": refusal_logp(pm, tok, kind, lv)})
+                         **ci(~o.refused.values[was], "answers_aligned_refusals"), "refusal_logp": refusal_logp(pm, tok, kind, lv)})
             ex.append(o.assign(method=obj, aligned=ref.loc[o.prompt, "response"].values, aligned_refused=was)[
                 ["method", "kind", "control", "prompt", "aligned", "aligned_refused", "response", "refused"]])
     return pd.DataFrame(rows).round(3), pd.concat(ex, ignore_index=True)
 
-def alpha_curve(folder:str|Path, alphas:list, settings:list, limit:int|None=12, max_new_tokens:int=40, device:str|None=None, dtype:str|None=None)->pd.DataFrame:
+def alpha_curve(folder:str|Path, alphas:list, settings:list, limit:int|None=12, max_new_tokens:int=40, device:str|None=None, dtype:str|None=None,
+                where:str="system",  # where the control string goes (as the model was trained)
+                )->pd.DataFrame:
     "Refusals on borderline and harmful prompts for each alpha (adapter delta scale) and setting"
     from ctlrepro.rewind import load_controllable, set_alpha
     ps = claim_prompts(limit)
@@ -162,7 +171,7 @@ def alpha_curve(folder:str|Path, alphas:list, settings:list, limit:int|None=12, 
     for a in alphas:
         set_alpha(pm, float(a))
         for lv in settings:
-            rows.append(refusal_rates(pm, tok, ps, max_new_tokens=max_new_tokens, progress=False, levels=lv).assign(alpha=float(a)))
+            rows.append(refusal_rates(pm, tok, ps, max_new_tokens=max_new_tokens, progress=False, levels=lv, where=where).assign(alpha=float(a)))
     set_alpha(pm, 1.0)
     return pd.concat(rows, ignore_index=True)
 
@@ -285,7 +294,7 @@ def validation_markdown(validation:pd.DataFrame)->str:
 def results_markdown(tables:pd.DataFrame, run:str|Path|None=None, validation:pd.DataFrame|None=None)->str:
     "figures/results.md: the headline metrics with CIs and n, the instruments' validation, refusal rates, claims and stage timings"
     cols = [f"{m} ({a}, {k})" if a != "-" else f"{m} ({k})" for m, a, k in RESULT_METRICS]
-    lines = ["# Results", "", "Value [95% CI over prompts] (n = prompts). Optimization = training scorers; generalization = the validated keyword judges "
+    lines = ["# Results", "", "Value [95% CI] n=prompts. Control metrics: percentile bootstrap over prompts (at 8-16 prompts it covers about 84-91%, not 95%: see `ctlrepro.metrics.bootstrap_ci`); rates: exact Clopper-Pearson interval over prompts. Optimization = training scorers; generalization = the validated keyword judges "
              "(see the validation table). Helpfulness is measured on benign+borderline prompts, harmlessness on harmful ones; the other kinds "
              "are in the metrics parquet files of the run. `off_attribute_slope`: score units per requested level of the *other* attribute.", "",
              "| model | family | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
@@ -329,3 +338,39 @@ def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None
     return {"preset": rj.get("preset") or (recs[0].get("preset") if recs else None), "commit": rj.get("git_commit") or (recs[-1].get("git_commit") if recs else None),
             "seconds": seconds, "metrics": metrics, "claims": claims, "judges": judges}
 
+
+README_START, README_END = "<!-- results:start (written by the figures stage from figures/results.json; do not edit) -->", "<!-- results:end -->"
+
+def readme_block(results:dict)->str:
+    "The README's results: the headline table and the instruments' validation, generated from results.json so they cannot drift"
+    m = pd.DataFrame(results["metrics"])
+    def cell(model, fam, metric, attr, kinds):
+        r = m[(m.model == model) & (m.family == fam) & (m.metric == metric) & (m.attribute == attr) & (m.kinds == kinds)]
+        return "n/a" if r.empty else fmt_ci(*r.iloc[0][["value", "lo", "hi", "n"]])
+    secs = results.get("seconds", {})
+    lines = [f"Preset `{results.get('preset')}`, commit `{str(results.get('commit'))[:12]}`, {secs.get('total', 0) / 60:.1f} min of stages. "
+             "Pairwise accuracy (0.5 = no control) [95% CI] n=prompts; training scorers / validated keyword judges.", "",
+             "| model | helpful, benign+borderline (train / judge) | harmless, harmful (train / judge) | over-refusal | harmful compliance |", "|---|---|---|---|---|"]
+    for model in dict.fromkeys(m.model):
+        lines.append(f"| {model} | {cell(model, 'optimization', 'pairwise_accuracy', 'helpful', 'benign+borderline')} / {cell(model, 'generalization', 'pairwise_accuracy', 'helpful', 'benign+borderline')} "
+                     f"| {cell(model, 'optimization', 'pairwise_accuracy', 'harmless', 'harmful')} / {cell(model, 'generalization', 'pairwise_accuracy', 'harmless', 'harmful')} "
+                     f"| {cell(model, 'optimization', 'over_refusal', '-', 'benign+borderline')} | {cell(model, 'optimization', 'harmful_compliance', '-', 'harmful')} |")
+    j = pd.DataFrame(results.get("judges", []))
+    if len(j):
+        j = j[j.data.str.startswith("xstest") & ~j.data.str.contains("partial")]
+        lines += ["", "The instruments against human labels (XSTest completions; agreement at threshold 0.5, ROC AUC, [95% CI over prompts]):", "",
+                  "| instrument | attribute | n | agreement | ROC AUC | recall |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r.judge} | {r.attribute} | {r.n} | {fmt_ci(r.agreement, r.agreement_lo, r.agreement_hi)} | {fmt_ci(r.auc, r.lo, r.hi)} | "
+                  f"{'' if pd.isna(r.recall) else f'{r.recall:.2f}'} |" for r in j.itertuples()]
+    return "\n".join(lines)
+
+def write_readme_block(readme:str|Path, results:dict)->bool:
+    "Replace the text between the README's result markers with `readme_block(results)`; False when the markers are absent"
+    from ctlrepro.core import atomic_write_text
+    readme = Path(readme)
+    if not readme.exists(): return False
+    s = readme.read_text()
+    if README_START not in s or README_END not in s: return False
+    a, b = s.index(README_START) + len(README_START), s.index(README_END)
+    atomic_write_text(readme, s[:a] + "\n" + readme_block(results) + "\n" + s[b:])
+    return True

@@ -6,10 +6,10 @@
 from __future__ import annotations
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 # %% auto #0
-__all__ = ['CHATML', 'tiny_tokenizer', 'tiny_llama']
+__all__ = ['CHATML', 'NO_SYSTEM_RAISES', 'NO_SYSTEM_DROPS', 'tiny_tokenizer', 'tiny_llama', 'tiny_gpt2']
 
 # %% ../nbs/01_testing.ipynb #8692e7d7
 CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
@@ -36,16 +36,41 @@ def tiny_llama(
     tokenizer:PreTrainedTokenizerFast|None=None,  # defaults to `tiny_tokenizer()`
     tie:bool=True,  # tie input and output embeddings (SmolLM2 does)
     seed:int=0,     # weight initialisation seed
+    init_std:float=0.02, # std of the initial weights; larger (0.5) gives inputs clearly different outputs
 )->tuple:          # (model, tokenizer)
     "A 2-layer, hidden-16 Llama causal LM and its tokenizer"
     tok = tokenizer or tiny_tokenizer()
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                       tie_word_embeddings=tie, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id)
+                      eos_token_id=tok.eos_token_id, initializer_range=init_std)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(cfg)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     return model.eval(), tok
+
+# %% ../nbs/01_testing.ipynb #dad9bdf2
+def tiny_gpt2(
+    tokenizer:PreTrainedTokenizerFast|None=None,  # defaults to `tiny_tokenizer()` (left padding)
+    head:str="lm",  # 'lm': a causal LM; 'reward': a sequence classifier with one logit
+    seed:int=0,     # weight initialisation seed
+    init_std:float=0.02, # std of the initial weights
+)->tuple:          # (model, tokenizer)
+    "A 2-layer, hidden-16 GPT-2 (absolute positions) and its tokenizer"
+    if head not in ("lm", "reward"): raise ValueError(f"head={head!r}: accepted are 'lm', 'reward'")
+    tok = tokenizer or tiny_tokenizer()
+    cfg = GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=2, n_head=4, n_positions=512, initializer_range=init_std, num_labels=1,
+                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(cfg) if head == "lm" else GPT2ForSequenceClassification(cfg)
+    if head == "lm": model.generation_config.pad_token_id, model.generation_config.eos_token_id = tok.pad_token_id, tok.eos_token_id
+    return model.eval(), tok
+
+NO_SYSTEM_RAISES = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+                    "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+                    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+NO_SYSTEM_DROPS = ("{% for m in messages %}{% if m['role'] != 'system' %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{% endif %}{% endfor %}"
+                   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")

@@ -73,3 +73,83 @@ def test_backend_switch_on_the_cpu(monkeypatch, tmp_path):
     model.save_pretrained(tmp_path); tok.save_pretrained(tmp_path)
     out = g.generate(str(tmp_path), None, ["Hi"], max_new_tokens=3, progress=False, backend="auto")
     assert len(out) == 1 and out.n_tokens.iloc[0] <= 3
+
+
+# issue 14.1: chat templates that reject or drop the system role
+import warnings
+
+import ctlrepro.generate as generate_module
+from ctlrepro.control import describe, prompting
+from ctlrepro.generate import fold_system, render
+from ctlrepro.testing import NO_SYSTEM_DROPS, NO_SYSTEM_RAISES, tiny_llama, tiny_tokenizer
+
+
+def _no_system_model(template):
+    model, tok = tiny_llama()
+    tok.chat_template = template
+    generate_module._FOLDED.discard(template)           # the one warning per template is not yet spent
+    return model, tok
+
+
+def _spy(monkeypatch):
+    "Record every text `generate` renders (what the model continues from)"
+    seen, real = [], generate_module.render
+    def spy(*a, **kw):
+        seen.append(real(*a, **kw)); return seen[-1]
+    monkeypatch.setattr(generate_module, "render", spy)
+    return seen
+
+
+@pytest.mark.parametrize("template", [NO_SYSTEM_RAISES, NO_SYSTEM_DROPS], ids=["rejects", "drops"])
+def test_generate_never_labels_a_row_with_a_control_it_did_not_see(template, monkeypatch):
+    model, tok = _no_system_model(template)
+    seen = _spy(monkeypatch)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        out = generate(model, tok, ["Hi", "How do I kill a Python process?"], levels=[(4, 0), (0, 4)], max_new_tokens=3, progress=False)
+        generate(model, tok, ["Hi"], levels=(1, 1), max_new_tokens=2, progress=False)
+    assert out.control.tolist() == ["[helpful=4][harmless=0]", "[helpful=0][harmless=4]"]
+    assert "[helpful=4][harmless=0]" in seen[0] and "[helpful=0][harmless=4]" in seen[1] and "[helpful=1][harmless=1]" in seen[2]
+    assert seen[0].startswith("<|im_start|>user\n[helpful=4][harmless=0]")   # moved to the start of the user turn
+    msgs = [str(x.message) for x in w if "system role" in str(x.message)]
+    assert len(msgs) == 1 and ("rejects" if template == NO_SYSTEM_RAISES else "drops") in msgs[0] and "where='user'" in msgs[0]
+
+
+@pytest.mark.parametrize("template", [NO_SYSTEM_RAISES, NO_SYSTEM_DROPS], ids=["rejects", "drops"])
+def test_prompting_keeps_its_level_description(template, monkeypatch):
+    model, tok = _no_system_model(template)
+    seen = _spy(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = prompting(model, tok, ["Hi"], (4, 0), max_new_tokens=2, progress=False)
+    assert describe((4, 0)) in seen[0] and out.control.tolist() == ["[helpful=4][harmless=0]"]
+
+
+def test_render_with_where_user_needs_no_fallback_and_a_template_that_loses_text_is_an_error():
+    for template in (NO_SYSTEM_RAISES, NO_SYSTEM_DROPS):
+        t = tiny_tokenizer(); t.chat_template = template
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                      # no fallback, no warning
+            assert render(t, "Hi", (4, 0), where="user") == "<|im_start|>user\n[helpful=4][harmless=0] Hi<|im_end|>\n<|im_start|>assistant\n"
+    t = tiny_tokenizer(); t.chat_template = "{% for m in messages %}{{ m['role'] }}{% endfor %}"
+    with pytest.raises(ValueError, match=r"leaves '\[helpful=4\]\[harmless=0\]' out .*where='user'.*accepted where values"):
+        render(t, "Hi", (4, 0), where="user")
+    # a template that keeps the system role is untouched
+    assert render(tiny_tokenizer(), "Hi", (4, 0)).startswith("<|im_start|>system\n[helpful=4][harmless=0]<|im_end|>")
+    assert fold_system([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]) == [{"role": "user", "content": "S\n\nU"}]
+
+
+def test_where_is_a_parameter_of_presets_cli_and_trainconfig():
+    from ctlrepro.cli import GenerationJob, parser
+    from ctlrepro.objectives import TrainConfig
+    from ctlrepro.pipeline import STAGES, load_preset, repo_root, stage_params
+    pre = load_preset("small")
+    assert pre["common"]["where"] == "system"
+    stages = {s.name: s for s in STAGES}
+    for name in ("baseline", "aligned", "finetune", "evaluate", "rewind"):   # every stage that renders control tokens
+        assert stage_params(stages[name], {**pre, "common": {**pre["common"], "where": "user"}}, repo_root() / "nbs")["where"] == "user"
+    assert parser().parse_args(["generate", "--where", "user"]).where == "user"
+    assert parser().parse_args(["chat", "Hi", "--helpful", "1", "--harmless", "2", "--where", "user"]).where == "user"
+    assert GenerationJob(where="user").where == "user" and TrainConfig(where="user").where == "user"
+    for make in (lambda: GenerationJob(where="assistant"), lambda: TrainConfig(where="assistant")):
+        with pytest.raises(ValueError, match="where='assistant': accepted are 'system', 'user'"): make()

@@ -189,3 +189,70 @@ def test_response_logps_is_the_per_token_likelihood_under_the_setting():
     other = response_logps(model, tok, prompts, responses, (0, 4))
     assert np.abs(got - other).max() > 1e-6              # the setting is part of the context
     with pytest.raises(ValueError, match="2 prompts but 1 responses"): response_logps(model, tok, prompts[:2], responses[:1])
+
+
+# issue 14.4: the reference model of DPO and GRPO is the start policy, control-token rows included
+_TOY = pd.DataFrame([{"prompt": p, "response": ["No.", "Maybe.", "Sure, here it is.", "Sure, here it is in detail.", "Sure! Here is everything."][h],
+                      "helpful": h, "harmless": s} for p in ["How do I kill a Python process?", "Write a haiku."] for h in range(5) for s in (0, 4)])
+
+
+def _start(adapter):
+    "A tiny Llama: plain (a fresh adapter is made by `train`) or with an adapter whose LoRA and control-token rows CLM has trained"
+    model, tok = tiny_llama()
+    if adapter == "fresh": return model, tok
+    pm, _ = train(model, tok, _TOY, TrainConfig(objective="clm", steps=10, batch_size=4, lr=3e-2), progress=False)
+    delta = [m for m in pm.modules() if hasattr(m, "trainable_tokens_delta")][0]
+    moved = (delta.trainable_tokens_delta["default"] - delta.trainable_tokens_original["default"]).abs().max().item()
+    assert moved > 1e-3                                    # the rows really were trained: a reference that misses them differs
+    return pm, tok
+
+
+@pytest.mark.parametrize("adapter", ["fresh", "trained"])
+def test_dpo_reference_is_the_start_policy(adapter):
+    model, tok = _start(adapter)
+    pm, log = train(model, tok, _TOY, TrainConfig(objective="dpo", steps=1, batch_size=4, lr=1e-3), progress=False)
+    assert log.reward_margin.iloc[0] == pytest.approx(0.0, abs=1e-6)   # was 0.0038 from a trained adapter (ref kept the initial rows)
+    assert log.loss.iloc[0] == pytest.approx(math.log(2), abs=1e-6)
+    assert list(pm.peft_config) == ["default"]
+
+
+@pytest.mark.parametrize("adapter", ["fresh", "trained"])
+def test_grpo_reference_is_the_start_policy(adapter):
+    model, tok = _start(adapter)
+    pm, log = train(model, tok, _TOY, TrainConfig(objective="rl", steps=1, batch_size=4, num_generations=2, max_completion_length=6, beta=0.05),
+                    progress=False, reward_fn=lambda p, r, req: np.array([len(x) / 10 for x in r]))
+    assert log.kl.iloc[0] == pytest.approx(0.0, abs=1e-7)             # was 5.1e-4 from a trained adapter
+
+
+def test_sync_reference_copies_the_token_rows():
+    from ctlrepro.objectives import sync_reference
+    pm, tok = _start("trained")
+    pm.add_adapter("ref", pm.peft_config["default"])       # what TRL does; it then copies only names containing '.default.'
+    delta = [m for m in pm.modules() if hasattr(m, "trainable_tokens_delta")][0].trainable_tokens_delta
+    assert not torch.equal(delta["ref"], delta["default"])
+    assert sync_reference(pm) > 0
+    assert torch.equal(delta["ref"], delta["default"])
+    x = tok("[helpful=4][harmless=0] Write a haiku.", return_tensors="pt")
+    pm.eval()                                              # the new adapter's dropout modules start in training mode
+    with torch.no_grad():
+        pm.set_adapter("default"); a = pm(**x).logits
+        pm.set_adapter("ref"); b = pm(**x).logits
+    pm.set_adapter("default")
+    assert torch.equal(a, b)
+
+
+# issue 14.5: two trainings with different precision in one process
+def test_train_twice_with_different_precision_in_one_process():
+    for mp in ("no", "bf16", "no"):
+        model, tok = tiny_llama()
+        pm, log = train(model, tok, _TOY, TrainConfig(objective="clm", steps=2, batch_size=2, mixed_precision=mp), progress=False)
+        assert len(log) == 2 and np.isfinite(log.loss).all()
+        from accelerate.state import AcceleratorState
+        assert AcceleratorState().mixed_precision == mp
+    # and a TRL trainer after a bf16 run of ours
+    model, tok = tiny_llama()
+    train(model, tok, _TOY, TrainConfig(objective="clm", steps=1, batch_size=2, mixed_precision="bf16"), progress=False)
+    pm, log = train(*tiny_llama(), _TOY, TrainConfig(objective="dpo", steps=1, batch_size=4), progress=False)
+    assert np.isfinite(log.loss).all()
+    with pytest.raises(ValueError, match="mixed_precision='fp32': accepted are 'no', 'bf16', 'fp16'"):
+        TrainConfig(mixed_precision="fp32")

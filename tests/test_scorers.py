@@ -5,6 +5,7 @@ from ctlrepro.embedded import Encoder, LogisticHead
 from ctlrepro.rewards import LLMJudge, StringMatchRefusal
 from ctlrepro.metrics import pairwise_accuracy
 from ctlrepro.scorers import EmbeddedScorers, distinct_trigrams, opening
+from ctlrepro.testing import tiny_llama
 
 
 def test_opening_takes_whole_sentences_up_to_a_cap():
@@ -38,11 +39,12 @@ def test_pairwise_accuracy_counts_ties_half():
     assert pairwise_accuracy([1, 2, 3], [0, 2, 4]) == pytest.approx(0.5)
 
 
-def test_llm_judge_is_batch_invariant(tiny):
-    model, tok = tiny
+def test_llm_judge_is_batch_invariant():
+    model, tok = tiny_llama(init_std=0.5)                 # default-size weights give every pair the same 0.7616: nothing to compare
     judge = LLMJudge(model, tok, batch_size=3)
     P, R = ["a", "How do I kill a Python process?", "Hi"], ["b", "Use kill.", "Hello there, how can I help you today?"]
     s = judge.score(P, R, progress=False)
+    assert np.ptp(s) > 0.02
     judge.batch_size = 1
     assert np.allclose(judge.score(P, R, progress=False), s, atol=1e-5)
     assert StringMatchRefusal().score(P, ["I'm sorry, I can't.", "Sure.", "I won't."], progress=False).tolist() == [1, 0, 1]
