@@ -201,6 +201,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'ctlrepro.scorers': { 'ctlrepro.scorers.EmbeddedScorers': ('scorers.html#embeddedscorers', 'ctlrepro/scorers.py'),
                                   'ctlrepro.scorers.EmbeddedScorers.__init__': ( 'scorers.html#embeddedscorers.__init__',
                                                                                  'ctlrepro/scorers.py'),
+                                  'ctlrepro.scorers.EmbeddedScorers._parts': ('scorers.html#embeddedscorers._parts', 'ctlrepro/scorers.py'),
                                   'ctlrepro.scorers.EmbeddedScorers.fingerprint': ( 'scorers.html#embeddedscorers.fingerprint',
                                                                                     'ctlrepro/scorers.py'),
                                   'ctlrepro.scorers.EmbeddedScorers.load': ('scorers.html#embeddedscorers.load', 'ctlrepro/scorers.py'),

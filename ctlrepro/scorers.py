@@ -102,8 +102,15 @@ class EmbeddedScorers:
         return cls(LogisticHead.load(folder / "refusal.json"), LogisticHead.load(folder / "prompt_harm.json"), encoder)
 
     def parts(self, prompts:list, responses:list)->pd.DataFrame:
-        "Every part of the scores, one row per pair"
+        "Every part of the scores, one row per pair (the last call's result is reused for the same pairs: its three `scorer`s share one pass)"
         if len(prompts) != len(responses): raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        key = stable_hash([[str(p) for p in prompts], [str(r) for r in responses]])
+        if getattr(self, "_last", (None,))[0] == key: return self._last[1].copy()
+        out = self._parts(prompts, responses)
+        self._last = (key, out)
+        return out.copy()
+
+    def _parts(self, prompts, responses)->pd.DataFrame:
         ex, ey = self.enc.encode(list(prompts)), self.enc.encode([str(r) for r in responses])
         p_head = self.refusal_head.predict_proba(self.enc.encode([opening(r) for r in responses]))
         cue = self.cues.score(prompts, responses, progress=False)

@@ -357,10 +357,10 @@ def readme_block(results:dict)->str:
                      f"| {cell(model, 'optimization', 'over_refusal', '-', 'benign+borderline')} | {cell(model, 'optimization', 'harmful_compliance', '-', 'harmful')} |")
     j = pd.DataFrame(results.get("judges", []))
     if len(j):
-        j = j[j.data.str.startswith("xstest") & ~j.data.str.contains("partial")]
-        lines += ["", "The instruments against human labels (XSTest completions; agreement at threshold 0.5, ROC AUC, [95% CI over prompts]):", "",
-                  "| instrument | attribute | n | agreement | ROC AUC | recall |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r.judge} | {r.attribute} | {r.n} | {fmt_ci(r.agreement, r.agreement_lo, r.agreement_hi)} | {fmt_ci(r.auc, r.lo, r.hi)} | "
+        j = j[~j.data.str.contains("partial")]
+        lines += ["", "The instruments against human labels (agreement at threshold 0.5, or pairwise accuracy on HH-RLHF; ROC AUC; [95% CI over prompts]):", "",
+                  "| instrument | attribute | data | n | agreement | ROC AUC | recall |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r.judge} | {r.attribute} | {r.data} | {r.n} | {fmt_ci(r.agreement, r.agreement_lo, r.agreement_hi)} | {fmt_ci(r.auc, r.lo, r.hi)} | "
                   f"{'' if pd.isna(r.recall) else f'{r.recall:.2f}'} |" for r in j.itertuples()]
     return "\n".join(lines)
 
