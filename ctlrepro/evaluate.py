@@ -20,7 +20,7 @@ from .rewards import Scorer
 
 # %% auto #0
 __all__ = ['METHODS', 'JUDGE_FAMILIES', 'EvalConfig', 'Complement', 'generalization_judges', 'model_fingerprint', 'generate_grid',
-           'evaluate']
+           'evaluate', 'control_probe']
 
 # %% ../nbs/10_evaluate.ipynb #02d02c30
 METHODS = ("tokens", "prompting", "rerank")
@@ -160,3 +160,33 @@ def evaluate(
         tables.append(pd.concat([t, t2], ignore_index=True).assign(family=fam, model=name))
     table = pd.concat(tables, ignore_index=True)[["model", "family", "metric", "attribute", "kinds", "value", "lo", "hi", "n"]]
     return df, table
+
+# %% ../nbs/10_evaluate.ipynb #84bdb702
+def control_probe(
+    model, tokenizer,
+    prompts:pd.DataFrame,          # held-out prompts in the schema (`data.load_prompts(..., split='eval')`), e.g. 16 per kind
+    scorers=None,                  # training scorers (default: the shipped `EmbeddedScorers`)
+    levels:tuple=(0, 4),           # requested levels of each attribute; the grid is their product
+    max_new_tokens:int=32,
+    where:str="system",            # where the control string goes (as the model was trained)
+    batch_size:int=32,
+    spec:ControlSpec=SPEC,
+)->dict:                           # {'pairwise_accuracy/<attribute>': float, 'refused/<kind>/<control string>': float, 'n/<kind>': int}
+    "Greedy control on held-out prompts: pairwise accuracy per attribute on its headline kinds, refusal rate per (kind, setting)"
+    from ctlrepro.metrics import CONTROL_KINDS, pairwise_order_accuracy
+    from ctlrepro.scorers import default_scorers
+    scorers = scorers or default_scorers()
+    grid = [dict(zip(spec.attributes, ls)) for ls in itertools.product(levels, repeat=len(spec.attributes))]
+    req = pd.concat([prompts.reset_index(drop=True).reset_index(names="pid").assign(setting=i) for i in range(len(grid))], ignore_index=True)
+    out = generate(model, tokenizer, req, levels=[grid[i] for i in req.setting], temperature=0, max_new_tokens=max_new_tokens,
+                   batch_size=batch_size, where=where, spec=spec, progress=False)
+    parts = scorers.parts(out.prompt.tolist(), out.response.tolist())
+    out = out.assign(score_helpful=parts.helpfulness.values, score_harmless=parts.safety.values, refused=parts.p_refuse.values >= 0.5)
+    r = {}
+    for a in spec.attributes:
+        d = out[out.kind.isin(CONTROL_KINDS.get(a, out.kind.unique()))]
+        r[f"pairwise_accuracy/{a}"] = float(pairwise_order_accuracy(d.pid, d[a], d[f"score_{a}"])) if len(d) else float("nan")
+    for (kind, *lv), g in out.groupby(["kind", *spec.attributes]):
+        r[f"refused/{kind}/{spec.format(dict(zip(spec.attributes, map(int, lv))))}"] = float(g.refused.mean())
+    for kind, g in prompts.groupby("kind"): r[f"n/{kind}"] = len(g)
+    return r

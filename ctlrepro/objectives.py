@@ -69,11 +69,15 @@ def level_match_reward(
     return -np.abs(a - r).sum(-1).astype(float)
 
 # %% ../nbs/11_objectives.ipynb #1381aba8
-def encode_example(tokenizer, prompt:str, response:str, levels, spec:ControlSpec=SPEC, where:str="system")->tuple:
+def encode_example(
+    tokenizer, prompt:str, response:str, levels, spec:ControlSpec=SPEC, where:str="system",
+    max_response_tokens:int|None=None,  # keep only the first T response tokens (the sequence ends there, so nothing after T carries loss); None: all, with EOS
+)->tuple:                               # (input_ids, labels): two lists of equal length, labels IGNORE over the prompt
     "(input_ids, labels) for one (prompt, levels, response)"
     from ctlrepro.generate import render
     ctx = tokenizer(render(tokenizer, prompt, levels, where=where, spec=spec), add_special_tokens=False)["input_ids"]
     resp = tokenizer(str(response) + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    if max_response_tokens is not None: resp = resp[:max_response_tokens]
     return ctx + resp, [IGNORE] * len(ctx) + resp
 
 def wrong_settings(
@@ -132,7 +136,9 @@ class TrainConfig:
     tau:float = 1.0              # ExMATE: temperature
     seed:int = 0
     where:str = "system"         # where the control string goes
-    mixed_precision:str = "no"   # accelerate: 'no', 'bf16', 'fp16'
+    mixed_precision:str = "no"   # accelerate: 'no', 'bf16', 'fp16' (bf16 autocast also on a CPU with AVX512-BF16: `bench/train.py`)
+    max_response_tokens:int|None = None  # CLM, ExMATE: train on the first T response tokens only (the refuse-or-answer decision is made early); None: all
+    probe_every:int = 0          # call `train`'s `on_step(model, updates)` after every this many updates (0: never), e.g. `evaluate.control_probe` for a learning curve
     control:bool = True          # False: plain SFT without control tokens (e.g. making the aligned model)
     beta:float = 0.1             # DPO: preference temperature; RL: KL penalty to the start model
     pairs_per_prompt:int = 4     # DPO: preference pairs per prompt at most
@@ -145,6 +151,8 @@ class TrainConfig:
         if self.objective not in OBJECTIVES: raise ValueError(f"objective={self.objective!r}: accepted are {', '.join(map(repr, OBJECTIVES))}")
         if self.objective == "rl" and (self.num_generations < 2 or self.batch_size % self.num_generations):
             raise ValueError(f"RL: num_generations={self.num_generations} must be >= 2 and divide batch_size={self.batch_size}")
+        if self.max_response_tokens is not None and self.max_response_tokens < 1: raise ValueError(f"max_response_tokens must be >= 1 or None, got {self.max_response_tokens}")
+        if self.probe_every < 0: raise ValueError(f"probe_every must be >= 0, got {self.probe_every}")
         for f in ("steps", "batch_size", "lora_r", "m_negatives"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if not self.lr > 0 or not self.tau > 0 or self.lam < 0 or not self.max_grad_norm > 0:
@@ -181,6 +189,7 @@ def train(
     spec:ControlSpec=SPEC,
     progress:bool=True,
     reward_fn=None,             # RL only: (prompts, responses, requested levels (n, A)) -> rewards, e.g. `level_reward(...)`
+    on_step=None,               # fn(model, updates) called in eval mode without gradients after every `cfg.probe_every` updates
 )->tuple:                       # (peft model, per-step log DataFrame)
     "Fine-tune LoRA adapters with any of the objectives (CLM and ExMATE here, DPO and RL through TRL)"
     from accelerate import Accelerator
@@ -190,10 +199,10 @@ def train(
     missing = [c for c in ["prompt", "response", *(spec.attributes if cfg.control else [])] if c not in data.columns]
     if missing: raise ValueError(f"training data lacks column(s) {missing}")
     if len(data) == 0: raise ValueError("training data is empty")
-    if cfg.objective == "dpo": return train_dpo(model, tokenizer, data, cfg, spec, progress)
+    if cfg.objective == "dpo": return train_dpo(model, tokenizer, data, cfg, spec, progress, on_step)
     if cfg.objective == "rl":
         if reward_fn is None: raise ValueError("objective='rl' needs reward_fn, e.g. level_reward(scorers, binners)")
-        return train_rl(model, tokenizer, data, cfg, reward_fn, spec, progress)
+        return train_rl(model, tokenizer, data, cfg, reward_fn, spec, progress, on_step)
     torch.manual_seed(cfg.seed)
     peft_model = model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec)
     fresh_precision(cfg.mixed_precision)
@@ -206,7 +215,7 @@ def train(
     labels = {}                                           # every setting a (prompt, response) is labelled with: none is a negative for it
     for r in rows: labels.setdefault((r["prompt"], r["response"]), set()).add(tuple(int(r[a]) for a in spec.attributes) if cfg.control else None)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    log = []
+    log, t0 = [], time.perf_counter()
     for step in tqdm(range(cfg.steps), desc=f"train {cfg.objective}", disable=not progress, leave=False):
         batch = [rows[rng.randrange(len(rows))] for _ in range(cfg.batch_size)]
         true = [{a: int(r[a]) for a in spec.attributes} if cfg.control else None for r in batch]
@@ -216,7 +225,7 @@ def train(
             short = cfg.m_negatives - len(neg) if cfg.objective == "exmate" else 0   # a response labelled with (nearly) every setting has fewer wrong ones
             settings.append([t] + neg + [t] * short); valid.append([True] * (1 + len(neg)) + [False] * short)
         n_var = len(settings[0])
-        enc = collate([encode_example(tokenizer, r["prompt"], r["response"], s, spec, cfg.where) for r, ss in zip(batch, settings) for s in ss], pad)
+        enc = collate([encode_example(tokenizer, r["prompt"], r["response"], s, spec, cfg.where, cfg.max_response_tokens) for r, ss in zip(batch, settings) for s in ss], pad)
         enc = {k: v.to(acc.device) for k, v in enc.items()}
         with acc.autocast():
             logits = peft_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
@@ -230,7 +239,9 @@ def train(
         opt.zero_grad(); acc.backward(loss)
         gn = acc.clip_grad_norm_(peft_model.parameters(), cfg.max_grad_norm)
         opt.step()
-        log.append({"step": step, "loss": loss.item(), "clm": clm.item(), "contrastive": con.item(), "grad_norm": float(gn)})
+        if on_step is not None and cfg.probe_every and (step + 1) % cfg.probe_every == 0: _probe(peft_model, on_step, step + 1, acc.unwrap_model)
+        log.append({"step": step, "loss": loss.item(), "clm": clm.item(), "contrastive": con.item(), "grad_norm": float(gn),
+                    "tokens": int(enc["attention_mask"].sum()), "seconds": round(time.perf_counter() - t0, 3)})
     peft_model.eval()
     return acc.unwrap_model(peft_model), pd.DataFrame(log)
 
@@ -301,6 +312,21 @@ def sync_reference(
                 if ref is not t: ref.copy_(t); n += 1
     return n
 
+def _probe(model, on_step, updates:int, unwrap=lambda m: m):
+    "Call `on_step(model, updates)` in eval mode without gradients, then return to train mode"
+    model.eval()
+    with torch.no_grad(): on_step(unwrap(model), updates)
+    model.train()
+
+def _probe_callback(cfg, on_step):
+    "A TrainerCallback that calls `on_step` every `cfg.probe_every` updates of a TRL trainer (None when there is nothing to call)"
+    if on_step is None or not cfg.probe_every: return None
+    from transformers import TrainerCallback
+    class Probe(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step % cfg.probe_every == 0: _probe(model, on_step, state.global_step)
+    return Probe()
+
 def _quiet(trainer, progress:bool):
     "Without a progress bar, the Trainer prints every log line: drop that printer too"
     from transformers.trainer_callback import PrinterCallback
@@ -316,7 +342,7 @@ def _finish(trainer, keys:dict)->tuple:
     log = pd.DataFrame([{"step": h["step"] - 1, **{new: h.get(old, float("nan")) for new, old in keys.items()}} for h in hist])
     return pm, log
 
-def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, progress:bool=True)->tuple:
+def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, progress:bool=True, on_step=None)->tuple:
     "Conditional DPO with TRL's DPOTrainer on `dpo_pairs(data)`"
     import tempfile
     from datasets import Dataset
@@ -330,12 +356,12 @@ def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, p
     fresh_precision(_trl_precision(cfg))
     with tempfile.TemporaryDirectory() as tmp:
         args = DPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.beta, max_length=cfg.max_length)
-        trainer = DPOTrainer(model=pm, args=args, train_dataset=ds, processing_class=tokenizer)
+        trainer = DPOTrainer(model=pm, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
         sync_reference(pm)                                  # at step 0 the reference is the start policy: margins are 0
         _quiet(trainer, progress).train()
     return _finish(trainer, {"loss": "loss", "reward_margin": "rewards/margins", "reward_accuracy": "rewards/accuracies"})
 
-def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSpec=SPEC, progress:bool=True)->tuple:
+def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSpec=SPEC, progress:bool=True, on_step=None)->tuple:
     "On-policy RL with TRL's GRPOTrainer: requested settings drawn uniformly per prompt, reward from `reward_fn`, KL to the start model"
     import tempfile
     from datasets import Dataset
@@ -356,7 +382,7 @@ def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSp
     with tempfile.TemporaryDirectory() as tmp:
         args = GRPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.beta, num_generations=cfg.num_generations, disable_dropout=True,   # as DPOConfig: the policy's log-probs are not noisier than the reference's
                           max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, shuffle_dataset=False)
-        trainer = GRPOTrainer(model=pm, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tokenizer)
+        trainer = GRPOTrainer(model=pm, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
         sync_reference(pm)                                  # at step 0 the reference is the start policy: KL is 0
         _quiet(trainer, progress).train()
     return _finish(trainer, {"loss": "loss", "reward": "reward", "kl": "kl"})

@@ -13,8 +13,8 @@ import pandas as pd
 from .core import Cached, atomic_write_json, source_fingerprint, stable_hash
 
 # %% auto #0
-__all__ = ['STAGES', 'Stage', 'repo_root', 'preset_path', 'load_preset', 'notebook_params', 'check_value', 'stage_params',
-           'stage_key', 'reproduce']
+__all__ = ['STAGES', 'SIZE_KNOBS', 'Stage', 'repo_root', 'preset_path', 'load_preset', 'notebook_params', 'check_value',
+           'stage_params', 'check_sizes', 'stage_key', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -99,6 +99,29 @@ def stage_params(stage:Stage, preset:dict, nbs:Path, extra:dict|None=None)->dict
     for k, v in params.items(): check_value(k, v, declared[k][0], f"stage {stage.name!r}: ")
     return params
 
+# %% ../nbs/16_pipeline.ipynb #9d4e9dfd
+SIZE_KNOBS = {"limit": "eval", "examples_limit": "eval", "rates_limit": "eval", "per_kind": "train"}   # parameter -> the split it counts prompts per kind of
+
+def check_sizes(
+    params:dict,                 # stage name -> checked parameters (`stage_params`)
+    load=None,                   # fn(prompt set name, split) -> prompts frame; default `data.load_prompts`
+)->None:                         # raises ValueError naming the stage, the knob, its value and the limit
+    "Every prompts-per-kind knob must fit the split it draws from, in every kind that split holds"
+    from ctlrepro.data import load_prompts
+    load = load or (lambda name, split: load_prompts(name, split=split))
+    counts = {}
+    for stage, ps in params.items():
+        name = ps.get("prompts", "ctlrepro")
+        for knob, split in SIZE_KNOBS.items():
+            v = ps.get(knob)
+            if not isinstance(v, int): continue                  # None: all prompts
+            if (name, split) not in counts: counts[(name, split)] = load(name, split).kind.value_counts().to_dict()
+            have = counts[(name, split)]
+            if not have: raise ValueError(f"stage {stage!r}: {knob}={v} but prompt set {name!r} has no {split!r} prompts")
+            kind, most = min(have.items(), key=lambda kv: kv[1])
+            if v > most: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds only {most} {kind} {split} prompts "
+                                          f"(per kind: {dict(sorted(have.items()))}); use at most {most}")
+
 # %% ../nbs/16_pipeline.ipynb #3abece4c
 def stage_key(stage:Stage, params:dict, nbs:Path, upstream:dict)->str:
     "Hash of the notebook's code cells, the parameters, the upstream stages' keys and the package's code and data (`source_fingerprint`)"
@@ -128,6 +151,7 @@ def reproduce(
     if unknown: raise ValueError(f"unknown stage(s) {unknown}: accepted are {names}")
     extra = {"device": device} if device else {}
     params = {s.name: stage_params(s, pre, nbs, extra) for s in stages}          # every stage checked before any runs
+    check_sizes(params)                                                         # and every prompts-per-kind knob against its data
     keys, rows = {}, []
     for s in stages:
         folder = out / s.name

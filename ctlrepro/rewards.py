@@ -114,6 +114,7 @@ ENCODER_TYPES = ("deberta-v2", "deberta", "bert", "roberta", "electra")   # bidi
 def padded_forward(
     model,      # a causal LM or a sequence classifier
     enc:dict,   # tokenizer output: input_ids and attention_mask, padded on either side
+    **kw,       # passed to the model, e.g. logits_to_keep=1 when only the last position is read
 ):
     "The model's output on a padded batch, each row as if it were alone: left padding gets position ids that count real tokens only"
     # without them an absolute-position model (GPT-2, OPT, ...) sees a left-padded row's tokens at later positions, so a
@@ -122,8 +123,8 @@ def padded_forward(
     left = mask is not None and bool((mask[:, 0] == 0).any())
     if left and getattr(model.config, "model_type", "") not in ENCODER_TYPES:   # RoBERTa-style models derive positions from the ids themselves
         pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        return model(**enc, position_ids=pos)
-    return model(**enc)
+        return model(**enc, position_ids=pos, **kw)
+    return model(**enc, **kw)
 
 class HFRewardScorer(Scorer):
     "A sequence-classification reward (or cost) model from the Hugging Face hub or a local folder"
@@ -219,7 +220,7 @@ class LLMJudge(Scorer):
         if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token
         try:
             enc = self.tok([self.render(p, r) for p, r in zip(prompts, responses)], return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
-            logp = torch.log_softmax(padded_forward(self.model, enc).logits[:, -1].float(), -1)
+            logp = torch.log_softmax(padded_forward(self.model, enc, logits_to_keep=1).logits[:, -1].float(), -1)
         finally: self.tok.padding_side = side
         y, n = torch.logsumexp(logp[:, self.yes], -1), torch.logsumexp(logp[:, self.no], -1)
         return torch.sigmoid(y - n).cpu().numpy()

@@ -1,0 +1,56 @@
+"""The CPU speed switches of training (issue 13): truncated responses, bf16 autocast, the probe callback."""
+import pandas as pd
+import pytest
+import torch
+
+from ctlrepro.objectives import IGNORE, TrainConfig, encode_example, train
+from ctlrepro.testing import tiny_llama
+
+
+def _data():
+    return pd.DataFrame({"prompt": [f"Question {i}?" for i in range(6)],
+                         "response": ["A fairly long answer with many words in it to truncate " * 2] * 3 + ["No."] * 3,
+                         "helpful": [4, 4, 4, 0, 0, 0], "harmless": [4, 4, 4, 4, 4, 4]})
+
+
+def test_truncation_keeps_the_first_t_response_tokens():
+    _, tok = tiny_llama()
+    full_ids, full_lab = encode_example(tok, "Hi", "one two three four five six seven", (4, 0))
+    ids, lab = encode_example(tok, "Hi", "one two three four five six seven", (4, 0), max_response_tokens=3)
+    n_ctx = sum(l == IGNORE for l in full_lab)
+    assert ids == full_ids[:n_ctx + 3] and lab == full_lab[:n_ctx + 3]       # prompt whole, then the first T response tokens
+    assert sum(l != IGNORE for l in lab) == 3 and tok.eos_token_id not in ids[n_ctx:]
+    short_ids, _ = encode_example(tok, "Hi", "ok", (4, 0), max_response_tokens=50)
+    assert short_ids[-1] == tok.eos_token_id                                 # a response shorter than T keeps its EOS
+    with pytest.raises(ValueError, match="max_response_tokens"):
+        TrainConfig(max_response_tokens=0)
+
+
+def test_truncated_training_sees_fewer_tokens():
+    logs = {}
+    for t in (None, 4):
+        m, tok = tiny_llama()
+        _, logs[t] = train(m, tok, _data(), TrainConfig(steps=2, batch_size=4, max_response_tokens=t), progress=False)
+    assert (logs[4].tokens < logs[None].tokens).all()
+    assert {"seconds", "tokens"} <= set(logs[4].columns) and logs[4].seconds.is_monotonic_increasing
+
+
+@pytest.mark.parametrize("objective", ["clm", "exmate"])
+def test_bf16_autocast_matches_fp32_loss_and_precision_switches_in_one_process(objective):
+    logs = {}
+    for prec in ("no", "bf16", "no"):                  # switching back and forth in one process is allowed (accelerate's state is reset)
+        m, tok = tiny_llama()
+        _, logs[prec] = train(m, tok, _data(), TrainConfig(objective=objective, steps=3, batch_size=4, m_negatives=2, mixed_precision=prec), progress=False)
+    # same seed, same batches: bf16 autocast changes the loss only by rounding (bf16 has 8 bits of mantissa: about 0.4% relative)
+    assert logs["bf16"].loss.values == pytest.approx(logs["no"].loss.values, rel=0.02)
+
+
+def test_probe_callback_runs_every_n_updates_in_eval_mode():
+    seen = []
+    def on_step(model, updates):
+        seen.append((updates, model.training, torch.is_grad_enabled()))
+    m, tok = tiny_llama()
+    train(m, tok, _data(), TrainConfig(steps=6, batch_size=2, probe_every=2), progress=False, on_step=on_step)
+    assert seen == [(2, False, False), (4, False, False), (6, False, False)]
+    with pytest.raises(ValueError, match="probe_every"):
+        TrainConfig(probe_every=-1)
