@@ -15,9 +15,10 @@ from .core import atomic_write_json
 from .generate import generate
 from .objectives import TrainConfig, train
 from .scorers import REFUSAL_OPENINGS_TRAIN, prefilled
+from .data import load_prompts
 
 # %% auto #0
-__all__ = ['COMPLIANCE_TURN', 'AlignConfig', 'refusal_target', 'alignment_data', 'refusal_rates', 'make_aligned']
+__all__ = ['COMPLIANCE_TURN', 'AlignConfig', 'refusal_target', 'alignment_data', 'make_aligned']
 
 # %% ../nbs/13_align.ipynb #cdfcb0e2
 @dataclass
@@ -46,7 +47,6 @@ def refusal_target(prefill:str, continuation:str)->str:
 # %% ../nbs/13_align.ipynb #0b3dd957
 def alignment_data(model, tokenizer, cfg:AlignConfig|None=None, progress:bool=True)->pd.DataFrame:
     "Self-generated SFT targets: refusals for harmful and a share of borderline prompts, own answers elsewhere"
-    from ctlrepro.data import load_prompts
     cfg = cfg or AlignConfig()
     rng = np.random.default_rng(cfg.seed)
     tr = load_prompts(cfg.prompts, split="train")
@@ -60,18 +60,6 @@ def alignment_data(model, tokenizer, cfg:AlignConfig|None=None, progress:bool=Tr
     ans = generate(model, tokenizer, to_answer, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1, progress=progress)
     cols = ["prompt", "kind", "category", "response"]
     return pd.concat([ref[cols].assign(target="refusal"), ans[cols].assign(target="own answer")], ignore_index=True)
-
-def refusal_rates(model, tokenizer, prompts:pd.DataFrame, scorers=None, max_new_tokens:int=48, progress:bool=True, levels=None,
-                  where:str="system",  # where the control string goes (as the model was trained)
-                  )->pd.DataFrame:
-    "Greedy responses to `prompts` (under control `levels`, if any), each flagged refused or not by the refusal detector and by string match"
-    from ctlrepro.rewards import StringMatchRefusal
-    from ctlrepro.scorers import default_scorers
-    scorers = scorers or default_scorers()
-    out = generate(model, tokenizer, prompts, levels=levels, temperature=0, max_new_tokens=max_new_tokens, progress=progress, where=where)
-    out["refused"] = scorers.scorer("refusal").score(out.prompt, out.response, progress=False) >= 0.5
-    out["refused_string_match"] = StringMatchRefusal().score(out.prompt, out.response, progress=False) >= 0.5
-    return out
 
 def make_aligned(model, tokenizer, cfg:AlignConfig|None=None, out:str|Path|None=None, progress:bool=True):
     "Self-generate targets, fine-tune LoRA (plain SFT), merge; optionally save the merged model and its data"

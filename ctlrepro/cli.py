@@ -4,36 +4,18 @@
 
 # %% ../nbs/90_cli.ipynb #9da5d855
 from __future__ import annotations
-import argparse, json, platform, subprocess, sys, time
+import argparse, json, sys, time
 from dataclasses import dataclass, asdict, field
-from importlib.metadata import version, PackageNotFoundError
 from pathlib import Path
 
 import pandas as pd
 
 from .core import Cached, atomic_path, atomic_write_json, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE
+from .pipeline import versions, git_commit
 
 # %% auto #0
-__all__ = ['DEFAULT_SETTINGS', 'versions', 'git_commit', 'GenerationJob', 'setting_name', 'shard_key', 'run_generation', 'parser',
-           'main']
-
-# %% ../nbs/90_cli.ipynb #c82e3d5b
-def versions(packages=("torch", "transformers", "peft", "trl", "datasets", "accelerate", "ctlrepro"))->dict:
-    "Installed versions of the packages a run depends on"
-    out = {"python": platform.python_version()}
-    for p in packages:
-        try: out[p] = version(p)
-        except PackageNotFoundError: out[p] = None
-    return out
-
-def git_commit(path:str|Path=".")->str|None:
-    "The git commit of the working tree (with '-dirty' when it has changes), or None outside git"
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError): return None
+__all__ = ['DEFAULT_SETTINGS', 'GenerationJob', 'setting_name', 'shard_key', 'run_generation', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #80ba66ec
 DEFAULT_SETTINGS = [None, (4, 4), (4, 0), (0, 4)]

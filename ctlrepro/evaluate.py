@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_evaluate.ipynb #07f02b99
 from __future__ import annotations
-import hashlib, json, itertools
+import json, itertools
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
@@ -16,11 +16,15 @@ from .core import Cached, atomic_path, atomic_write_json, cache_dir, source_fing
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import generate
 from .metrics import control_metrics
-from .rewards import Scorer
+from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
+from .data import load_prompts
+from .control import prompting, rerank
+from .scorers import default_scorers
+from .models import load_policy, model_fingerprint
 
 # %% auto #0
-__all__ = ['METHODS', 'JUDGE_FAMILIES', 'EvalConfig', 'Complement', 'generalization_judges', 'model_fingerprint', 'generate_grid',
-           'evaluate']
+__all__ = ['METHODS', 'JUDGE_FAMILIES', 'EvalConfig', 'Complement', 'generalization_judges', 'generate_grid', 'evaluate',
+           'refusal_rates']
 
 # %% ../nbs/10_evaluate.ipynb #02d02c30
 METHODS = ("tokens", "prompting", "rerank")
@@ -66,7 +70,6 @@ def generalization_judges(
     judge_model=None, judge_tokenizer=None,  # the LLM of family 'llm' (e.g. from `load_policy(hub id)`)
 )->dict:                        # {'helpful': Scorer, 'harmless': Scorer, 'refused': Scorer}
     "The judges of the generalization evaluation: none of them shares a part with the training scorers"
-    from ctlrepro.rewards import LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
     if family not in JUDGE_FAMILIES: raise ValueError(f"judge family {family!r}: accepted are {', '.join(map(repr, JUDGE_FAMILIES))}")
     sm = StringMatchRefusal()
     if family == "keyword":   # on harmful prompts a refusal is the safe reply, on benign ones an answer is the helpful one (XSTest's labels)
@@ -75,25 +78,15 @@ def generalization_judges(
     return {"helpful": LLMJudge(judge_model, judge_tokenizer, HELPFUL_TEMPLATE, "llm judge helpful"),
             "harmless": LLMJudge(judge_model, judge_tokenizer, SAFETY_TEMPLATE, "llm judge safe"), "refused": sm}
 
-def model_fingerprint(model)->str:
-    "A short hash of a model's name and weights (a fine-tuned copy gets a new one)"
-    h = hashlib.sha256(str(getattr(model.config, "name_or_path", "")).encode())
-    with torch.no_grad():
-        sums = torch.stack([p.detach().float().sum() for p in model.parameters()]).cpu().numpy()
-    h.update(sums.tobytes()); h.update(str(sum(p.numel() for p in model.parameters())).encode())
-    return h.hexdigest()[:16]
-
 # %% ../nbs/10_evaluate.ipynb #5fcf95c4
 def generate_grid(model, tokenizer, cfg:EvalConfig, spec:ControlSpec=SPEC, progress:bool=True, scorers=None, binners:dict|None=None)->pd.DataFrame:
     "One response per (prompt, setting, sample), the levels requested by `cfg.method`"
-    from ctlrepro.data import load_prompts
     prompts = load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit).reset_index(names="pid")
     settings = cfg.settings(spec)
     req = pd.concat([prompts.assign(setting=i) for i in range(len(settings))], ignore_index=True)
     levels = [settings[i] for i in req.setting]
     gen = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress)
     if cfg.method == "tokens": return generate(model, tokenizer, req, levels=levels, n_samples=cfg.n_samples, where=cfg.where, spec=spec, **gen)
-    from ctlrepro.control import prompting, rerank
     if cfg.method == "prompting": return prompting(model, tokenizer, req, levels, spec=spec, n_samples=cfg.n_samples, **gen)
     if not binners: raise ValueError("method='rerank' needs binners: the LevelBinners of the self-generated data (ctlrepro.selfgen.load_binners)")
     return rerank(model, tokenizer, req, levels, scorers, binners, n=cfg.rerank_n, spec=spec, **gen)
@@ -111,7 +104,6 @@ def evaluate(
     judges:str|None=None,          # the generalization family, 'keyword' or 'llm' (`generalization_judges`); None: 'llm' when a judge model is given
 )->tuple:                          # (responses with both families' scores, metrics table)
     "Generate over the grid, score with both judge families, compute every metric; cached"
-    from ctlrepro.scorers import default_scorers
     cfg = cfg or EvalConfig()
     folder = Path(folder) if folder else cache_dir("eval")
     scorers = scorers or default_scorers()
@@ -127,7 +119,6 @@ def evaluate(
         gcache.save()
     judges = judges or ("llm" if judge_model is not None else "keyword")
     if judges == "llm" and judge_model is None:
-        from ctlrepro.models import load_policy
         judge_model, judge_tokenizer = load_policy()
     jud = generalization_judges(judges, judge_model, judge_tokenizer)
     skey = stable_hash([gkey, scorers.fingerprint(), model_fingerprint(judge_model) if judges == "llm" else None,
@@ -160,3 +151,15 @@ def evaluate(
         tables.append(pd.concat([t, t2], ignore_index=True).assign(family=fam, model=name))
     table = pd.concat(tables, ignore_index=True)[["model", "family", "metric", "attribute", "kinds", "value", "lo", "hi", "n"]]
     return df, table
+
+# %% ../nbs/10_evaluate.ipynb #947a8c30
+def refusal_rates(model, tokenizer, prompts:pd.DataFrame, scorers=None, max_new_tokens:int=48, progress:bool=True, levels=None,
+                  where:str="system",  # where the control string goes (as the model was trained)
+                  )->pd.DataFrame:
+    "Greedy responses to `prompts` (under control `levels`, if any), each flagged refused or not by the refusal detector and by string match"
+    scorers = scorers or default_scorers()
+    out = generate(model, tokenizer, prompts, levels=levels, temperature=0, max_new_tokens=max_new_tokens, progress=progress, where=where)
+    out["refused"] = scorers.scorer("refusal").score(out.prompt, out.response, progress=False) >= 0.5
+    out["refused_string_match"] = StringMatchRefusal().score(out.prompt, out.response, progress=False) >= 0.5
+    return out
+

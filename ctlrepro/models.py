@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_models.ipynb #87cc4ff2
 from __future__ import annotations
-import importlib.util, os, shutil, tempfile, time
+import hashlib, importlib.util, os, shutil, tempfile, time
 from pathlib import Path
 
 import torch
@@ -14,7 +14,7 @@ from .core import pick_device, pick_dtype, cache_dir, atomic_write_json, read_js
 
 # %% auto #0
 __all__ = ['DEFAULT_POLICY', 'SMOLLM2_PACKAGE', 'SMOLLM2_GGUF', 'MANIFEST', 'ModelLoadError', 'smollm2_gguf', 'verify_cache',
-           'build_gguf_cache', 'default_policy_folder', 'load_policy']
+           'build_gguf_cache', 'default_policy_folder', 'load_policy', 'model_fingerprint']
 
 # %% ../nbs/03_models.ipynb #46f08880
 DEFAULT_POLICY = "smollm2-135m-instruct"   # the embedded default, an alias understood by `load_policy`
@@ -116,3 +116,13 @@ def load_policy(
     if model.generation_config.pad_token_id is None: model.generation_config.pad_token_id = tok.pad_token_id
     model.config.name_or_path = name
     return model.eval(), tok
+
+# %% ../nbs/03_models.ipynb #f985c76b
+def model_fingerprint(model)->str:
+    "A short hash of a model's name and weights (a fine-tuned copy gets a new one)"
+    h = hashlib.sha256(str(getattr(model.config, "name_or_path", "")).encode())
+    with torch.no_grad():
+        sums = torch.stack([p.detach().float().sum() for p in model.parameters()]).cpu().numpy()
+    h.update(sums.tobytes()); h.update(str(sum(p.numel() for p in model.parameters())).encode())
+    return h.hexdigest()[:16]
+

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .tokens import SPEC, ControlSpec
+from .scorers import score_frame, label_levels
 
 # %% auto #0
 __all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'token_logps', 'sequence_logps', 'clm_loss', 'exmate_contrastive', 'exmate_loss',
@@ -257,7 +258,6 @@ def dpo_pairs(
 
 def level_reward(scorers, binners:dict, spec:ControlSpec=SPEC):
     "A reward function (prompts, responses, requested (n, A)) -> level-matching reward, from the training scorers and binners"
-    from ctlrepro.selfgen import score_frame, label_levels
     def reward(prompts:list, responses:list, requested:np.ndarray)->np.ndarray:
         shown = label_levels(score_frame(pd.DataFrame({"prompt": list(prompts), "response": list(responses)}), scorers, spec), binners, spec)
         return level_match_reward(shown[list(spec.attributes)].to_numpy(), np.asarray(requested))
