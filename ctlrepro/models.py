@@ -11,10 +11,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
 from .core import pick_device, pick_dtype, cache_dir, atomic_write_json, read_json, sha256_file
+from .tokens import SPEC, ControlSpec, add_control_tokens
 
 # %% auto #0
 __all__ = ['DEFAULT_POLICY', 'SMOLLM2_PACKAGE', 'SMOLLM2_GGUF', 'MANIFEST', 'ModelLoadError', 'smollm2_gguf', 'verify_cache',
-           'build_gguf_cache', 'default_policy_folder', 'load_policy', 'model_fingerprint']
+           'build_gguf_cache', 'default_policy_folder', 'load_policy', 'model_fingerprint', 'save_controllable',
+           'load_controllable', 'load_any']
 
 # %% ../nbs/03_models.ipynb #46f08880
 DEFAULT_POLICY = "smollm2-135m-instruct"   # the embedded default, an alias understood by `load_policy`
@@ -125,4 +127,36 @@ def model_fingerprint(model)->str:
         sums = torch.stack([p.detach().float().sum() for p in model.parameters()]).cpu().numpy()
     h.update(sums.tobytes()); h.update(str(sum(p.numel() for p in model.parameters())).encode())
     return h.hexdigest()[:16]
+
+
+# %% ../nbs/03_models.ipynb #8ee317ec
+def save_controllable(peft_model, tokenizer, folder:str|Path, base:str|None=None, meta:dict|None=None, spec:ControlSpec=SPEC)->Path:
+    "Write the adapter, the tokenizer with its control tokens, and `controllable.json` naming the base model"
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(folder / "adapter"); tokenizer.save_pretrained(folder / "tokenizer")
+    base = base or peft_model.peft_config["default"].base_model_name_or_path
+    atomic_write_json(folder / "controllable.json", {"base": str(base), "vocab_size": len(tokenizer), "attributes": list(spec.attributes),
+                                                     "k": spec.k, **(meta or {})})
+    return folder
+
+def load_controllable(folder:str|Path, device:str|None=None, dtype:str|None=None, base_model=None)->tuple:
+    "The controllable model saved by `save_controllable`: (peft model, tokenizer)"
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+    folder = Path(folder)
+    rec = read_json(folder / "controllable.json", "controllable model record")
+    if not (folder / "adapter").is_dir() or not (folder / "tokenizer").is_dir(): raise FileNotFoundError(f"{folder} lacks adapter/ or tokenizer/: not a folder written by save_controllable")
+    tok = AutoTokenizer.from_pretrained(folder / "tokenizer"); tok.padding_side = "left"
+    model = base_model if base_model is not None else load_policy(rec["base"], device=device, dtype=dtype)[0]
+    # new rows get the same word-based initial values as at training time (the adapter stores the trained input rows;
+    # an untied output layer's rows are not trained, so they must be rebuilt identically)
+    add_control_tokens(tok, model, ControlSpec(tuple(rec.get("attributes", SPEC.attributes)), rec.get("k", SPEC.k)))
+    return PeftModel.from_pretrained(model, folder / "adapter").eval(), tok
+
+def load_any(model:str|None=None, device:str|None=None, dtype:str|None=None)->tuple:
+    "(model, tokenizer, where it was trained to read the control string or None): a folder written by `save_controllable`, else `load_policy`"
+    if model and (Path(model) / "controllable.json").exists():
+        m, tok = load_controllable(model, device=device, dtype=dtype)
+        return m, tok, read_json(Path(model) / "controllable.json", "controllable model record").get("config", {}).get("where")
+    return (*load_policy(model, device=device, dtype=dtype), None)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .core import Cached, atomic_path, source_fingerprint, stable_hash
-from .tokens import SPEC, ControlSpec
+from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import generate
 from .data import load_prompts
 from .models import model_fingerprint
