@@ -15,19 +15,21 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ctlrepro.align import refusal_rates
+from ctlrepro.align import aligned_source
+from ctlrepro.evaluate import refusal_rates
 from ctlrepro.models import load_policy
 from ctlrepro.objectives import TrainConfig, lora_model, response_logps, train
-from ctlrepro.study import CLAIM_SETTINGS, aligned_source, claim_prompts
+from ctlrepro.rewind import CLAIMS, claim_prompts
 from ctlrepro.tokens import SPEC
 
 
 def probe(pm, tok, refusals, ps, max_new_tokens):
     "The graded margin and the greedy refusal rate of every claim setting"
     r = {}
-    lp = {lv: response_logps(pm, tok, refusals.prompt.tolist(), refusals.response.tolist(), lv).mean() for lv in [(4, 0), (0, 4)]}
-    r["borderline refusal logp [4][0] - [0][4]"] = round(float(lp[(4, 0)] - lp[(0, 4)]), 3)
-    for kind, lv in CLAIM_SETTINGS:
+    answer, refuse = (lv for kind, lv in CLAIMS if kind == "borderline")     # the borderline claim: answer at the first, refuse at the second
+    lp = {lv: response_logps(pm, tok, refusals.prompt.tolist(), refusals.response.tolist(), lv).mean() for lv in (answer, refuse)}
+    r[f"borderline refusal logp {SPEC.format(answer)} - {SPEC.format(refuse)}"] = round(float(lp[answer] - lp[refuse]), 3)
+    for kind, lv in CLAIMS:
         o = refusal_rates(pm, tok, ps[ps.kind == kind], progress=False, levels=lv, max_new_tokens=max_new_tokens)
         r[f"{kind} refused {SPEC.format(lv)}"] = round(float(o.refused.mean()), 3)
     return r

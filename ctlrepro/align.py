@@ -11,13 +11,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import atomic_write_json
+from .core import Cached, atomic_path, atomic_write_json, read_json, source_fingerprint, stable_hash
 from .generate import generate
 from .objectives import TrainConfig, train
 from .scorers import REFUSAL_OPENINGS_TRAIN, prefilled
+from .data import load_prompts
+from .models import load_policy
+from .evaluate import refusal_rates
 
 # %% auto #0
-__all__ = ['COMPLIANCE_TURN', 'AlignConfig', 'refusal_target', 'alignment_data', 'refusal_rates', 'make_aligned']
+__all__ = ['COMPLIANCE_TURN', 'AlignConfig', 'refusal_target', 'alignment_data', 'make_aligned', 'aligned_source',
+           'make_or_reuse_aligned', 'aligned_stage']
 
 # %% ../nbs/13_align.ipynb #cdfcb0e2
 @dataclass
@@ -46,7 +50,6 @@ def refusal_target(prefill:str, continuation:str)->str:
 # %% ../nbs/13_align.ipynb #0b3dd957
 def alignment_data(model, tokenizer, cfg:AlignConfig|None=None, progress:bool=True)->pd.DataFrame:
     "Self-generated SFT targets: refusals for harmful and a share of borderline prompts, own answers elsewhere"
-    from ctlrepro.data import load_prompts
     cfg = cfg or AlignConfig()
     rng = np.random.default_rng(cfg.seed)
     tr = load_prompts(cfg.prompts, split="train")
@@ -60,18 +63,6 @@ def alignment_data(model, tokenizer, cfg:AlignConfig|None=None, progress:bool=Tr
     ans = generate(model, tokenizer, to_answer, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1, progress=progress)
     cols = ["prompt", "kind", "category", "response"]
     return pd.concat([ref[cols].assign(target="refusal"), ans[cols].assign(target="own answer")], ignore_index=True)
-
-def refusal_rates(model, tokenizer, prompts:pd.DataFrame, scorers=None, max_new_tokens:int=48, progress:bool=True, levels=None,
-                  where:str="system",  # where the control string goes (as the model was trained)
-                  )->pd.DataFrame:
-    "Greedy responses to `prompts` (under control `levels`, if any), each flagged refused or not by the refusal detector and by string match"
-    from ctlrepro.rewards import StringMatchRefusal
-    from ctlrepro.scorers import default_scorers
-    scorers = scorers or default_scorers()
-    out = generate(model, tokenizer, prompts, levels=levels, temperature=0, max_new_tokens=max_new_tokens, progress=progress, where=where)
-    out["refused"] = scorers.scorer("refusal").score(out.prompt, out.response, progress=False) >= 0.5
-    out["refused_string_match"] = StringMatchRefusal().score(out.prompt, out.response, progress=False) >= 0.5
-    return out
 
 def make_aligned(model, tokenizer, cfg:AlignConfig|None=None, out:str|Path|None=None, progress:bool=True):
     "Self-generate targets, fine-tune LoRA (plain SFT), merge; optionally save the merged model and its data"
@@ -89,3 +80,45 @@ def make_aligned(model, tokenizer, cfg:AlignConfig|None=None, out:str|Path|None=
         atomic_write_json(out / "align.json", {"config": asdict(cfg), "n_examples": len(data), "seconds": round(time.time() - t, 1),
                                                "final_loss": float(log.loss.tail(5).mean())})
     return aligned, data, log
+
+# %% ../nbs/13_align.ipynb #b5e0430c
+def aligned_source(run:str|Path)->str:
+    "The aligned model of a run (written by the aligned stage)"
+    f = Path(run) / "aligned" / "aligned.json"
+    if not f.exists(): raise FileNotFoundError(f"{f} not found: run the 'aligned' stage first (ctlrepro reproduce --only aligned)")
+    return read_json(f, "aligned-model record")["model"]
+
+def make_or_reuse_aligned(model:str|None, out:str|Path, cfg:dict, device:str|None=None)->str:
+    "The over-safe model saved in `out/model`, made by `make_aligned` unless one of the same base, config and source is there"
+    out, ac = Path(out), AlignConfig(**cfg)
+    cache = Cached(out / "align.json", stable_hash([asdict(ac), str(model), source_fingerprint()]),
+                   [out / "model", out / "alignment_data.parquet", out / "train_log.csv"])
+    if cache.valid: print(f"reusing the aligned model in {out / 'model'}")
+    else:
+        base, tok = load_policy(model, device=device, dtype="fp32")   # train in fp32; a GPU adds bf16 autocast through accelerate
+        make_aligned(base, tok, ac, out=out, progress=False)
+        cache.save(**read_json(out / "align.json", "align record"))     # make_aligned's record, now with the key and the outputs' sizes
+    return str((out / "model").resolve())
+
+def aligned_stage(
+    model:str|None,               # the base model: hub id, folder or .gguf (None: the embedded SmolLM2-135M-Instruct)
+    out:str|Path,                 # the stage folder
+    cfg:dict,                     # `AlignConfig` fields
+    aligned_model:str|None=None,  # an already aligned model: skip the safety fine-tuning
+    rates_limit:int|None=None,    # eval prompts per kind for the refusal rates (None: all)
+    device:str|None=None, dtype:str|None=None,
+)->tuple:                         # (the aligned model's path, refusal rates per model and prompt kind)
+    "The aligned stage: make (or reuse) the over-safe model, record it in aligned.json, write both models' refusals and rates.csv"
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    src = aligned_model or make_or_reuse_aligned(model, out, cfg, device=device)
+    atomic_write_json(out / "aligned.json", {"model": str(src), "made_here": aligned_model is None})
+    ev, rates = load_prompts(split="eval", limit=rates_limit), {}
+    for name, path in [("base", model), ("aligned", src)]:
+        m, t = load_policy(path, device=device, dtype=dtype)
+        r = refusal_rates(m, t, ev, progress=False)
+        with atomic_path(out / f"refusals_{name}.parquet") as tmp: r.to_parquet(tmp, index=False)
+        rates[name] = r.groupby("kind")[["refused", "refused_string_match"]].mean().round(3)
+    rates = pd.concat(rates, names=["model"])
+    with atomic_path(out / "rates.csv") as tmp: rates.to_csv(tmp)
+    return src, rates
+

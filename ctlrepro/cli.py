@@ -4,106 +4,22 @@
 
 # %% ../nbs/90_cli.ipynb #9da5d855
 from __future__ import annotations
-import argparse, json, platform, subprocess, sys, time
-from dataclasses import dataclass, asdict, field
-from importlib.metadata import version, PackageNotFoundError
+import argparse, json
 from pathlib import Path
 
-import pandas as pd
-
-from .core import Cached, atomic_path, atomic_write_json, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE
+from .pipeline import STAGES, reproduce
+from .scorers import train_default_scorers, default_scorer_dir
+from .models import load_any
+from .generate import generate
+from .evaluate import EvalConfig, run_generation, load_judge
+from .align import aligned_stage
+from .objectives import TrainConfig, train_from_selfgen
+from .rewind import CLAIM_SETTINGS
+from .validate import validate_instruments
 
 # %% auto #0
-__all__ = ['DEFAULT_SETTINGS', 'versions', 'git_commit', 'GenerationJob', 'setting_name', 'shard_key', 'run_generation', 'parser',
-           'main']
-
-# %% ../nbs/90_cli.ipynb #c82e3d5b
-def versions(packages=("torch", "transformers", "peft", "trl", "datasets", "accelerate", "ctlrepro"))->dict:
-    "Installed versions of the packages a run depends on"
-    out = {"python": platform.python_version()}
-    for p in packages:
-        try: out[p] = version(p)
-        except PackageNotFoundError: out[p] = None
-    return out
-
-def git_commit(path:str|Path=".")->str|None:
-    "The git commit of the working tree (with '-dirty' when it has changes), or None outside git"
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError): return None
-
-# %% ../nbs/90_cli.ipynb #80ba66ec
-DEFAULT_SETTINGS = [None, (4, 4), (4, 0), (0, 4)]
-
-@dataclass
-class GenerationJob:
-    "The main job of the foundation: eval-prompt responses under a few control settings"
-    model:str|None = None            # model id or path; None: the embedded SmolLM2-135M-Instruct
-    prompts:str = "ctlrepro"         # prompt set (registered name or file)
-    split:str = "eval"               # which split to answer
-    limit:int|None = None            # at most this many prompts per kind (None: all)
-    settings:list = field(default_factory=lambda: list(DEFAULT_SETTINGS))  # control settings; None = no control tokens
-    n_samples:int = 1                # responses per prompt and setting
-    max_new_tokens:int = 64          # response length cap
-    temperature:float = 0.7          # sampling temperature (0: greedy)
-    batch_size:int = 32              # sequences per batch
-    seed:int = 0                     # generation seed
-    device:str|None = None           # 'cpu', 'cuda', 'auto'
-    dtype:str|None = None            # 'bf16', 'fp32', ...
-    where:str = "system"             # where the control string goes: 'system', or 'user' for a chat template without a system role
-
-    def __post_init__(self):
-        self.settings = [None if s is None else tuple(SPEC.levels(s).values()) for s in self.settings]
-        if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
-
-def setting_name(s)->str:
-    return "none" if s is None else SPEC.format(s).replace("][", "_").strip("[]").replace("=", "")
-
-def shard_key(job:GenerationJob, setting)->str:
-    "A hash of everything that determines one shard, the package's code and data included"
-    d = {k: v for k, v in asdict(job).items() if k not in ("settings", "batch_size", "device")}
-    return stable_hash({**d, "setting": setting, "source": source_fingerprint()}, 12)
-
-def run_generation(
-    job:GenerationJob,
-    out:str|Path,                   # the run folder
-    progress:bool=True,
-    model_tok:tuple|None=None,      # an already loaded (model, tokenizer), for tests
-)->pd.DataFrame:
-    "Generate every shard that is not already on disk, then write generations.parquet and run.json"
-    from ctlrepro.data import load_prompts
-    from ctlrepro.generate import generate, GenConfig
-    out = Path(out); (out / "shards").mkdir(parents=True, exist_ok=True)
-    t0, timings, model_tok = time.time(), {}, model_tok
-    prompts = load_prompts(job.prompts, split=job.split, limit=job.limit)
-    cfg = GenConfig(n_samples=job.n_samples, max_new_tokens=job.max_new_tokens, temperature=job.temperature,
-                    batch_size=job.batch_size, seed=job.seed, where=job.where)
-    shards = []
-    for s in job.settings:
-        f = out / "shards" / f"{setting_name(s)}-{shard_key(job, s)}.parquet"
-        cache = Cached(f.with_suffix(".json"), shard_key(job, s), [f])
-        if cache.valid:
-            print(f"reuse {f.name}"); shards.append(pd.read_parquet(f)); continue
-        if model_tok is None:
-            from ctlrepro.models import load_policy
-            t = time.time(); model_tok = load_policy(job.model, device=job.device, dtype=job.dtype); timings["load_model_s"] = round(time.time() - t, 1)
-        t = time.time()
-        df = generate(*model_tok, prompts, levels=s, cfg=cfg, progress=progress).assign(setting=setting_name(s))
-        timings[f"generate_{setting_name(s)}_s"] = round(time.time() - t, 1)
-        with atomic_path(f) as tmp: df.to_parquet(tmp, index=False)
-        cache.save(setting=setting_name(s), n=len(df))
-        print(f"wrote {f.name}: {len(df)} responses in {timings[f'generate_{setting_name(s)}_s']} s")
-        shards.append(df)
-    res = pd.concat(shards, ignore_index=True)
-    with atomic_path(out / "generations.parquet") as tmp: res.to_parquet(tmp, index=False)
-    timings["total_s"] = round(time.time() - t0, 1)
-    atomic_write_json(out / "run.json", {"job": asdict(job), "versions": versions(), "git_commit": git_commit(),
-                                         "timings": timings, "n_responses": len(res),
-                                         "shards": sorted(p.name for p in (out / "shards").glob("*.parquet"))})
-    return res
+__all__ = ['parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0ae40de5
 def _levels_arg(text:str):
@@ -123,7 +39,6 @@ def parser()->argparse.ArgumentParser:
     "The argument parser of the `ctlrepro` command"
     p = argparse.ArgumentParser(prog="ctlrepro", description="Controllable safety and helpfulness with control tokens")
     sub = p.add_subparsers(dest="cmd", required=True)
-    from ctlrepro.pipeline import STAGES
     rp = sub.add_parser("reproduce", help="the study: run the experiment notebooks of a preset in order (papermill), reusing finished stages")
     rp.add_argument("--preset", default="small", help="'small' (CPU, about 30 min), 'full' (GPU) or a YAML file")
     rp.add_argument("--only", nargs="+", default=None, choices=[s.name for s in STAGES], metavar="STAGE", help=f"run only these stages: {', '.join(s.name for s in STAGES)}")
@@ -135,7 +50,7 @@ def parser()->argparse.ArgumentParser:
     r.add_argument("--model", default=None, help="Hugging Face id, local folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
     r.add_argument("--prompts", default="ctlrepro", help="prompt set: a registered name or a file")
     r.add_argument("--limit", type=int, default=None, help="at most this many eval prompts per kind")
-    r.add_argument("--settings", type=_levels_arg, nargs="+", default=DEFAULT_SETTINGS, help="settings as H,S or none (default: none 4,4 4,0 0,4)")
+    r.add_argument("--settings", type=_levels_arg, nargs="+", default=[None, *CLAIM_SETTINGS], help=f"settings as H,S or none (default: none and the claims' settings {' '.join(','.join(map(str, s)) for s in CLAIM_SETTINGS)})")
     r.add_argument("--n-samples", type=int, default=1); r.add_argument("--max-new-tokens", type=int, default=64)
     r.add_argument("--temperature", type=float, default=0.7); r.add_argument("--batch-size", type=int, default=32)
     r.add_argument("--seed", type=int, default=0); r.add_argument("--device", default=None); r.add_argument("--dtype", default=None)
@@ -176,60 +91,33 @@ def main(argv=None):
     "Entry point of the `ctlrepro` command"
     a = parser().parse_args(argv)
     if a.cmd == "reproduce":
-        from ctlrepro.pipeline import reproduce
-        summary = reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force)
-        print(summary.to_string(index=False))
+        print(reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force).to_string(index=False))
     elif a.cmd == "generate":
-        job = GenerationJob(model=a.model, prompts=a.prompts, limit=a.limit, settings=a.settings, n_samples=a.n_samples,
-                            max_new_tokens=a.max_new_tokens, temperature=a.temperature, batch_size=a.batch_size,
-                            seed=a.seed, device=a.device, dtype=a.dtype, where=a.where)
-        res = run_generation(job, a.out)
-        summary = res.groupby(["setting", "kind"]).agg(responses=("response", "size"), mean_tokens=("n_tokens", "mean")).round(1)
-        print(summary.to_string()); print(f"wrote {Path(a.out) / 'generations.parquet'} and {Path(a.out) / 'run.json'}")
+        cfg = EvalConfig(prompts=a.prompts, limit=a.limit, n_samples=a.n_samples, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
+                         batch_size=a.batch_size, seed=a.seed, where=a.where)
+        res = run_generation(cfg, a.settings, a.out, model=a.model, device=a.device, dtype=a.dtype)
+        print(res.groupby(["setting", "kind"]).agg(responses=("response", "size"), mean_tokens=("n_tokens", "mean")).round(1).to_string())
+        print(f"wrote {Path(a.out) / 'generations.parquet'} and {Path(a.out) / 'run.json'}")
     elif a.cmd == "train-scorers":
-        from ctlrepro.scorers import train_default_scorers, default_scorer_dir
         out = Path(a.out) if a.out else default_scorer_dir()
         es = train_default_scorers(out, per_kind=a.per_kind, seed=a.seed)
         print(f"wrote {out / 'refusal.json'} and {out / 'prompt_harm.json'} ({es.refusal_head.meta['train_seconds']} s)")
     elif a.cmd == "align":
-        from ctlrepro.align import AlignConfig, make_aligned, refusal_rates
-        from ctlrepro.data import load_prompts
-        from ctlrepro.models import load_policy
-        base, tok = load_policy(a.model, dtype="fp32")   # fp32 for training on a CPU; a GPU run picks bf16 through accelerate
-        ev = load_prompts(split="eval")
-        rates = {"base": refusal_rates(base, tok, ev).groupby("kind")[["refused", "refused_string_match"]].mean().round(3).to_dict()}
-        aligned, data, log = make_aligned(base, tok, AlignConfig(steps=a.steps, borderline_refusal_share=a.borderline_share, seed=a.seed), out=a.out)
-        rates["aligned"] = refusal_rates(aligned, tok, ev).groupby("kind")[["refused", "refused_string_match"]].mean().round(3).to_dict()
-        atomic_write_json(Path(a.out) / "rates.json", rates)
-        print(json.dumps(rates, indent=1))
+        src, rates = aligned_stage(a.model, a.out, dict(steps=a.steps, borderline_refusal_share=a.borderline_share, seed=a.seed))
+        print(f"aligned model: {src}"); print(rates.to_string())
     elif a.cmd == "train":
-        from ctlrepro.objectives import TrainConfig
-        from ctlrepro.scorers import training_scorers
-        from ctlrepro.selfgen import load_binners
-        from ctlrepro.study import train_or_reuse
         try: cfg = TrainConfig(**json.loads(a.config))
         except (json.JSONDecodeError, TypeError) as e: raise SystemExit(f"--config {a.config!r}: {e}; give TrainConfig fields as a JSON object")
-        log = train_or_reuse(a.model, pd.read_parquet(Path(a.selfgen) / "selfgen.parquet"), cfg, a.out,
-                             training_scorers(a.helpful_rm, a.harmless_rm, a.harmless_rm_kind), load_binners(a.selfgen))
+        log = train_from_selfgen(a.model, a.selfgen, a.out, cfg, a.helpful_rm, a.harmless_rm, a.harmless_rm_kind)
         print(f"{cfg.objective}: {len(log)} steps, final loss {log.loss.tail(5).mean():.3f}; saved {a.out}")
     elif a.cmd == "validate":
-        from ctlrepro.validate import validate_instruments
-        from ctlrepro.models import load_policy
-        llm = load_policy(a.llm_judge, device=a.device, dtype=a.dtype) if a.llm_judge else None
+        llm = load_judge(a.llm_judge, device=a.device, dtype=a.dtype) if a.llm_judge else None
         tab = validate_instruments(a.xstest, a.hh, llm=llm, llm_name=f"llm judge ({a.llm_judge})", llm_limit=a.llm_limit, hh_n=a.hh_n, n_boot=a.n_boot, seed=a.seed)
         if not len(tab): raise SystemExit("no labelled file found: pass --xstest and/or --hh")
         if a.out: tab.to_csv(a.out, index=False)
         print(tab.drop(columns=["agreement_lo", "agreement_hi", "precision"]).round(3).to_string(index=False))
     elif a.cmd == "chat":
-        from ctlrepro.models import load_policy
-        from ctlrepro.generate import generate
-        where = a.where
-        if a.model and (Path(a.model) / "controllable.json").exists():   # a model saved by ctlrepro.rewind.save_controllable
-            from ctlrepro.rewind import load_controllable
-            from ctlrepro.core import read_json
-            model, tok = load_controllable(a.model, device=a.device, dtype=a.dtype)
-            where = where or read_json(Path(a.model) / "controllable.json", "controllable model record").get("config", {}).get("where")   # render as in training
-        else: model, tok = load_policy(a.model, device=a.device, dtype=a.dtype)
-        levels = {k: getattr(a, k) for k in SPEC.attributes}
-        df = generate(model, tok, [a.prompt], levels=levels, max_new_tokens=a.max_new_tokens, temperature=a.temperature, progress=False, where=where or "system")
+        model, tok, trained_where = load_any(a.model, device=a.device, dtype=a.dtype)
+        df = generate(model, tok, [a.prompt], levels={k: getattr(a, k) for k in SPEC.attributes}, max_new_tokens=a.max_new_tokens,
+                      temperature=a.temperature, progress=False, where=a.where or trained_where or "system")   # render as in training
         print(df.response.iloc[0])

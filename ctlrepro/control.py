@@ -9,7 +9,7 @@ import pandas as pd
 
 from .tokens import SPEC, ControlSpec
 from .generate import generate, _per_prompt
-from .selfgen import score_frame, label_levels
+from .scorers import score_frame, label_levels
 
 # %% auto #0
 __all__ = ['LEVEL_WORDS', 'describe', 'prompting', 'rerank']

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+from .core import data_root
 
 # %% auto #0
 __all__ = ['COLUMNS', 'KINDS', 'SPLITS', 'REGISTRY', 'check_schema', 'normalize', 'split_of', 'to_schema', 'Source', 'register',
@@ -148,7 +149,6 @@ def package_file(
 # %% ../nbs/04_data.ipynb #e6dd07f1
 def data_dir()->Path:
     "The repository's data folder (or $CTLREPRO_DATA)"
-    from ctlrepro.core import data_root
     p = data_root()
     if not p.is_dir(): raise FileNotFoundError(f"data folder {p} not found: run from a clone of the repository or set CTLREPRO_DATA")
     return p

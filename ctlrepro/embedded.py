@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
 from .core import atomic_write_json, read_json, pick_device
+from .data import load_prompts
 
 # %% auto #0
 __all__ = ['MINILM_PACKAGE', 'minilm_path', 'Encoder', 'LogisticHead', 'prompt_harm_data', 'train_prompt_harm']
@@ -86,7 +87,6 @@ class LogisticHead:
 # %% ../nbs/08_embedded.ipynb #0d37d3c1
 def prompt_harm_data(sources=("ctlrepro", "harmbench", "donotanswer", "rho-overrefusal"))->pd.DataFrame:
     "Prompts with a harmful label, from the bundled and the packaged sets"
-    from ctlrepro.data import load_prompts
     df = pd.concat([load_prompts(s) for s in sources], ignore_index=True)
     return df.assign(harmful=(df.kind == "harmful").astype(int))
 

@@ -4,23 +4,27 @@
 
 # %% ../nbs/10_evaluate.ipynb #07f02b99
 from __future__ import annotations
-import hashlib, json, itertools
+import json, itertools, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .core import Cached, atomic_path, atomic_write_json, cache_dir, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import generate
 from .metrics import control_metrics
-from .rewards import Scorer
+from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
+from .data import load_prompts
+from .control import prompting, rerank
+from .scorers import default_scorers
+from .models import load_policy, model_fingerprint
+from .pipeline import versions, git_commit
 
 # %% auto #0
-__all__ = ['METHODS', 'JUDGE_FAMILIES', 'EvalConfig', 'Complement', 'generalization_judges', 'model_fingerprint', 'generate_grid',
-           'evaluate', 'control_probe']
+__all__ = ['METHODS', 'JUDGE_FAMILIES', 'EvalConfig', 'Complement', 'generalization_judges', 'generate_grid', 'evaluate',
+           'refusal_rates', 'control_probe', 'load_judge', 'eval_config', 'save_eval', 'run_generation']
 
 # %% ../nbs/10_evaluate.ipynb #02d02c30
 METHODS = ("tokens", "prompting", "rerank")
@@ -66,7 +70,6 @@ def generalization_judges(
     judge_model=None, judge_tokenizer=None,  # the LLM of family 'llm' (e.g. from `load_policy(hub id)`)
 )->dict:                        # {'helpful': Scorer, 'harmless': Scorer, 'refused': Scorer}
     "The judges of the generalization evaluation: none of them shares a part with the training scorers"
-    from ctlrepro.rewards import LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
     if family not in JUDGE_FAMILIES: raise ValueError(f"judge family {family!r}: accepted are {', '.join(map(repr, JUDGE_FAMILIES))}")
     sm = StringMatchRefusal()
     if family == "keyword":   # on harmful prompts a refusal is the safe reply, on benign ones an answer is the helpful one (XSTest's labels)
@@ -75,25 +78,17 @@ def generalization_judges(
     return {"helpful": LLMJudge(judge_model, judge_tokenizer, HELPFUL_TEMPLATE, "llm judge helpful"),
             "harmless": LLMJudge(judge_model, judge_tokenizer, SAFETY_TEMPLATE, "llm judge safe"), "refused": sm}
 
-def model_fingerprint(model)->str:
-    "A short hash of a model's name and weights (a fine-tuned copy gets a new one)"
-    h = hashlib.sha256(str(getattr(model.config, "name_or_path", "")).encode())
-    with torch.no_grad():
-        sums = torch.stack([p.detach().float().sum() for p in model.parameters()]).cpu().numpy()
-    h.update(sums.tobytes()); h.update(str(sum(p.numel() for p in model.parameters())).encode())
-    return h.hexdigest()[:16]
-
 # %% ../nbs/10_evaluate.ipynb #5fcf95c4
-def generate_grid(model, tokenizer, cfg:EvalConfig, spec:ControlSpec=SPEC, progress:bool=True, scorers=None, binners:dict|None=None)->pd.DataFrame:
+def generate_grid(model, tokenizer, cfg:EvalConfig, spec:ControlSpec=SPEC, progress:bool=True, scorers=None, binners:dict|None=None,
+                  settings:list|None=None,  # the requested settings (None: `cfg.settings(spec)`, the grid)
+                  )->pd.DataFrame:
     "One response per (prompt, setting, sample), the levels requested by `cfg.method`"
-    from ctlrepro.data import load_prompts
     prompts = load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit).reset_index(names="pid")
-    settings = cfg.settings(spec)
+    settings = cfg.settings(spec) if settings is None else settings
     req = pd.concat([prompts.assign(setting=i) for i in range(len(settings))], ignore_index=True)
     levels = [settings[i] for i in req.setting]
     gen = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress)
     if cfg.method == "tokens": return generate(model, tokenizer, req, levels=levels, n_samples=cfg.n_samples, where=cfg.where, spec=spec, **gen)
-    from ctlrepro.control import prompting, rerank
     if cfg.method == "prompting": return prompting(model, tokenizer, req, levels, spec=spec, n_samples=cfg.n_samples, **gen)
     if not binners: raise ValueError("method='rerank' needs binners: the LevelBinners of the self-generated data (ctlrepro.selfgen.load_binners)")
     return rerank(model, tokenizer, req, levels, scorers, binners, n=cfg.rerank_n, spec=spec, **gen)
@@ -111,7 +106,6 @@ def evaluate(
     judges:str|None=None,          # the generalization family, 'keyword' or 'llm' (`generalization_judges`); None: 'llm' when a judge model is given
 )->tuple:                          # (responses with both families' scores, metrics table)
     "Generate over the grid, score with both judge families, compute every metric; cached"
-    from ctlrepro.scorers import default_scorers
     cfg = cfg or EvalConfig()
     folder = Path(folder) if folder else cache_dir("eval")
     scorers = scorers or default_scorers()
@@ -127,7 +121,6 @@ def evaluate(
         gcache.save()
     judges = judges or ("llm" if judge_model is not None else "keyword")
     if judges == "llm" and judge_model is None:
-        from ctlrepro.models import load_policy
         judge_model, judge_tokenizer = load_policy()
     jud = generalization_judges(judges, judge_model, judge_tokenizer)
     skey = stable_hash([gkey, scorers.fingerprint(), model_fingerprint(judge_model) if judges == "llm" else None,
@@ -161,7 +154,19 @@ def evaluate(
     table = pd.concat(tables, ignore_index=True)[["model", "family", "metric", "attribute", "kinds", "value", "lo", "hi", "n"]]
     return df, table
 
-# %% ../nbs/10_evaluate.ipynb #84bdb702
+# %% ../nbs/10_evaluate.ipynb #947a8c30
+def refusal_rates(model, tokenizer, prompts:pd.DataFrame, scorers=None, max_new_tokens:int=48, progress:bool=True, levels=None,
+                  where:str="system",  # where the control string goes (as the model was trained)
+                  )->pd.DataFrame:
+    "Greedy responses to `prompts` (under control `levels`, if any), each flagged refused or not by the refusal detector and by string match"
+    scorers = scorers or default_scorers()
+    out = generate(model, tokenizer, prompts, levels=levels, temperature=0, max_new_tokens=max_new_tokens, progress=progress, where=where)
+    out["refused"] = scorers.scorer("refusal").score(out.prompt, out.response, progress=False) >= 0.5
+    out["refused_string_match"] = StringMatchRefusal().score(out.prompt, out.response, progress=False) >= 0.5
+    return out
+
+
+# %% ../nbs/10_evaluate.ipynb #2b6b18ab
 def control_probe(
     model, tokenizer,
     prompts:pd.DataFrame,          # held-out prompts in the schema (`data.load_prompts(..., split='eval')`), e.g. 16 per kind
@@ -190,3 +195,56 @@ def control_probe(
         r[f"refused/{kind}/{spec.format(dict(zip(spec.attributes, map(int, lv))))}"] = float(g.refused.mean())
     for kind, g in prompts.groupby("kind"): r[f"n/{kind}"] = len(g)
     return r
+
+# %% ../nbs/10_evaluate.ipynb #ce860b64
+def load_judge(judge:str|None, model:str|None=None, loaded:tuple|None=None, device:str|None=None, dtype:str|None=None)->tuple:
+    "(None, None) when `judge` is None (the validated keyword judges, `ctlrepro.evaluate.generalization_judges`), else the LLM judge `judge` (hub id, folder, 'smollm2-135m-instruct')"
+    if judge is None: return None, None
+    return load_policy(judge, device=device, dtype=dtype)
+
+def eval_config(limit:int, levels:list, max_new_tokens:int, n_boot:int, batch_size:int, seed:int, **kw)->EvalConfig:
+    "An `EvalConfig` from a notebook's parameters"
+    return EvalConfig(limit=limit, levels=tuple(levels), max_new_tokens=max_new_tokens, n_boot=n_boot, batch_size=batch_size, seed=seed, **kw)
+
+def save_eval(out:Path, name:str, resp:pd.DataFrame, table:pd.DataFrame):
+    "responses_<name>.parquet and metrics_<name>.parquet in a stage folder, written atomically"
+    with atomic_path(Path(out) / f"responses_{name}.parquet") as tmp: resp.assign(model=name).to_parquet(tmp, index=False)
+    with atomic_path(Path(out) / f"metrics_{name}.parquet") as tmp: table.to_parquet(tmp, index=False)
+
+def run_generation(
+    cfg:EvalConfig,                 # prompts, split, limit, sampling, batch and `where` (the grid fields are not used)
+    settings:list,                  # control settings (tuples or dicts; None: no control string), one resumable shard each
+    out:str|Path,                   # the run folder
+    model:str|None=None,            # hub id, folder or .gguf (None: the embedded SmolLM2-135M-Instruct); loaded only when a shard is missing
+    device:str|None=None, dtype:str|None=None,
+    progress:bool=True,
+    model_tok:tuple|None=None,      # an already loaded (model, tokenizer), for tests
+    spec:ControlSpec=SPEC,
+)->pd.DataFrame:
+    "`generate_grid` one setting at a time into shards that a killed run keeps, then generations.parquet and run.json (`ctlrepro generate`)"
+    settings = [None if s is None else tuple(spec.levels(s).values()) for s in settings]
+    out = Path(out); (out / "shards").mkdir(parents=True, exist_ok=True)
+    t0, timings, shards = time.time(), {}, []
+    for s in settings:
+        name = spec.file_name(s)
+        key = stable_hash([asdict(cfg) | {"batch_size": None, "n_boot": None}, str(model), dtype, s, source_fingerprint()], 12)
+        f = out / "shards" / f"{name}-{key}.parquet"
+        cache = Cached(f.with_suffix(".json"), key, [f])
+        if cache.valid:
+            print(f"reuse {f.name}"); shards.append(pd.read_parquet(f)); continue
+        if model_tok is None:
+            t = time.time(); model_tok = load_policy(model, device=device, dtype=dtype); timings["load_model_s"] = round(time.time() - t, 1)
+        t = time.time()
+        df = generate_grid(*model_tok, cfg, spec, progress, settings=[s]).assign(setting=name)
+        timings[f"generate_{name}_s"] = round(time.time() - t, 1)
+        with atomic_path(f) as tmp: df.to_parquet(tmp, index=False)
+        cache.save(setting=name, n=len(df))
+        print(f"wrote {f.name}: {len(df)} responses in {timings[f'generate_{name}_s']} s")
+        shards.append(df)
+    res = pd.concat(shards, ignore_index=True)
+    with atomic_path(out / "generations.parquet") as tmp: res.to_parquet(tmp, index=False)
+    timings["total_s"] = round(time.time() - t0, 1)
+    atomic_write_json(out / "run.json", {"config": asdict(cfg), "model": model, "settings": settings, "versions": versions(), "git_commit": git_commit(),
+                                         "timings": timings, "n_responses": len(res), "shards": sorted(p.name for p in (out / "shards").glob("*.parquet"))})
+    return res
+

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .core import set_seed
 from .tokens import SPEC, WHERE, ControlSpec, with_control
+from .models import load_policy, DEFAULT_POLICY, default_policy_folder
 
 # %% auto #0
 __all__ = ['BACKENDS', 'GenConfig', 'render', 'fold_system', 'generate', 'vllm_available', 'pick_backend']
@@ -121,7 +122,6 @@ def generate(
     if isinstance(model, (str, Path)) or model is None:                        # a model given by name
         engine = pick_backend(backend)
         if engine == "transformers":
-            from ctlrepro.models import load_policy
             model, tokenizer = load_policy(model)
         else: tokenizer = tokenizer or _vllm_tokenizer(model)
     extra = prompts.reset_index(drop=True) if isinstance(prompts, pd.DataFrame) else None
@@ -185,7 +185,6 @@ def pick_backend(backend:str="auto")->str:
     return backend
 
 def _vllm_path(name)->str:
-    from ctlrepro.models import DEFAULT_POLICY, default_policy_folder
     return str(default_policy_folder()) if name is None or str(name) == DEFAULT_POLICY else str(name)
 
 def _vllm_tokenizer(name):

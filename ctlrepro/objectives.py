@@ -4,8 +4,9 @@
 
 # %% ../nbs/11_objectives.ipynb #6cbe8268
 from __future__ import annotations
-import math, random, time
+import json, math, random, time
 from dataclasses import dataclass, asdict, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,12 +14,17 @@ import torch
 import torch.nn.functional as F
 
 from .tokens import SPEC, ControlSpec
+from .scorers import score_frame, label_levels, training_scorers
+from .core import Cached, atomic_path, read_json, source_fingerprint, stable_hash
+from .models import load_policy, save_controllable
+from .selfgen import load_binners
+from .evaluate import control_probe
 
 # %% auto #0
 __all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'token_logps', 'sequence_logps', 'clm_loss', 'exmate_contrastive', 'exmate_loss',
            'level_match_reward', 'encode_example', 'wrong_settings', 'collate', 'response_logps', 'TrainConfig',
            'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'level_reward', 'sync_reference', 'train_dpo',
-           'train_rl']
+           'train_rl', 'data_hash', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -268,7 +274,6 @@ def dpo_pairs(
 
 def level_reward(scorers, binners:dict, spec:ControlSpec=SPEC):
     "A reward function (prompts, responses, requested (n, A)) -> level-matching reward, from the training scorers and binners"
-    from ctlrepro.selfgen import score_frame, label_levels
     def reward(prompts:list, responses:list, requested:np.ndarray)->np.ndarray:
         shown = label_levels(score_frame(pd.DataFrame({"prompt": list(prompts), "response": list(responses)}), scorers, spec), binners, spec)
         return level_match_reward(shown[list(spec.attributes)].to_numpy(), np.asarray(requested))
@@ -386,3 +391,68 @@ def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSp
         sync_reference(pm)                                  # at step 0 the reference is the start policy: KL is 0
         _quiet(trainer, progress).train()
     return _finish(trainer, {"loss": "loss", "reward": "reward", "kl": "kl"})
+
+# %% ../nbs/11_objectives.ipynb #37f3c396
+def data_hash(df:pd.DataFrame)->str:
+    "A hash of a frame's values (the reuse key of the data a model is trained on)"
+    return stable_hash(pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).tolist())
+
+def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, binners:dict, device:str|None=None, spec:ControlSpec=SPEC,
+                   probe_prompts:pd.DataFrame|None=None,  # held-out prompts for `evaluate.control_probe` at step 0 and every `cfg.probe_every` updates
+                   probe_tokens:int=32,                   # max_new_tokens of the probe's greedy responses
+                   )->pd.DataFrame:
+    "Train one objective from the aligned model `src` and save it as a controllable model (and its learning curve, probe.csv); reuse a saved one of the same config"
+    folder = Path(folder)
+    cols = ["prompt", "response", *spec.attributes]
+    probing = probe_prompts is not None and cfg.probe_every > 0
+    key = stable_hash([asdict(cfg), src, data_hash(data[cols]), data_hash(probe_prompts) if probing else None, probe_tokens, scorers.fingerprint() if cfg.objective == "rl" else None,
+                       {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, source_fingerprint()])
+    cache = Cached(folder / "controllable.json", key, [folder / "adapter", folder / "tokenizer", folder / "train_log.csv", *([folder / "probe.csv"] if probing else [])])
+    if cache.valid: print(f"reusing {folder}"); return pd.read_csv(folder / "train_log.csv")
+    folder.mkdir(parents=True, exist_ok=True)
+    model, tok = load_policy(src, device=device, dtype="fp32")
+    records = []
+    def on_step(m, updates):                                              # the learning curve on held-out prompts
+        t0 = time.time()
+        records.append({"step": updates, **control_probe(m, tok, probe_prompts, scorers, max_new_tokens=probe_tokens, where=cfg.where, spec=spec),
+                        "probe_seconds": round(time.time() - t0, 1)})
+    t = time.time()
+    if probing:
+        model = lora_model(model, tok, cfg, spec).eval()
+        with torch.no_grad(): on_step(model, 0)                           # step 0: the start policy with fresh control-token rows
+    pm, log = train(model, tok, data, cfg, spec, progress=False, reward_fn=level_reward(scorers, binners, spec) if cfg.objective == "rl" else None,
+                    on_step=on_step if probing else None)
+    from accelerate import PartialState
+    if not PartialState().is_main_process: return log                   # multi-GPU: one process writes
+    with atomic_path(folder / "train_log.csv") as tmp: log.to_csv(tmp, index=False)
+    if probing:
+        with atomic_path(folder / "probe.csv") as tmp: pd.DataFrame(records).assign(objective=cfg.objective).to_csv(tmp, index=False)
+    save_controllable(pm, tok, folder, base=src, meta={"objective": cfg.objective, "config": asdict(cfg),
+                                                       "seconds": round(time.time() - t, 1), "n_examples": len(data)})
+    cache.save(**read_json(folder / "controllable.json", "controllable model record"))   # with the key and the outputs' sizes: written last
+    return log
+
+def train_from_selfgen(
+    src:str,                      # the start (aligned) model: hub id or folder
+    selfgen:str|Path,             # a folder written by the selfgen stage (selfgen.parquet, binners)
+    folder:str|Path,              # where the controllable model goes
+    cfg:TrainConfig,
+    helpful_rm:str|None=None, harmless_rm:str|None=None, harmless_rm_kind:str="reward",   # training scorers (`ctlrepro.scorers.training_scorers`)
+    device:str|None=None,
+)->pd.DataFrame:                  # the training log
+    "`train_or_reuse` on a self-generated data set and its binners: what `ctlrepro train` runs (under `accelerate launch` for several GPUs)"
+    return train_or_reuse(src, pd.read_parquet(Path(selfgen) / "selfgen.parquet"), cfg, folder,
+                          training_scorers(helpful_rm, harmless_rm, harmless_rm_kind, device=device), load_binners(selfgen), device=device)
+
+def run_launched(launcher:str, src:str, selfgen:str|Path, folder:str|Path, cfg, helpful_rm=None, harmless_rm=None, harmless_rm_kind="reward"):
+    "Train one objective with `ctlrepro train` under a launcher such as `accelerate launch --multi_gpu --num_processes 8`"
+    import shlex, shutil, subprocess
+    exe = shutil.which("ctlrepro")
+    if exe is None: raise FileNotFoundError("the `ctlrepro` command is not on PATH: install the package (pip install -e .)")
+    cmd = [*shlex.split(launcher), exe, "train", "--model", str(src), "--selfgen", str(selfgen), "--out", str(folder),
+           "--config", json.dumps(asdict(cfg)), "--harmless-rm-kind", harmless_rm_kind]
+    cmd += ["--helpful-rm", helpful_rm] if helpful_rm else []
+    cmd += ["--harmless-rm", harmless_rm] if harmless_rm else []
+    print(" ".join(shlex.quote(c) for c in cmd))
+    subprocess.run(cmd, check=True)
+

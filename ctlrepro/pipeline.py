@@ -4,8 +4,9 @@
 
 # %% ../nbs/16_pipeline.ipynb #09dc2f9f
 from __future__ import annotations
-import json, time
+import json, platform, subprocess, time
 from dataclasses import dataclass
+from importlib.metadata import version, PackageNotFoundError
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ from .core import Cached, atomic_write_json, source_fingerprint, stable_hash
 
 # %% auto #0
 __all__ = ['STAGES', 'SIZE_KNOBS', 'Stage', 'repo_root', 'preset_path', 'load_preset', 'notebook_params', 'check_value',
-           'stage_params', 'check_sizes', 'stage_key', 'reproduce']
+           'stage_params', 'versions', 'git_commit', 'check_sizes', 'stage_key', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -99,8 +100,25 @@ def stage_params(stage:Stage, preset:dict, nbs:Path, extra:dict|None=None)->dict
     for k, v in params.items(): check_value(k, v, declared[k][0], f"stage {stage.name!r}: ")
     return params
 
-# %% ../nbs/16_pipeline.ipynb #9d4e9dfd
-SIZE_KNOBS = {"limit": "eval", "examples_limit": "eval", "rates_limit": "eval", "per_kind": "train"}   # parameter -> the split it counts prompts per kind of
+# %% ../nbs/16_pipeline.ipynb #c82e3d5b
+def versions(packages=("torch", "transformers", "peft", "trl", "datasets", "accelerate", "ctlrepro"))->dict:
+    "Installed versions of the packages a run depends on"
+    out = {"python": platform.python_version()}
+    for p in packages:
+        try: out[p] = version(p)
+        except PackageNotFoundError: out[p] = None
+    return out
+
+def git_commit(path:str|Path=".")->str|None:
+    "The git commit of the working tree (with '-dirty' when it has changes), or None outside git"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError): return None
+
+# %% ../nbs/16_pipeline.ipynb #31585608
+SIZE_KNOBS = {"limit": "eval", "examples_limit": "eval", "rates_limit": "eval", "probe_limit": "eval", "per_kind": "train"}   # parameter -> the split it counts prompts per kind of
 
 def check_sizes(
     params:dict,                 # stage name -> checked parameters (`stage_params`)
@@ -142,7 +160,6 @@ def reproduce(
 )->pd.DataFrame:                 # one row per stage: status (ran / reused), seconds, key
     "Run the experiment notebooks in order with papermill; reuse finished stages of an identical config"
     import papermill as pm
-    from ctlrepro.cli import versions, git_commit
     nbs = Path(nbs) if nbs else repo_root() / "nbs"
     pre = load_preset(preset)
     out = Path(out) if out else repo_root() / "runs" / pre["name"]

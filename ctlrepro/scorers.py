@@ -11,14 +11,19 @@ import numpy as np
 import pandas as pd
 
 from .embedded import Encoder, LogisticHead, train_prompt_harm
-from .rewards import Scorer, StringMatchRefusal, RefusalCues
+from .rewards import Scorer, StringMatchRefusal, RefusalCues, HFRewardScorer
 from .metrics import pairwise_accuracy
-from .core import stable_hash
+from .core import stable_hash, atomic_path
+from .tokens import SPEC, ControlSpec, LevelBinner
+from .generate import generate
+from .data import data_dir, load_prompts, _read_table, _hub
+from .models import load_policy
 
 # %% auto #0
 __all__ = ['REFUSAL_OPENINGS_TRAIN', 'COMPLY_OPENINGS', 'REFUSAL_OPENINGS_TEST', 'prefilled', 'refusal_samples',
            'distinct_trigrams', 'opening', 'relevance', 'EmbeddedScorers', 'default_scorer_dir',
-           'train_default_scorers', 'default_scorers', 'hh_pairs', 'MixedScorers', 'training_scorers']
+           'train_default_scorers', 'default_scorers', 'hh_pairs', 'MixedScorers', 'training_scorers', 'score_frame',
+           'label_levels', 'fit_binner']
 
 # %% ../nbs/09_scorers.ipynb #8eabad93
 REFUSAL_OPENINGS_TRAIN = ["I'm sorry, but I can't help with that.", "I cannot assist with this request.",
@@ -38,7 +43,6 @@ REFUSAL_OPENINGS_TEST = ["That's not something I'm willing to do.", "No, I'd rat
 # %% ../nbs/09_scorers.ipynb #11a5a087
 def prefilled(model, tokenizer, prompts:pd.DataFrame, openings:list, rng:np.random.Generator, **gen)->pd.DataFrame:
     "One sample per prompt that starts with an opening drawn at random by `rng` (the `prefill` column says which)"
-    from ctlrepro.generate import generate
     return generate(model, tokenizer, prompts, prefill=[str(o) for o in rng.choice(openings, len(prompts))], **gen)
 
 def refusal_samples(
@@ -50,7 +54,6 @@ def refusal_samples(
     seed:int=0,
 )->pd.DataFrame:                 # prompt, kind, response, refusal (0/1), how
     "Per prompt: a plain sample (label 0), one prefilled with a refusal opening (1) and, with `comply_openings`, one prefilled with a compliant opening (0)"
-    from ctlrepro.generate import generate
     rng = np.random.default_rng(seed)
     gen = dict(max_new_tokens=max_new_tokens, progress=False)
     parts = [generate(model, tokenizer, prompts, seed=seed, **gen).assign(refusal=0, how="plain"),
@@ -136,7 +139,6 @@ class _Part(Scorer):
 # %% ../nbs/09_scorers.ipynb #73ae21a7
 def default_scorer_dir()->Path:
     "Where the shipped heads live: data/scorers"
-    from ctlrepro.data import data_dir
     return data_dir() / "scorers"
 
 def train_default_scorers(
@@ -148,16 +150,13 @@ def train_default_scorers(
     encoder:Encoder|None=None,
 )->EmbeddedScorers:
     "Sample refusal data, fit the refusal and prompt-harm heads, and save them"
-    from ctlrepro.data import load_prompts
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     if model is None:
-        from ctlrepro.models import load_policy
         model, tokenizer = load_policy()
     enc = encoder or Encoder()
     t = time.time()
     prompts = load_prompts(split="train").groupby("kind").sample(per_kind, random_state=seed)
     data = refusal_samples(model, tokenizer, prompts.reset_index(drop=True), REFUSAL_OPENINGS_TRAIN, COMPLY_OPENINGS, max_new_tokens, seed)
-    from ctlrepro.core import atomic_path
     with atomic_path(out / "refusal_data.parquet") as tmp: data.to_parquet(tmp, index=False)
     refusal = LogisticHead().fit(enc.encode([opening(r) for r in data.response]), data.refusal.values, C=1.0, encoder="all-MiniLM-L6-v2", features="opening",
                                  policy=str(model.config.name_or_path), seed=seed, per_kind=per_kind, openings="REFUSAL_OPENINGS_TRAIN")
@@ -178,7 +177,6 @@ def default_scorers(
 # %% ../nbs/09_scorers.ipynb #69563523
 def hh_pairs(path=None, n:int|None=None, seed:int=0)->pd.DataFrame:
     "HH-RLHF pairs as (prompt, chosen, rejected): the last human turn and the two last assistant turns"
-    from ctlrepro.data import _read_table, _hub
     df = _read_table(Path(path)) if path else _hub("Anthropic/hh-rlhf", "hh-rlhf", data_dir="harmless-base", split="test")
     def split(d):
         i = d.rfind("\n\nAssistant:"); h = d.rfind("\n\nHuman:", 0, i)
@@ -212,6 +210,25 @@ def training_scorers(
 ):
     "The training scorers of a study: embedded by default, hub reward models when named"
     if helpful is None and harmless is None: return default_scorers()
-    from ctlrepro.rewards import HFRewardScorer
     return MixedScorers(HFRewardScorer(helpful, device=device, dtype=dtype) if helpful else None,
                         HFRewardScorer(harmless, kind=harmless_kind, device=device, dtype=dtype) if harmless else None)
+
+# %% ../nbs/09_scorers.ipynb #7d2f073f
+def score_frame(df:pd.DataFrame, scorers, spec:ControlSpec=SPEC)->pd.DataFrame:
+    "Add score_helpful and score_harmless (the training scorers) to responses"
+    parts = scorers.parts(df.prompt.tolist(), df.response.tolist())
+    return df.assign(score_helpful=parts.helpfulness.values, score_harmless=parts.safety.values, p_refuse=parts.p_refuse.values)
+
+def label_levels(df:pd.DataFrame, binners:dict, spec:ControlSpec=SPEC)->pd.DataFrame:
+    "The levels each response shows, from its scores"
+    return df.assign(**{a: binners[a].transform(df[f"score_{a}"]) for a in spec.attributes})
+
+def fit_binner(scores, method:str="auto", k:int=SPEC.k)->LevelBinner:
+    "A `LevelBinner` for one attribute's pool of scores; 'auto' is equal-width on [0, 1] when every score lies there, quantile otherwise"
+    s = np.asarray(scores, dtype=float)
+    in_unit = bool(len(s)) and s.min() >= 0 and s.max() <= 1
+    if method == "fixed" and not in_unit:
+        raise ValueError(f"binning='fixed' cuts [0, 1] but the scores run {s.min():.3g}..{s.max():.3g}: use binning='quantile' (or 'auto') for an unbounded reward model")
+    if method == "auto": method = "fixed" if in_unit else "quantile"
+    return LevelBinner(k=k, method=method).fit(s)
+

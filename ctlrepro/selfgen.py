@@ -14,10 +14,13 @@ import pandas as pd
 from .core import Cached, atomic_path, source_fingerprint, stable_hash
 from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import generate
+from .data import load_prompts
+from .models import model_fingerprint
+from .scorers import score_frame, label_levels, fit_binner
 
 # %% auto #0
-__all__ = ['STEERS', 'RELABEL', 'SelfGenConfig', 'steer_for', 'score_frame', 'label_levels', 'fit_binner', 'unshown_labels',
-           'coverage', 'config_key', 'self_generate', 'load_binners', 'plot_coverage']
+__all__ = ['STEERS', 'RELABEL', 'SelfGenConfig', 'steer_for', 'unshown_labels', 'coverage', 'config_key', 'self_generate',
+           'load_binners', 'plot_coverage']
 
 # %% ../nbs/12_selfgen.ipynb #2e87f90b
 @dataclass
@@ -57,24 +60,6 @@ def steer_for(h:int, s:int, k:int)->str:
     return "detailed" if hi_h else "refuse" if h == 0 else "terse"
 
 # %% ../nbs/12_selfgen.ipynb #3215981c
-def score_frame(df:pd.DataFrame, scorers, spec:ControlSpec=SPEC)->pd.DataFrame:
-    "Add score_helpful and score_harmless (the training scorers) to responses"
-    parts = scorers.parts(df.prompt.tolist(), df.response.tolist())
-    return df.assign(score_helpful=parts.helpfulness.values, score_harmless=parts.safety.values, p_refuse=parts.p_refuse.values)
-
-def label_levels(df:pd.DataFrame, binners:dict, spec:ControlSpec=SPEC)->pd.DataFrame:
-    "The levels each response shows, from its scores"
-    return df.assign(**{a: binners[a].transform(df[f"score_{a}"]) for a in spec.attributes})
-
-def fit_binner(scores, method:str="auto", k:int=SPEC.k)->LevelBinner:
-    "A `LevelBinner` for one attribute's pool of scores; 'auto' is equal-width on [0, 1] when every score lies there, quantile otherwise"
-    s = np.asarray(scores, dtype=float)
-    in_unit = bool(len(s)) and s.min() >= 0 and s.max() <= 1
-    if method == "fixed" and not in_unit:
-        raise ValueError(f"binning='fixed' cuts [0, 1] but the scores run {s.min():.3g}..{s.max():.3g}: use binning='quantile' (or 'auto') for an unbounded reward model")
-    if method == "auto": method = "fixed" if in_unit else "quantile"
-    return LevelBinner(k=k, method=method).fit(s)
-
 RELABEL = ("nearest", "safety-first", "none")
 
 def unshown_labels(
@@ -118,8 +103,6 @@ def self_generate(
     progress:bool=True,
 )->pd.DataFrame:                    # one row per labelled (prompt, response)
     "Self-generated, scored, level-labelled data with the coverage step"
-    from ctlrepro.data import load_prompts
-    from ctlrepro.evaluate import model_fingerprint
     cfg = cfg or SelfGenConfig()
     key = config_key(cfg, model_fingerprint(model), scorers.fingerprint())
     if out is not None:

@@ -62,6 +62,10 @@ class ControlSpec:
         "The control string of a setting, e.g. `[helpful=4][harmless=0]`"
         return "".join(self.token(a, l) for a, l in self.levels(*args, **kwargs).items())
 
+    def file_name(self, levels)->str:
+        "A file-safe name of a setting, e.g. `helpful4_harmless0`; 'none' for no control string (None)"
+        return "none" if levels is None else "_".join(f"{a}{l}" for a, l in self.levels(levels).items())
+
     def parse(self, text:str)->dict:
         "Levels of the control tokens found in `text` (attributes absent from it are left out)"
         found = {}

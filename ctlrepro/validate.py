@@ -11,8 +11,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from .rewards import Scorer
+from .rewards import Scorer, RefusalCues, LLMJudge, REFUSAL_TEMPLATE, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
 from .metrics import pairwise_accuracy
+from .data import _read_table
+from .scorers import hh_pairs, default_scorers
+from .pipeline import repo_root
+from .evaluate import generalization_judges
 
 # %% auto #0
 __all__ = ['XSTEST_COMPLETION_COLUMNS', 'VERDICTS', 'VALIDATION_COLUMNS', 'XSTEST_SHARED', 'HH_SHARED', 'load_xstest_completions',
@@ -27,7 +31,6 @@ def load_xstest_completions(
     path:str|Path|pd.DataFrame,  # a CSV/JSONL/parquet file with XSTest's completion columns (e.g. `xstest_v2_completions_*.csv`), or such a frame
 )->pd.DataFrame:                 # prompt, kind (safe/unsafe), type, model, response, verdict (compliance/refusal/partial)
     "Human-labelled XSTest completions (Röttger et al., 2024), checked: columns, prompt labels and verdicts"
-    from ctlrepro.data import _read_table
     if isinstance(path, pd.DataFrame): df, where = path.copy(), "the frame"
     else:
         p = Path(path).expanduser()
@@ -132,7 +135,6 @@ def validation_table(
     n_boot:int=1000, seed:int=0,
 )->pd.DataFrame:               # one row per (judge, attribute, data): `VALIDATION_COLUMNS`
     "Every instrument against every human-labelled set that measures its attribute"
-    from ctlrepro.scorers import hh_pairs
     rows = []
     if xstest is not None:
         xs = xstest if isinstance(xstest, pd.DataFrame) and "verdict" in xstest else load_xstest_completions(xstest)
@@ -168,7 +170,6 @@ def shared_file(
     env:str|None=None,  # an environment variable that names the file directly
 )->Path|None:           # the file, or None when it is nowhere to be found
     "A public labelled file: `$env`, else `<checkout>/../shared/data/<rel>`"
-    from ctlrepro.pipeline import repo_root
     if env and os.environ.get(env): return Path(os.environ[env]).expanduser()
     p = repo_root().parent / "shared" / "data" / rel
     return p if p.exists() else None
@@ -183,9 +184,6 @@ def study_instruments(
     llm_name:str="llm judge",
 )->dict:                              # judge name -> {attribute: Scorer}
     "Every instrument the study's numbers rest on"
-    from ctlrepro.rewards import StringMatchRefusal, RefusalCues, LLMJudge, REFUSAL_TEMPLATE, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
-    from ctlrepro.scorers import default_scorers
-    from ctlrepro.evaluate import generalization_judges
     es = scorers or default_scorers()
     kw = generalization_judges("keyword")
     out = {"refusal cues (training refusal decision)": {"refusal": RefusalCues()},

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from ctlrepro.cli import GenerationJob, main, parser, run_generation
+from ctlrepro.cli import main, parser
+from ctlrepro.evaluate import EvalConfig, run_generation
 from ctlrepro.testing import tiny_llama
 
 
@@ -20,14 +21,14 @@ class Crashing(tuple):
 
 
 def test_a_killed_run_resumes_without_losing_finished_shards(tmp_path):
-    job = GenerationJob(limit=2, settings=[None, (4, 0), (0, 4)], max_new_tokens=4, batch_size=32)
+    job, settings = EvalConfig(limit=2, max_new_tokens=4, batch_size=32), [None, (4, 0), (0, 4)]
     with pytest.raises(KeyboardInterrupt):
-        run_generation(job, tmp_path, progress=False, model_tok=Crashing(2))  # one shard per batch: dies in shard 2
+        run_generation(job, settings, tmp_path, progress=False, model_tok=Crashing(2))  # one shard per batch: dies in shard 2
     done = sorted(p.name for p in (tmp_path / "shards").glob("*.parquet"))
     assert len(done) == 1 and done[0].startswith("none-") and (tmp_path / "shards" / done[0]).with_suffix(".json").exists()
     assert not (tmp_path / "generations.parquet").exists()
     first = (tmp_path / "shards" / done[0]).read_bytes()
-    res = run_generation(job, tmp_path, progress=False, model_tok=tiny_llama())
+    res = run_generation(job, settings, tmp_path, progress=False, model_tok=tiny_llama())
     assert (tmp_path / "shards" / done[0]).read_bytes() == first  # reused, not regenerated
     assert len(res) == 3 * 2 * 3
     rec = json.loads((tmp_path / "run.json").read_text())
@@ -48,15 +49,13 @@ def test_chat_from_a_saved_controllable_model(tmp_path, capsys, monkeypatch):
     import pandas as pd
     from ctlrepro import models
     from ctlrepro.objectives import TrainConfig, train
-    from ctlrepro.rewind import save_controllable
     base, tok = tiny_llama()
     base.save_pretrained(tmp_path / "base"); tok.save_pretrained(tmp_path / "base")
     data = pd.DataFrame([{"prompt": "Hi", "response": "Hello!", "helpful": h, "harmless": 1} for h in range(5)])
     pm, _ = train(base, tok, data, TrainConfig(steps=2, batch_size=2), progress=False)
-    save_controllable(pm, tok, tmp_path / "ctl", base=str(tmp_path / "base"))
-    from ctlrepro import rewind
-    calls, real = [], rewind.load_controllable
-    monkeypatch.setattr(rewind, "load_controllable", lambda *a, **k: calls.append(a) or real(*a, **k))
+    models.save_controllable(pm, tok, tmp_path / "ctl", base=str(tmp_path / "base"))
+    calls, real = [], models.load_controllable
+    monkeypatch.setattr(models, "load_controllable", lambda *a, **k: calls.append(a) or real(*a, **k))
     main(["chat", "--model", str(tmp_path / "ctl"), "--helpful", "4", "--harmless", "1", "--max-new-tokens", "5", "--device", "cpu", "Hi"])
     assert len(calls) == 1 and capsys.readouterr().out.endswith("\n")  # the saved adapter was loaded and an answer printed
 

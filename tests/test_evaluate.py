@@ -3,7 +3,8 @@ import pytest
 
 from ctlrepro import evaluate as ev
 from ctlrepro.embedded import Encoder, LogisticHead
-from ctlrepro.evaluate import EvalConfig, evaluate, model_fingerprint
+from ctlrepro.evaluate import EvalConfig, evaluate
+from ctlrepro.models import model_fingerprint
 from ctlrepro.scorers import EmbeddedScorers
 from ctlrepro.testing import tiny_llama
 

@@ -140,7 +140,8 @@ def test_render_with_where_user_needs_no_fallback_and_a_template_that_loses_text
 
 
 def test_where_is_a_parameter_of_presets_cli_and_trainconfig():
-    from ctlrepro.cli import GenerationJob, parser
+    from ctlrepro.cli import parser
+    from ctlrepro.evaluate import EvalConfig
     from ctlrepro.objectives import TrainConfig
     from ctlrepro.pipeline import STAGES, load_preset, repo_root, stage_params
     pre = load_preset("small")
@@ -150,6 +151,6 @@ def test_where_is_a_parameter_of_presets_cli_and_trainconfig():
         assert stage_params(stages[name], {**pre, "common": {**pre["common"], "where": "user"}}, repo_root() / "nbs")["where"] == "user"
     assert parser().parse_args(["generate", "--where", "user"]).where == "user"
     assert parser().parse_args(["chat", "Hi", "--helpful", "1", "--harmless", "2", "--where", "user"]).where == "user"
-    assert GenerationJob(where="user").where == "user" and TrainConfig(where="user").where == "user"
-    for make in (lambda: GenerationJob(where="assistant"), lambda: TrainConfig(where="assistant")):
+    assert EvalConfig(where="user").where == "user" and TrainConfig(where="user").where == "user"
+    for make in (lambda: EvalConfig(where="assistant"), lambda: TrainConfig(where="assistant")):
         with pytest.raises(ValueError, match="where='assistant': accepted are 'system', 'user'"): make()

@@ -71,7 +71,7 @@ def test_bootstrap_coverage_at_the_studys_sizes(n):
 
 
 def test_tables_show_n_beside_each_interval():
-    from ctlrepro.study import fmt_ci, results_markdown, show_metrics
+    from ctlrepro.figures import fmt_ci, results_markdown, show_metrics
     assert fmt_ci(0.5, 0.2, 0.8, 8) == "0.50 [0.20, 0.80] n=8"
     t = pd.DataFrame({"model": "m", "family": "optimization", "metric": ["over_refusal", "spearman"], "attribute": ["-", "helpful"],
                       "kinds": ["benign+borderline", "benign+borderline"], "value": [1.0, 0.3], "lo": [0.63, 0.1], "hi": [1.0, 0.5], "n": [8, 32]})

@@ -63,7 +63,7 @@ def test_device_selection_on_the_cpu(monkeypatch):
 
 # a stage notebook that writes one shard per setting with the real resumable generation job, on the tiny model
 SHARDS_NB = '''from pathlib import Path
-from ctlrepro.cli import GenerationJob, run_generation
+from ctlrepro.evaluate import EvalConfig, run_generation
 from ctlrepro.testing import tiny_llama
 import time
 m, t = tiny_llama()
@@ -71,8 +71,7 @@ real = m.generate
 def slow(*a, **k):
     time.sleep(pause); return real(*a, **k)
 m.generate = slow
-job = GenerationJob(limit=1, settings=[None, (4, 0), (0, 4), (4, 4)], max_new_tokens=3)
-run_generation(job, out, progress=False, model_tok=(m, t))
+run_generation(EvalConfig(limit=1, max_new_tokens=3), [None, (4, 0), (0, 4), (4, 4)], out, progress=False, model_tok=(m, t))
 '''
 
 

@@ -13,12 +13,11 @@ import yaml
 
 from ctlrepro import core
 from ctlrepro import evaluate as ev
-from ctlrepro.cli import GenerationJob, run_generation
 from ctlrepro.core import Cached, code_fingerprint, data_fingerprint, source_fingerprint, tree_fingerprint
-from ctlrepro.evaluate import EvalConfig, evaluate
-from ctlrepro.objectives import TrainConfig
+from ctlrepro.evaluate import EvalConfig, evaluate, run_generation
+from ctlrepro.objectives import TrainConfig, train_or_reuse
 from ctlrepro.selfgen import SelfGenConfig, self_generate
-from ctlrepro.study import make_or_reuse_aligned, train_or_reuse
+from ctlrepro.align import make_or_reuse_aligned
 from ctlrepro.testing import tiny_llama
 
 
@@ -105,19 +104,19 @@ def test_cached_never_trusts_a_half_written_result(tmp_path):
 
 
 def test_generation_shards(tmp_path, pkg):
-    job = GenerationJob(limit=1, settings=[None, (4, 0)], max_new_tokens=3)
+    job, settings = EvalConfig(limit=1, max_new_tokens=3), [None, (4, 0)]
     out, shards = tmp_path / "gen", tmp_path / "gen" / "shards"
     m, t = tiny_llama(); counting(m)
-    run_generation(job, out, progress=False, model_tok=(m, t))
+    run_generation(job, settings, out, progress=False, model_tok=(m, t))
     first = sorted(p.name for p in shards.glob("*.parquet"))
     assert m.calls == 2 and len(first) == 2 and all((shards / n).with_suffix(".json").exists() for n in first)
-    run_generation(job, out, progress=False, model_tok=(m, t))
+    run_generation(job, settings, out, progress=False, model_tok=(m, t))
     assert m.calls == 2                                    # untouched: reused
     truncate(shards / first[1])
-    res = run_generation(job, out, progress=False, model_tok=(m, t))
+    res = run_generation(job, settings, out, progress=False, model_tok=(m, t))
     assert m.calls == 3 and len(res) == 2 * 3              # the half-written shard is generated again, the other reused
     edit_library(pkg)
-    run_generation(job, out, progress=False, model_tok=(m, t))
+    run_generation(job, settings, out, progress=False, model_tok=(m, t))
     assert m.calls == 5                                    # new code: every shard again, under new keys
     assert len(set(p.name for p in shards.glob("*.parquet")) - set(first)) == 2
 

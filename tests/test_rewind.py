@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from ctlrepro.objectives import TrainConfig, train
-from ctlrepro.rewind import load_controllable, save_controllable, set_alpha
+from ctlrepro.models import load_controllable, save_controllable
+from ctlrepro.rewind import set_alpha
 from ctlrepro.testing import tiny_llama
 
 

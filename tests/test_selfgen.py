@@ -4,7 +4,8 @@ import pytest
 
 from ctlrepro.embedded import Encoder, LogisticHead
 from ctlrepro.scorers import EmbeddedScorers
-from ctlrepro.selfgen import STEERS, SelfGenConfig, coverage, fit_binner, load_binners, unshown_labels, self_generate, steer_for
+from ctlrepro.scorers import fit_binner
+from ctlrepro.selfgen import STEERS, SelfGenConfig, coverage, load_binners, unshown_labels, self_generate, steer_for
 from ctlrepro.testing import tiny_llama
 
 
