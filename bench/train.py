@@ -6,7 +6,7 @@ over the timed steps. Settings with the same truncation draw the same batches (s
 (the loss parity check of bf16 against fp32); a truncated setting's loss is over its first T response tokens only.
 
 Usage: python bench/train.py [--data runs/small/selfgen/selfgen.parquet] [--steps 8] [--warmup 2] [--batch-size 8]
-                             [--settings no:all bf16:all bf16:16] [--objectives clm exmate]
+                             [--settings no:all bf16:all no:32 no:16] [--objectives clm exmate]
 A setting is PRECISION:T with PRECISION one of no/bf16/fp16 (accelerate's mixed_precision) and T 'all' or a token count.
 Needs a self-generated data set (`ctlrepro reproduce --only aligned selfgen`, or any parquet with prompt, response, helpful,
 harmless). Run it on a quiet machine: the figures are only comparable within one run.
@@ -33,7 +33,7 @@ def main():
     ap.add_argument("--data", default="runs/small/selfgen/selfgen.parquet")
     ap.add_argument("--model", default=None, help="policy id or path (default: the embedded SmolLM2-135M-Instruct)")
     ap.add_argument("--objectives", nargs="+", default=["clm", "exmate"], choices=["clm", "exmate"])
-    ap.add_argument("--settings", nargs="+", type=parse_setting, default=[("no", None), ("bf16", None), ("bf16", 32), ("bf16", 16)])
+    ap.add_argument("--settings", nargs="+", type=parse_setting, default=[("no", None), ("bf16", None), ("no", 32), ("no", 16)])
     ap.add_argument("--steps", type=int, default=8, help="timed steps per setting")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)

@@ -22,9 +22,9 @@ from .evaluate import control_probe
 
 # %% auto #0
 __all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'token_logps', 'sequence_logps', 'clm_loss', 'exmate_contrastive', 'exmate_loss',
-           'level_match_reward', 'encode_example', 'wrong_settings', 'collate', 'response_logps', 'TrainConfig',
-           'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'level_reward', 'sync_reference', 'train_dpo',
-           'train_rl', 'data_hash', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
+           'level_match_reward', 'encode_example', 'wrong_settings', 'collate', 'response_logps', 'resolve_precision',
+           'TrainConfig', 'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'level_reward', 'sync_reference',
+           'train_dpo', 'train_rl', 'data_hash', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -123,7 +123,16 @@ def response_logps(
 
 # %% ../nbs/11_objectives.ipynb #2dadcc48
 OBJECTIVES = ("clm", "exmate", "dpo", "rl")
-PRECISIONS = ("no", "bf16", "fp16")
+PRECISIONS = ("no", "bf16", "fp16", "auto")
+
+def resolve_precision(
+    mixed_precision:str,  # one of PRECISIONS
+)->str:                   # 'no', 'bf16' or 'fp16': what accelerate is asked for
+    "'auto' is bf16 autocast where bf16 is native (`core.bf16_supported`: a bf16 GPU, a CPU with AVX512-BF16/AMX), else none"
+    if mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")
+    if mixed_precision != "auto": return mixed_precision
+    from ctlrepro.core import bf16_supported, pick_device
+    return "bf16" if bf16_supported(pick_device(None)) else "no"
 
 @dataclass
 class TrainConfig:
@@ -142,7 +151,7 @@ class TrainConfig:
     tau:float = 1.0              # ExMATE: temperature
     seed:int = 0
     where:str = "system"         # where the control string goes
-    mixed_precision:str = "no"   # accelerate: 'no', 'bf16', 'fp16' (bf16 autocast also on a CPU with AVX512-BF16: `bench/train.py`)
+    mixed_precision:str = "no"   # accelerate: 'no', 'bf16', 'fp16', or 'auto' (`resolve_precision`: bf16 where native; on a CPU without AVX512-BF16 bf16 is about 3x slower, `bench/train.py`)
     max_response_tokens:int|None = None  # CLM, ExMATE: train on the first T response tokens only (the refuse-or-answer decision is made early); None: all
     probe_every:int = 0          # call `train`'s `on_step(model, updates)` after every this many updates (0: never), e.g. `evaluate.control_probe` for a learning curve
     control:bool = True          # False: plain SFT without control tokens (e.g. making the aligned model)
@@ -211,8 +220,9 @@ def train(
         return train_rl(model, tokenizer, data, cfg, reward_fn, spec, progress, on_step)
     torch.manual_seed(cfg.seed)
     peft_model = model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec)
-    fresh_precision(cfg.mixed_precision)
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    prec = resolve_precision(cfg.mixed_precision)
+    fresh_precision(prec)
+    acc = Accelerator(mixed_precision=prec, cpu=not torch.cuda.is_available())
     rng = random.Random(cfg.seed + acc.process_index)     # under `accelerate launch` each GPU draws its own batches (data parallel)
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=cfg.lr)
     peft_model, opt = acc.prepare(peft_model, opt)
@@ -285,7 +295,7 @@ def _trl_args(cfg, out_dir:str, progress:bool)->dict:
     cuda = torch.cuda.is_available()
     return dict(output_dir=out_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                 max_grad_norm=cfg.max_grad_norm, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed,
-                bf16=cuda and cfg.mixed_precision == "bf16", fp16=cuda and cfg.mixed_precision == "fp16", use_cpu=not cuda,
+                bf16=cuda and resolve_precision(cfg.mixed_precision) == "bf16", fp16=cuda and cfg.mixed_precision == "fp16", use_cpu=not cuda,
                 disable_tqdm=not progress, remove_unused_columns=False)
 
 def _trl_ready(pm):
@@ -296,7 +306,7 @@ def _trl_ready(pm):
 
 def _trl_precision(cfg)->str:
     "The precision the TRL Trainer's Accelerator will use (bf16/fp16 only on a GPU, as `_trl_args` asks)"
-    return cfg.mixed_precision if torch.cuda.is_available() else "no"
+    return resolve_precision(cfg.mixed_precision) if torch.cuda.is_available() else "no"
 
 def sync_reference(
     pm,                  # a peft model after TRL added its frozen `ref` adapter
