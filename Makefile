@@ -17,7 +17,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install reproduce test sync-check nbtest pytest bench clean
+.PHONY: install reproduce smoke test sync-check nbtest pytest bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ install: $(STAMP)
 
 reproduce: install
 	$(BIN)/ctlrepro reproduce --preset $(PRESET)
+
+# Every stage end to end at toy sizes (minutes): checks that the experiment notebooks run with the current code.
+smoke: install
+	$(BIN)/ctlrepro reproduce --preset smoke
 
 # CI: notebooks and package in sync, then the notebooks' lesson cells, then the test suite.
 test: install sync-check nbtest pytest
@@ -52,6 +56,7 @@ pytest: install
 
 bench: install
 	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV) runs _proc _docs

@@ -125,11 +125,11 @@ def self_generate(
         cov = coverage(pool, spec)
         short = [(h, s, cfg.min_per_cell - cov.loc[h, s]) for h in range(spec.k) for s in range(spec.k) if cov.loc[h, s] < cfg.min_per_cell]
         if not short or spent >= cfg.budget: break
-        reqs = []
+        reqs, share = [], max(1, (cfg.budget - spent) // len(short))    # the round's budget split evenly: no cell takes it all
         for h, s, need in short:
             st = STEERS[steer_for(h, s, spec.k)]
             cand = prompts[prompts.kind.isin(st["kinds"])]
-            n = int(min(need * 2, cfg.budget - spent - len(reqs)))        # ask twice the deficit: steering is not exact
+            n = int(min(need * 2, share, cfg.budget - spent - len(reqs)))  # ask twice the deficit: steering is not exact
             if n <= 0: break
             pick = cand.iloc[rng.choice(len(cand), n, replace=len(cand) < n)]
             reqs += [(r, steer_for(h, s, spec.k), st) for _, r in pick.iterrows()]
