@@ -7,7 +7,7 @@ over the timed steps. Settings with the same truncation draw the same batches (s
 
 Usage: python bench/train.py [--data runs/small/selfgen/selfgen.parquet] [--steps 8] [--warmup 2] [--batch-size 8]
                              [--settings no:all bf16:all no:32 no:16] [--objectives clm exmate]
-A setting is PRECISION:T with PRECISION one of no/bf16/fp16 (accelerate's mixed_precision) and T 'all' or a token count.
+A setting is PRECISION:T with PRECISION one of no/bf16/fp16 (accelerate's mixed_precision) and T 'all' or a token count >= 1.
 Needs a self-generated data set (`ctlrepro reproduce --only aligned selfgen`, or any parquet with prompt, response, helpful,
 harmless). Run it on a quiet machine: the figures are only comparable within one run.
 """
@@ -23,7 +23,7 @@ from ctlrepro.objectives import TrainConfig, train
 
 def parse_setting(text):
     prec, _, t = text.partition(":")
-    if prec not in ("no", "bf16", "fp16") or not (t == "all" or t.isdigit()):
+    if prec not in ("no", "bf16", "fp16") or not (t == "all" or (t.isdigit() and int(t) >= 1)):
         raise argparse.ArgumentTypeError(f"setting {text!r}: expected PRECISION:T, PRECISION in no/bf16/fp16, T 'all' or an integer")
     return prec, None if t == "all" else int(t)
 
@@ -39,6 +39,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--m-negatives", type=int, default=2)
     a = ap.parse_args()
+    if a.steps < 1 or a.warmup < 0: ap.error(f"--steps must be >= 1 and --warmup >= 0, got {a.steps} and {a.warmup}")
     if not Path(a.data).exists(): raise SystemExit(f"{a.data} not found: run `ctlrepro reproduce --only aligned selfgen` or pass --data")
     data = pd.read_parquet(a.data)
     base, tok = load_policy(a.model, device="cpu" if not torch.cuda.is_available() else None, dtype="fp32")

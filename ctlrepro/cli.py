@@ -40,7 +40,7 @@ def parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ctlrepro", description="Controllable safety and helpfulness with control tokens")
     sub = p.add_subparsers(dest="cmd", required=True)
     rp = sub.add_parser("reproduce", help="the study: run the experiment notebooks of a preset in order (papermill), reusing finished stages")
-    rp.add_argument("--preset", default="small", help="'small' (CPU, about 30 min), 'full' (GPU) or a YAML file")
+    rp.add_argument("--preset", default="small", help="a shipped preset (nbs/presets: small, control, smoke, rewind-cpu, full) or a YAML file")
     rp.add_argument("--only", nargs="+", default=None, choices=[s.name for s in STAGES], metavar="STAGE", help=f"run only these stages: {', '.join(s.name for s in STAGES)}")
     rp.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="device for every stage (default: the preset's, else cuda when present)")
     rp.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
@@ -107,7 +107,7 @@ def main(argv=None):
         print(f"aligned model: {src}"); print(rates.to_string())
     elif a.cmd == "train":
         try: cfg = TrainConfig(**json.loads(a.config))
-        except (json.JSONDecodeError, TypeError) as e: raise SystemExit(f"--config {a.config!r}: {e}; give TrainConfig fields as a JSON object")
+        except (json.JSONDecodeError, TypeError, ValueError) as e: raise SystemExit(f"--config {a.config!r}: {e}; give TrainConfig fields as a JSON object")
         log = train_from_selfgen(a.model, a.selfgen, a.out, cfg, a.helpful_rm, a.harmless_rm, a.harmless_rm_kind)
         print(f"{cfg.objective}: {len(log)} steps, final loss {log.loss.tail(5).mean():.3f}; saved {a.out}")
     elif a.cmd == "validate":

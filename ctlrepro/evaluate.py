@@ -180,8 +180,12 @@ def control_probe(
     "Greedy control on held-out prompts: pairwise accuracy per attribute on its headline kinds, refusal rate per (kind, setting)"
     from ctlrepro.metrics import CONTROL_KINDS, pairwise_order_accuracy
     from ctlrepro.scorers import default_scorers
+    missing = [c for c in ("prompt", "kind") if c not in prompts.columns]
+    if missing: raise ValueError(f"control_probe: prompts lack column(s) {missing}; pass prompts in the schema (data.load_prompts)")
+    if len(prompts) == 0: raise ValueError("control_probe: no prompts")
     scorers = scorers or default_scorers()
     grid = [dict(zip(spec.attributes, ls)) for ls in itertools.product(levels, repeat=len(spec.attributes))]
+    prompts = prompts[["prompt", "kind"]]                                     # other columns (ids, levels of labelled rows) would clash
     req = pd.concat([prompts.reset_index(drop=True).reset_index(names="pid").assign(setting=i) for i in range(len(grid))], ignore_index=True)
     out = generate(model, tokenizer, req, levels=[grid[i] for i in req.setting], temperature=0, max_new_tokens=max_new_tokens,
                    batch_size=batch_size, where=where, spec=spec, progress=False)

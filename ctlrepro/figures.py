@@ -126,6 +126,8 @@ def plot_control_learning(
 ):
     "Control on held-out prompts against training updates, per objective: pairwise accuracy per attribute, greedy refusal at the claim settings"
     from ctlrepro.rewind import CLAIMS
+    need = [c for c in ("objective", "step") if c not in probes.columns]
+    if len(probes) == 0 or need: raise ValueError(f"plot_control_learning: no learning curve to plot ({len(probes)} rows, missing columns {need}); set probe_every > 0 in the finetune stage")
     plt, sns = _plt()
     claims = claims or CLAIMS
     kinds = list(dict.fromkeys(k for k, _ in claims))

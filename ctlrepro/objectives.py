@@ -328,9 +328,14 @@ def sync_reference(
     return n
 
 def _probe(model, on_step, updates:int, unwrap=lambda m: m):
-    "Call `on_step(model, updates)` in eval mode without gradients, then return to train mode"
+    "Call `on_step(model, updates)` in eval mode without gradients, then return to train mode with every random state as it was"
+    # a probe that samples or seeds (generate seeds each batch) must not change the training it measures: dropout masks,
+    # batch draws and GRPO's samples after it are those of a run without probes
+    py, npy = random.getstate(), np.random.get_state()
     model.eval()
-    with torch.no_grad(): on_step(unwrap(model), updates)
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []), torch.no_grad():
+        on_step(unwrap(model), updates)
+    random.setstate(py); np.random.set_state(npy)
     model.train()
 
 def _probe_callback(cfg, on_step):
@@ -428,8 +433,9 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
                         "probe_seconds": round(time.time() - t0, 1)})
     t = time.time()
     if probing:
-        model = lora_model(model, tok, cfg, spec).eval()
-        with torch.no_grad(): on_step(model, 0)                           # step 0: the start policy with fresh control-token rows
+        torch.manual_seed(cfg.seed)                                       # the adapter's start is the one `train` would draw
+        model = lora_model(model, tok, cfg, spec)
+        _probe(model, on_step, 0)                                         # step 0: the start policy with fresh control-token rows
     pm, log = train(model, tok, data, cfg, spec, progress=False, reward_fn=level_reward(scorers, binners, spec) if cfg.objective == "rl" else None,
                     on_step=on_step if probing else None)
     from accelerate import PartialState

@@ -132,7 +132,9 @@ def check_sizes(
         name = ps.get("prompts", "ctlrepro")
         for knob, split in SIZE_KNOBS.items():
             v = ps.get(knob)
-            if not isinstance(v, int): continue                  # None: all prompts
+            if not isinstance(v, int) or isinstance(v, bool): continue   # None: all prompts
+            if knob == "probe_limit" and not ps.get("probe_every"): continue   # no learning curve asked for
+            if v < 1: raise ValueError(f"stage {stage!r}: {knob}={v}: give at least 1 prompt per kind, or null for all")
             if (name, split) not in counts: counts[(name, split)] = load(name, split).kind.value_counts().to_dict()
             have = counts[(name, split)]
             if not have: raise ValueError(f"stage {stage!r}: {knob}={v} but prompt set {name!r} has no {split!r} prompts")

@@ -70,3 +70,32 @@ def test_bf16_is_the_default_only_where_the_cpu_computes_it_natively(monkeypatch
     assert objectives.resolve_precision("no") == "no"
     with pytest.raises(ValueError, match="accepted are 'no', 'bf16', 'fp16', 'auto'"):
         TrainConfig(mixed_precision="fp8")
+
+
+def test_a_probe_that_generates_does_not_change_the_training_it_measures():
+    from ctlrepro.data import load_prompts
+    from ctlrepro.evaluate import control_probe
+    ps = load_prompts("ctlrepro", split="eval", limit=1)
+    logs = {}
+    for every in (0, 2):
+        m, tok = tiny_llama()
+        probe = lambda model, updates: control_probe(model, tok, ps, _FakeScorers(), max_new_tokens=3)
+        _, logs[every] = train(m, tok, _data(), TrainConfig(steps=4, batch_size=2, probe_every=every), progress=False, on_step=probe)
+    assert logs[2].loss.tolist() == logs[0].loss.tolist()          # dropout masks and batches as without the probe
+
+
+def test_control_probe_refuses_prompts_outside_the_schema():
+    from ctlrepro.evaluate import control_probe
+    m, tok = tiny_llama()
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['kind'\]"):
+        control_probe(m, tok, pd.DataFrame({"prompt": ["hi"]}), _FakeScorers())
+    with pytest.raises(ValueError, match="no prompts"):
+        control_probe(m, tok, pd.DataFrame({"prompt": [], "kind": []}), _FakeScorers())
+
+
+class _FakeScorers:
+    "Scores from the response length: enough to exercise the probe without the embedded heads"
+    def parts(self, prompts, responses):
+        n = [len(r) for r in responses]
+        return pd.DataFrame({"helpfulness": [min(1, x / 20) for x in n], "safety": [1 - min(1, x / 20) for x in n],
+                             "p_refuse": [float(x < 5) for x in n]})
