@@ -14,11 +14,11 @@ import pandas as pd
 from .core import Cached, atomic_path, atomic_write_json, cache_dir, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import generate
-from .metrics import control_metrics
+from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy
 from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
 from .data import load_prompts
 from .control import prompting, rerank
-from .scorers import default_scorers
+from .scorers import default_scorers, score_frame
 from .models import load_policy, model_fingerprint
 from .pipeline import versions, git_commit
 
@@ -178,8 +178,6 @@ def control_probe(
     spec:ControlSpec=SPEC,
 )->dict:                           # {'pairwise_accuracy/<attribute>': float, 'refused/<kind>/<control string>': float, 'n/<kind>': int}
     "Greedy control on held-out prompts: pairwise accuracy per attribute on its headline kinds, refusal rate per (kind, setting)"
-    from ctlrepro.metrics import CONTROL_KINDS, pairwise_order_accuracy
-    from ctlrepro.scorers import default_scorers
     missing = [c for c in ("prompt", "kind") if c not in prompts.columns]
     if missing: raise ValueError(f"control_probe: prompts lack column(s) {missing}; pass prompts in the schema (data.load_prompts)")
     if len(prompts) == 0: raise ValueError("control_probe: no prompts")
@@ -187,10 +185,9 @@ def control_probe(
     grid = [dict(zip(spec.attributes, ls)) for ls in itertools.product(levels, repeat=len(spec.attributes))]
     prompts = prompts[["prompt", "kind"]]                                     # other columns (ids, levels of labelled rows) would clash
     req = pd.concat([prompts.reset_index(drop=True).reset_index(names="pid").assign(setting=i) for i in range(len(grid))], ignore_index=True)
-    out = generate(model, tokenizer, req, levels=[grid[i] for i in req.setting], temperature=0, max_new_tokens=max_new_tokens,
-                   batch_size=batch_size, where=where, spec=spec, progress=False)
-    parts = scorers.parts(out.prompt.tolist(), out.response.tolist())
-    out = out.assign(score_helpful=parts.helpfulness.values, score_harmless=parts.safety.values, refused=parts.p_refuse.values >= 0.5)
+    out = score_frame(generate(model, tokenizer, req, levels=[grid[i] for i in req.setting], temperature=0, max_new_tokens=max_new_tokens,
+                               batch_size=batch_size, where=where, spec=spec, progress=False), scorers, spec)
+    out["refused"] = out.p_refuse >= 0.5
     r = {}
     for a in spec.attributes:
         d = out[out.kind.isin(CONTROL_KINDS.get(a, out.kind.unique()))]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .tokens import SPEC, ControlSpec
 from .scorers import score_frame, label_levels, training_scorers
-from .core import Cached, atomic_path, read_json, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, bf16_supported, pick_device, read_json, source_fingerprint, stable_hash
 from .models import load_policy, save_controllable
 from .selfgen import load_binners
 from .evaluate import control_probe
@@ -131,7 +131,6 @@ def resolve_precision(
     "'auto' is bf16 autocast where bf16 is native (`core.bf16_supported`: a bf16 GPU, a CPU with AVX512-BF16/AMX), else none"
     if mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")
     if mixed_precision != "auto": return mixed_precision
-    from ctlrepro.core import bf16_supported, pick_device
     return "bf16" if bf16_supported(pick_device(None)) else "no"
 
 @dataclass
@@ -420,7 +419,7 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
     folder = Path(folder)
     cols = ["prompt", "response", *spec.attributes]
     probing = probe_prompts is not None and cfg.probe_every > 0
-    key = stable_hash([asdict(cfg), src, data_hash(data[cols]), data_hash(probe_prompts) if probing else None, probe_tokens, scorers.fingerprint() if cfg.objective == "rl" else None,
+    key = stable_hash([asdict(cfg), src, data_hash(data[cols]), [data_hash(probe_prompts), probe_tokens] if probing else None, scorers.fingerprint() if cfg.objective == "rl" else None,
                        {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, source_fingerprint()])
     cache = Cached(folder / "controllable.json", key, [folder / "adapter", folder / "tokenizer", folder / "train_log.csv", *([folder / "probe.csv"] if probing else [])])
     if cache.valid: print(f"reusing {folder}"); return pd.read_csv(folder / "train_log.csv")
