@@ -1,44 +1,51 @@
-"""Tokens per second of one-prompt-at-a-time generation vs the batched path, same prompts, same run.
+"""Tokens per second of generation at several batch sizes, same prompts, same model, one run: the measurement that
+chooses `GenConfig.batch_size` (the default every generation stage uses).
 
-Usage: python bench/generate.py [--n 32] [--batch-size 32] [--max-new-tokens 64] [--device cpu] [--dtype bf16]
-Target (issue 2): batched at least 10x faster than one at a time at batch 32 on a 2-core CPU.
+Usage: python bench/generate.py [--n 64] [--batch-sizes 1 8 16 32 64] [--max-new-tokens 48] [--device cpu] [--dtype fp32]
+Batch size 1 runs on the first --n-single prompts only (one at a time is slow); every other size on all --n prompts.
+Prints one line per batch size and the fastest; the fastest at the largest tokens/s is what the default should be.
 """
 import argparse, platform, time
 
 import torch
 
 from ctlrepro.data import load_prompts
-from ctlrepro.generate import generate
+from ctlrepro.generate import GenConfig, generate
 from ctlrepro.models import load_policy
 
 
 def run(model, tok, prompts, batch_size, max_new_tokens):
     t = time.perf_counter()
     df = generate(model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=0.7, seed=0, progress=False)
-    dt = time.perf_counter() - t
-    return int(df.n_tokens.sum()), dt
+    return int(df.n_tokens.sum()), time.perf_counter() - t
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model id or path (default: embedded SmolLM2-135M-Instruct)")
-    ap.add_argument("--n", type=int, default=32, help="number of prompts")
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--n", type=int, default=64, help="prompts for the batched sizes")
+    ap.add_argument("--n-single", type=int, default=12, help="prompts for batch size 1")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 16, 32, 64])
+    ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--dtype", default=None)
+    ap.add_argument("--dtype", default=None, help="bf16, fp16, fp32 (default: load_policy's choice for this machine)")
     a = ap.parse_args()
+    if a.n < 1 or a.n_single < 1 or min(a.batch_sizes) < 1: ap.error("--n, --n-single and every --batch-sizes value must be >= 1")
     model, tok = load_policy(a.model, device=a.device, dtype=a.dtype)
-    prompts = load_prompts(split="eval").sample(a.n, random_state=0).prompt.tolist()
+    prompts = load_prompts(split="eval").sample(frac=1, random_state=0).prompt.tolist()
+    if len(prompts) < a.n: ap.error(f"--n {a.n}: the eval split holds {len(prompts)} prompts")
     print(f"model={model.config.name_or_path} device={model.device} dtype={model.dtype} threads={torch.get_num_threads()} "
-          f"cpu={platform.processor() or platform.machine()} prompts={a.n} max_new_tokens={a.max_new_tokens}")
+          f"cpu={platform.processor() or platform.machine()} max_new_tokens={a.max_new_tokens} GenConfig.batch_size={GenConfig().batch_size}")
     run(model, tok, prompts[:2], 2, 4)  # warm-up
-    ntok1, t1 = run(model, tok, prompts, 1, a.max_new_tokens)
-    ntokb, tb = run(model, tok, prompts, a.batch_size, a.max_new_tokens)
-    s1, sb = ntok1 / t1, ntokb / tb
-    print(f"one at a time : {ntok1:6d} tokens in {t1:7.1f} s = {s1:8.1f} tokens/s")
-    print(f"batch of {a.batch_size:<5d}: {ntokb:6d} tokens in {tb:7.1f} s = {sb:8.1f} tokens/s")
-    print(f"speed-up      : {sb / s1:.1f}x (target >= 10x)")
+    rates = {}
+    for bs in a.batch_sizes:
+        ps = prompts[:a.n_single] if bs == 1 else prompts[:a.n]
+        ntok, dt = run(model, tok, ps, bs, a.max_new_tokens)
+        rates[bs] = ntok / dt
+        print(f"batch {bs:3d}: {len(ps):3d} prompts, {ntok:6d} tokens in {dt:7.1f} s = {rates[bs]:7.1f} tokens/s", flush=True)
+    best = max(rates, key=rates.get)
+    base = rates.get(1)
+    print(f"fastest: batch {best} at {rates[best]:.1f} tokens/s" + (f" ({rates[best] / base:.1f}x one at a time)" if base else ""))
 
 
 if __name__ == "__main__":

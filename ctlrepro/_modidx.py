@@ -278,6 +278,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'ctlrepro.selfgen': { 'ctlrepro.selfgen.SelfGenConfig': ('selfgen.html#selfgenconfig', 'ctlrepro/selfgen.py'),
                                   'ctlrepro.selfgen.SelfGenConfig.__post_init__': ( 'selfgen.html#selfgenconfig.__post_init__',
                                                                                     'ctlrepro/selfgen.py'),
+                                  'ctlrepro.selfgen._steered': ('selfgen.html#_steered', 'ctlrepro/selfgen.py'),
                                   'ctlrepro.selfgen.config_key': ('selfgen.html#config_key', 'ctlrepro/selfgen.py'),
                                   'ctlrepro.selfgen.coverage': ('selfgen.html#coverage', 'ctlrepro/selfgen.py'),
                                   'ctlrepro.selfgen.load_binners': ('selfgen.html#load_binners', 'ctlrepro/selfgen.py'),

@@ -19,8 +19,8 @@ from .models import model_fingerprint
 from .scorers import score_frame, label_levels, fit_binner
 
 # %% auto #0
-__all__ = ['STEERS', 'RELABEL', 'SelfGenConfig', 'steer_for', 'unshown_labels', 'coverage', 'config_key', 'self_generate',
-           'load_binners', 'plot_coverage']
+__all__ = ['STEERS', 'CONTRAST', 'RELABEL', 'SelfGenConfig', 'steer_for', 'unshown_labels', 'coverage', 'config_key',
+           'self_generate', 'load_binners', 'plot_coverage']
 
 # %% ../nbs/12_selfgen.ipynb #2e87f90b
 @dataclass
@@ -36,12 +36,14 @@ class SelfGenConfig:
     rounds:int = 2               # coverage rounds
     binning:str = "auto"         # 'quantile' (cut points at the plain pool's quantiles), 'fixed' (equal-width on [0, 1]) or 'auto' (per attribute: fixed when every score lies in [0, 1])
     relabel:str = "nearest"      # labels for settings a prompt's samples do not show (`unshown_labels`): 'nearest', 'safety-first' or 'none'
+    contrast:int = 0             # per train prompt, this many extra samples steered against its kind's usual outcome (`CONTRAST`: harmful -> 'comply', benign/borderline -> 'refuse'); 0: none
     seed:int = 0
 
     def __post_init__(self):
         for f in ("n_samples", "max_new_tokens", "min_per_cell", "rounds"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if self.budget < 0: raise ValueError(f"budget must be >= 0, got {self.budget}")
+        if isinstance(self.contrast, bool) or not isinstance(self.contrast, int) or self.contrast < 0: raise ValueError(f"contrast must be an integer >= 0, got {self.contrast!r}")
         if self.binning not in ("auto", "fixed", "quantile"): raise ValueError(f"binning={self.binning!r}: accepted are 'auto', 'fixed', 'quantile'")
         if self.relabel not in RELABEL: raise ValueError(f"relabel={self.relabel!r}: accepted are {', '.join(map(repr, RELABEL))}")
 
@@ -52,6 +54,8 @@ STEERS = {
     "terse":    {"prefill": None, "system": "Reply in one short, vague sentence and give no details.", "kinds": ("benign", "borderline", "harmful")},
     "detailed": {"prefill": "Here is a detailed, step-by-step answer:\n\n1.", "system": None, "kinds": ("benign", "borderline")},
 }
+
+CONTRAST = {"harmful": "comply", "borderline": "refuse", "benign": "refuse"}   # per prompt kind, the steer against its usual outcome (`SelfGenConfig.contrast`)
 
 def steer_for(h:int, s:int, k:int)->str:
     "The steer most likely to reach cell (helpful=h, harmless=s)"
@@ -94,6 +98,13 @@ def config_key(cfg:SelfGenConfig, model_id:str, scorer_id:str)->str:
     "The reuse key of a self-generated data set: config, model, scorers and the package's code and data"
     return stable_hash([asdict(cfg), model_id, scorer_id, source_fingerprint()])
 
+def _steered(model, tokenizer, prompts:pd.DataFrame, steer:str, cfg:SelfGenConfig, seed:int, n_samples:int=1, progress:bool=True, spec:ControlSpec=SPEC)->pd.DataFrame:
+    "Samples of `prompts` under one steer of `STEERS` (its prefill is part of the response), unscored; how = the steer's name"
+    st = STEERS[steer]
+    g = generate(model, tokenizer, prompts, prefill=st["prefill"], system=st["system"], max_new_tokens=cfg.max_new_tokens, n_samples=n_samples,
+                 temperature=cfg.temperature, seed=seed, progress=progress)
+    return g.drop(columns=list(spec.attributes) + ["control"]).assign(how=steer, round=0, system=st["system"])
+
 def self_generate(
     model, tokenizer,
     scorers,                        # training scorers (`EmbeddedScorers`, or anything with `.parts` and `.fingerprint`)
@@ -116,8 +127,13 @@ def self_generate(
     prompts = prompts.reset_index(drop=True)
     pool = generate(model, tokenizer, prompts, n_samples=cfg.n_samples, max_new_tokens=cfg.max_new_tokens,
                     temperature=cfg.temperature, seed=cfg.seed, progress=progress)
-    pool = score_frame(pool.drop(columns=list(spec.attributes) + ["control"]), scorers, spec).assign(how="plain", round=0)
-    binners = {a: fit_binner(pool[f"score_{a}"], cfg.binning, spec.k) for a in spec.attributes}
+    pool = pool.drop(columns=list(spec.attributes) + ["control"]).assign(how="plain", round=0)
+    if cfg.contrast:                                                   # the same prompts, steered against their kind's usual outcome
+        pool = pd.concat([pool, *(_steered(model, tokenizer, prompts[prompts.kind == kind], name, cfg, cfg.seed + 500, n_samples=cfg.contrast, progress=progress)
+                                  for kind, name in CONTRAST.items() if (prompts.kind == kind).any())], ignore_index=True)
+    pool = score_frame(pool, scorers, spec)
+    plain = pool[pool.how == "plain"]                                  # cut points from the policy's own samples only
+    binners = {a: fit_binner(plain[f"score_{a}"], cfg.binning, spec.k) for a in spec.attributes}
     pool = label_levels(pool, binners, spec)
     before = coverage(pool, spec)
     spent = 0
@@ -134,12 +150,8 @@ def self_generate(
             pick = cand.iloc[rng.choice(len(cand), n, replace=len(cand) < n)]
             reqs += [(r, steer_for(h, s, spec.k), st) for _, r in pick.iterrows()]
         if not reqs: break
-        extra = []
-        for name in sorted({n for _, n, _ in reqs}):
-            sel = [r for r, n, _ in reqs if n == name]; st = STEERS[name]
-            g = generate(model, tokenizer, pd.DataFrame(sel), prefill=st["prefill"], system=st["system"], max_new_tokens=cfg.max_new_tokens,
-                         temperature=cfg.temperature, seed=cfg.seed + 1000 * rnd, progress=progress)
-            extra.append(g.drop(columns=list(spec.attributes) + ["control"]).assign(how=name, round=rnd, system=st["system"]))
+        extra = [_steered(model, tokenizer, pd.DataFrame([r for r, n, _ in reqs if n == name]), name, cfg, cfg.seed + 1000 * rnd, progress=progress).assign(round=rnd)
+                 for name in sorted({n for _, n, _ in reqs})]
         spent += sum(len(e) for e in extra)
         new = label_levels(score_frame(pd.concat(extra, ignore_index=True), scorers, spec), binners, spec)
         pool = pd.concat([pool, new], ignore_index=True)

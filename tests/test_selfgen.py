@@ -5,7 +5,7 @@ import pytest
 from ctlrepro.embedded import Encoder, LogisticHead
 from ctlrepro.scorers import EmbeddedScorers
 from ctlrepro.scorers import fit_binner
-from ctlrepro.selfgen import STEERS, SelfGenConfig, coverage, load_binners, unshown_labels, self_generate, steer_for
+from ctlrepro.selfgen import CONTRAST, STEERS, SelfGenConfig, coverage, load_binners, unshown_labels, self_generate, steer_for
 from ctlrepro.testing import tiny_llama
 
 
@@ -85,3 +85,21 @@ def test_unshown_labels():
     assert unshown_labels(df, "none").empty
     with pytest.raises(ValueError, match="mode='all'.*'nearest', 'safety-first', 'none'"):
         unshown_labels(df, "all")
+
+
+def test_contrast_samples_every_prompt_against_its_kind(tmp_path):
+    rng = np.random.default_rng(0)
+    es = EmbeddedScorers(LogisticHead(rng.normal(size=384), 0), LogisticHead(rng.normal(size=384), 0), Encoder(device="cpu"))
+    model, tok = tiny_llama()
+    cfg = SelfGenConfig(per_kind=2, n_samples=1, max_new_tokens=4, min_per_cell=1, budget=0, relabel="none", contrast=2, binning="quantile")
+    data = self_generate(model, tok, es, cfg, out=tmp_path, progress=False)
+    steered = data[data.how != "plain"]
+    # 2 contrast samples per prompt, with the steer CONTRAST names for its kind, and the prefill in the response
+    assert steered.groupby("prompt").size().eq(2).all() and steered.prompt.nunique() == 3 * 2
+    assert (steered.how == steered.kind.map(CONTRAST)).all()
+    assert all(r.startswith(STEERS[h]["prefill"]) for r, h in zip(steered.response, steered.how))
+    # the cut points come from the plain samples alone: refitting on them gives the same levels
+    plain = data[data.how == "plain"]
+    assert fit_binner(plain.score_helpful, "quantile", 5).transform(steered.score_helpful).tolist() == steered.helpful.tolist()
+    with pytest.raises(ValueError, match="contrast must be an integer >= 0, got -1"):
+        SelfGenConfig(contrast=-1)
