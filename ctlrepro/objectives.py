@@ -419,7 +419,8 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
     folder = Path(folder)
     cols = ["prompt", "response", *spec.attributes]
     probing = probe_prompts is not None and cfg.probe_every > 0
-    key = stable_hash([asdict(cfg), src, data_hash(data[cols]), [data_hash(probe_prompts), probe_tokens] if probing else None, scorers.fingerprint() if cfg.objective == "rl" else None,
+    used = asdict(cfg) | ({"max_response_tokens": None} if cfg.objective in ("dpo", "rl") else {})   # a knob the objective ignores does not retrain it
+    key = stable_hash([used, src, data_hash(data[cols]), [data_hash(probe_prompts), probe_tokens] if probing else None, scorers.fingerprint() if cfg.objective == "rl" else None,
                        {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, source_fingerprint()])
     cache = Cached(folder / "controllable.json", key, [folder / "adapter", folder / "tokenizer", folder / "train_log.csv", *([folder / "probe.csv"] if probing else [])])
     if cache.valid: print(f"reusing {folder}"); return pd.read_csv(folder / "train_log.csv")

@@ -263,3 +263,20 @@ def test_reproduce_reruns_the_stages_after_a_library_edit(tmp_path):
     assert runs[0]["a"].split()[1] == str(pkg / "__init__.py")   # the stages ran the copy
     assert runs[2]["a"] != runs[1]["a"]                          # ... with the numbers of the new code
     assert (run / "b" / "b.txt").read_text() == runs[4]["a"].lower()
+
+
+def test_train_or_reuse_ignores_knobs_the_objective_does_not_use(tmp_path, monkeypatch):
+    from ctlrepro import objectives
+    base, tok = tiny_llama()
+    base.save_pretrained(tmp_path / "base"); tok.save_pretrained(tmp_path / "base")
+    data = pd.DataFrame([{"prompt": "Hi", "response": ["No.", "Hello there!"][h % 2], "helpful": h, "harmless": 4 - h} for h in range(5)])
+    runs = []
+    monkeypatch.setattr(objectives, "train", lambda m, *a, **k: runs.append(1) or (m, pd.DataFrame({"step": [1], "loss": [0.0]})))
+    def fake_save(pm, tok, folder, base, meta):
+        for p in ("adapter", "tokenizer"): Path(folder, p).mkdir(parents=True, exist_ok=True)
+        Path(folder, "controllable.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(objectives, "save_controllable", fake_save)
+    for obj, changed in [("dpo", False), ("clm", True)]:                  # DPO never truncates responses; CLM does
+        for t in (None, 8):
+            train_or_reuse(str(tmp_path / "base"), data, TrainConfig(objective=obj, steps=1, batch_size=2, max_response_tokens=t), tmp_path / obj, StubScorers(), {}, device="cpu")
+        assert len(runs) == (3 if changed else 1), (obj, len(runs))   # DPO: trained once, then reused; CLM: trained twice more
