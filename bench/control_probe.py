@@ -5,11 +5,17 @@ Graded: the mean per-token log-probability of the aligned model's own refusals (
 refused) at [helpful=4][harmless=0] minus at [helpful=0][harmless=4]; negative means the helpfulness token moves the
 model away from refusing. Greedy: refusal rates (refusal detector) on borderline and harmful eval prompts per setting.
 
-Usage: python bench/control_probe.py [--run runs/small] [--objective exmate] [--chunks 16 16 32] [--lr 1e-3] [--lam 1.0]
+Usage: python bench/control_probe.py [--run runs/small] [--preset small] [--objective exmate] [--chunks 16 16 32] [--train '{"lr": 0.002}']
 Needs the run's 'aligned' and 'selfgen' stages (ctlrepro reproduce --only aligned selfgen). The optimizer restarts at
 each chunk (the adapter carries on), so a chunked run is not step for step the same as one call with all the steps.
+
+The training settings are the preset's finetune stage (its `train` section and the objective's override, built by
+`ctlrepro.stage.stage_configs` as the runner builds them); `--train` changes fields on top. The probe's prompts per kind
+and response length are the stage's `probe_limit` and `probe_tokens`. The finetune stage's own learning curve
+(`train.probe_every` > 0, `evaluate.control_probe`) measures greedy control during a run; this script adds the graded
+view (log-probability of the aligned model's refusals) and chunked training.
 """
-import argparse, json, time
+import argparse, ast, json, time
 from pathlib import Path
 
 import pandas as pd
@@ -18,8 +24,10 @@ import torch
 from ctlrepro.align import aligned_source
 from ctlrepro.evaluate import refusal_rates
 from ctlrepro.models import load_policy
-from ctlrepro.objectives import TrainConfig, lora_model, response_logps, train
+from ctlrepro.objectives import lora_model, response_logps, train
+from ctlrepro.pipeline import STAGES, load_preset, notebook_params, repo_root, stage_params
 from ctlrepro.rewind import CLAIMS, claim_prompts
+from ctlrepro.stage import stage_configs
 from ctlrepro.tokens import SPEC
 
 
@@ -35,34 +43,41 @@ def probe(pm, tok, refusals, ps, max_new_tokens):
     return r
 
 
+def finetune_settings(preset:str, objective:str, train:dict)->tuple:
+    "(TrainConfig, probe_limit, probe_tokens) of the preset's finetune stage for `objective`, with `train` fields on top"
+    stage = next(s for s in STAGES if s.name == "finetune")
+    nbs = repo_root() / "nbs"
+    p = {k: ast.literal_eval(d) for k, (_, d) in notebook_params(nbs / stage.notebook).items()}   # the notebook's defaults
+    p.update(stage_params(stage, load_preset(preset), nbs))
+    p["train"], p["objectives"] = {**p["train"], **train}, [objective]
+    cfg = stage_configs(p, f"preset {preset!r}, finetune: ")["train"][objective]
+    return cfg, p["probe_limit"], p["probe_tokens"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="runs/small", help="run folder with finished 'aligned' and 'selfgen' stages")
     ap.add_argument("--objective", default="exmate", choices=["clm", "exmate"])
     ap.add_argument("--chunks", type=int, nargs="+", default=[16, 16, 32], help="steps per chunk; a probe follows each")
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--lam", type=float, default=1.0, help="ExMATE: weight of the contrastive term")
-    ap.add_argument("--m-negatives", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--limit", type=int, default=12, help="borderline and harmful eval prompts each")
-    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--preset", default="small", help="the preset whose finetune stage gives the training and probe settings")
+    ap.add_argument("--train", type=json.loads, default={}, help="TrainConfig fields as JSON on top of the preset's, e.g. '{\"lr\": 0.002, \"lam\": 1.0}'")
     ap.add_argument("--device", default=None)
     a = ap.parse_args()
+    cfg, limit, max_new_tokens = finetune_settings(a.preset, a.objective, {**a.train, "steps": a.chunks[0]})
     run = Path(a.run)
     data_file = run / "selfgen" / "selfgen.parquet"
     if not data_file.exists(): raise SystemExit(f"{data_file} not found: run `ctlrepro reproduce --only aligned selfgen` first")
     data = pd.read_parquet(data_file)
     model, tok = load_policy(aligned_source(run), device=a.device, dtype="fp32")
-    ps = claim_prompts(a.limit)
-    ref = refusal_rates(model, tok, ps[ps.kind == "borderline"], progress=False, max_new_tokens=a.max_new_tokens)
+    ps = claim_prompts(limit)
+    ref = refusal_rates(model, tok, ps[ps.kind == "borderline"], progress=False, max_new_tokens=max_new_tokens)
     refusals = ref[ref.refused]
     if refusals.empty: raise SystemExit("the aligned model refuses none of the borderline prompts: nothing to rewind")
-    cfg = TrainConfig(objective=a.objective, steps=a.chunks[0], batch_size=a.batch_size, lr=a.lr, lam=a.lam, m_negatives=a.m_negatives)
     pm = lora_model(model, tok, cfg)
-    print(f"{a.objective}, lr {a.lr}" + (f", lambda {a.lam}, m {a.m_negatives}" if a.objective == "exmate" else "")
-          + f", batch {a.batch_size}; {len(data)} examples; aligned refuses {len(refusals)}/{len(ref)} borderline prompts; "
+    print(f"{a.objective}, lr {cfg.lr}" + (f", lambda {cfg.lam}, m {cfg.m_negatives}" if a.objective == "exmate" else "")
+          + f", batch {cfg.batch_size}; {len(data)} examples; aligned refuses {len(refusals)}/{len(ref)} borderline prompts; "
           + f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
-    print(json.dumps({"steps": 0, **probe(pm, tok, refusals, ps, a.max_new_tokens)}), flush=True)
+    print(json.dumps({"steps": 0, **probe(pm, tok, refusals, ps, max_new_tokens)}), flush=True)
     done = 0
     for i, n in enumerate(a.chunks):
         cfg.steps, cfg.seed = n, i
@@ -70,7 +85,7 @@ def main():
         pm, log = train(pm, tok, data, cfg, progress=False)
         done += n
         print(json.dumps({"steps": done, "train_s": round(time.time() - t, 1), "loss": round(float(log.loss.tail(n // 2 or 1).mean()), 3),
-                          **probe(pm, tok, refusals, ps, a.max_new_tokens)}), flush=True)
+                          **probe(pm, tok, refusals, ps, max_new_tokens)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from .scorers import train_default_scorers, default_scorer_dir
 from .models import load_any
 from .generate import generate
 from .evaluate import EvalConfig, run_generation, load_judge
-from .align import aligned_stage
+from .align import AlignConfig, aligned_stage
 from .objectives import TrainConfig, train_from_selfgen
 from .rewind import CLAIM_SETTINGS
 from .validate import validate_instruments
@@ -62,7 +62,7 @@ def parser()->argparse.ArgumentParser:
     al = sub.add_parser("align", help="make the over-safe aligned model from the base model and report its refusal rates")
     al.add_argument("--out", default="runs/aligned", help="output folder (model/, alignment data, rates.json)")
     al.add_argument("--model", default=None, help="base model (default: embedded SmolLM2-135M-Instruct)")
-    al.add_argument("--steps", type=int, default=80); al.add_argument("--borderline-share", type=float, default=0.6)
+    al.add_argument("--steps", type=int, default=AlignConfig.steps); al.add_argument("--borderline-refusal-share", type=float, default=AlignConfig.borderline_refusal_share)
     al.add_argument("--seed", type=int, default=0)
     tr = sub.add_parser("train", help="fine-tune one objective on self-generated data and save a controllable model (multi-GPU: run under `accelerate launch`)")
     tr.add_argument("--model", required=True, help="the start (aligned) model: hub id or folder")
@@ -103,7 +103,7 @@ def main(argv=None):
         es = train_default_scorers(out, per_kind=a.per_kind, seed=a.seed)
         print(f"wrote {out / 'refusal.json'} and {out / 'prompt_harm.json'} ({es.refusal_head.meta['train_seconds']} s)")
     elif a.cmd == "align":
-        src, rates = aligned_stage(a.model, a.out, dict(steps=a.steps, borderline_refusal_share=a.borderline_share, seed=a.seed))
+        src, rates = aligned_stage(a.model, a.out, dict(steps=a.steps, borderline_refusal_share=a.borderline_refusal_share, seed=a.seed))
         print(f"aligned model: {src}"); print(rates.to_string())
     elif a.cmd == "train":
         try: cfg = TrainConfig(**json.loads(a.config))

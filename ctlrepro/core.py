@@ -15,7 +15,8 @@ import torch
 # %% auto #0
 __all__ = ['DTYPES', 'REPO_DATA', 'set_seed', 'pick_device', 'cpu_native_bf16', 'bf16_supported', 'pick_dtype', 'cache_dir',
            'atomic_path', 'atomic_write_text', 'atomic_write_json', 'read_json', 'stable_hash', 'sha256_file',
-           'data_root', 'tree_fingerprint', 'code_fingerprint', 'data_fingerprint', 'source_fingerprint', 'Cached']
+           'data_root', 'tree_fingerprint', 'code_fingerprint', 'data_fingerprint', 'source_fingerprint', 'Cached',
+           'versions', 'git_commit']
 
 # %% ../nbs/00_core.ipynb #12a4bc87
 def set_seed(
@@ -220,3 +221,24 @@ class Cached:
         rec = {**meta, "key": self.key, "source": source_fingerprint(), "outputs": sizes}
         atomic_write_json(self.record, rec)
         return rec
+
+# %% ../nbs/00_core.ipynb #8167712c
+import platform, subprocess
+from importlib.metadata import version, PackageNotFoundError
+
+# %% ../nbs/00_core.ipynb #c82e3d5b
+def versions(packages=("torch", "transformers", "peft", "trl", "datasets", "accelerate", "ctlrepro"))->dict:
+    "Installed versions of the packages a run depends on"
+    out = {"python": platform.python_version()}
+    for p in packages:
+        try: out[p] = version(p)
+        except PackageNotFoundError: out[p] = None
+    return out
+
+def git_commit(path:str|Path=".")->str|None:
+    "The git commit of the working tree (with '-dirty' when it has changes), or None outside git"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError): return None

@@ -20,11 +20,11 @@ from .data import load_prompts
 from .control import prompting, rerank
 from .scorers import default_scorers, score_frame
 from .models import load_policy, model_fingerprint
-from .pipeline import versions, git_commit
+from .core import versions, git_commit
 
 # %% auto #0
 __all__ = ['METHODS', 'JUDGE_FAMILIES', 'EvalConfig', 'Complement', 'generalization_judges', 'generate_grid', 'evaluate',
-           'refusal_rates', 'control_probe', 'load_judge', 'eval_config', 'save_eval', 'run_generation']
+           'refusal_rates', 'control_probe', 'load_judge', 'save_eval', 'run_generation']
 
 # %% ../nbs/10_evaluate.ipynb #02d02c30
 METHODS = ("tokens", "prompting", "rerank")
@@ -35,7 +35,7 @@ class EvalConfig:
     prompts:str = "ctlrepro"     # prompt set (registered name or file)
     split:str = "eval"           # never the train split for a reported number
     limit:int|None = 8           # eval prompts per kind (None: all)
-    levels:tuple = (0, 2, 4)     # requested levels of each attribute; the grid is their product
+    grid_levels:tuple = (0, 2, 4)  # requested levels of each attribute; the grid is their product (`generate`'s `levels` is one setting)
     include_none:bool = True     # also generate without control tokens
     n_samples:int = 1            # responses per prompt and setting
     max_new_tokens:int = 48
@@ -48,14 +48,14 @@ class EvalConfig:
     rerank_n:int = 4             # rerank: samples per request
 
     def __post_init__(self):
-        self.levels = tuple(SPEC.check(SPEC.attributes[0], l) for l in self.levels)
-        if not self.levels: raise ValueError("levels must not be empty")
+        self.grid_levels = tuple(SPEC.check(SPEC.attributes[0], l) for l in self.grid_levels)
+        if not self.grid_levels: raise ValueError("grid_levels must not be empty")
         if self.method not in METHODS: raise ValueError(f"method={self.method!r}: accepted are {', '.join(map(repr, METHODS))}")
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
 
     def settings(self, spec:ControlSpec=SPEC)->list:
         "The requested settings, None first when `include_none`"
-        grid = [dict(zip(spec.attributes, ls)) for ls in itertools.product(self.levels, repeat=len(spec.attributes))]
+        grid = [dict(zip(spec.attributes, ls)) for ls in itertools.product(self.grid_levels, repeat=len(spec.attributes))]
         return ([None] if self.include_none else []) + grid
 
 class Complement(Scorer):
@@ -171,7 +171,7 @@ def control_probe(
     model, tokenizer,
     prompts:pd.DataFrame,          # held-out prompts in the schema (`data.load_prompts(..., split='eval')`), e.g. 16 per kind
     scorers=None,                  # training scorers (default: the shipped `EmbeddedScorers`)
-    levels:tuple=(0, 4),           # requested levels of each attribute; the grid is their product
+    grid_levels:tuple=(0, 4),      # requested levels of each attribute; the grid is their product
     max_new_tokens:int=32,
     where:str="system",            # where the control string goes (as the model was trained)
     batch_size:int=32,
@@ -182,7 +182,7 @@ def control_probe(
     if missing: raise ValueError(f"control_probe: prompts lack column(s) {missing}; pass prompts in the schema (data.load_prompts)")
     if len(prompts) == 0: raise ValueError("control_probe: no prompts")
     scorers = scorers or default_scorers()
-    grid = [dict(zip(spec.attributes, ls)) for ls in itertools.product(levels, repeat=len(spec.attributes))]
+    grid = [dict(zip(spec.attributes, ls)) for ls in itertools.product(grid_levels, repeat=len(spec.attributes))]
     prompts = prompts[["prompt", "kind"]]                                     # other columns (ids, levels of labelled rows) would clash
     req = pd.concat([prompts.reset_index(drop=True).reset_index(names="pid").assign(setting=i) for i in range(len(grid))], ignore_index=True)
     out = score_frame(generate(model, tokenizer, req, levels=[grid[i] for i in req.setting], temperature=0, max_new_tokens=max_new_tokens,
@@ -202,10 +202,6 @@ def load_judge(judge:str|None, model:str|None=None, loaded:tuple|None=None, devi
     "(None, None) when `judge` is None (the validated keyword judges, `ctlrepro.evaluate.generalization_judges`), else the LLM judge `judge` (hub id, folder, 'smollm2-135m-instruct')"
     if judge is None: return None, None
     return load_policy(judge, device=device, dtype=dtype)
-
-def eval_config(limit:int, levels:list, max_new_tokens:int, n_boot:int, batch_size:int, seed:int, **kw)->EvalConfig:
-    "An `EvalConfig` from a notebook's parameters"
-    return EvalConfig(limit=limit, levels=tuple(levels), max_new_tokens=max_new_tokens, n_boot=n_boot, batch_size=batch_size, seed=seed, **kw)
 
 def save_eval(out:Path, name:str, resp:pd.DataFrame, table:pd.DataFrame):
     "responses_<name>.parquet and metrics_<name>.parquet in a stage folder, written atomically"

@@ -154,7 +154,8 @@ class TrainConfig:
     max_response_tokens:int|None = None  # CLM, ExMATE: train on the first T response tokens only (the refuse-or-answer decision is made early); None: all
     probe_every:int = 0          # call `train`'s `on_step(model, updates)` after every this many updates (0: never), e.g. `evaluate.control_probe` for a learning curve
     control:bool = True          # False: plain SFT without control tokens (e.g. making the aligned model)
-    beta:float = 0.1             # DPO: preference temperature; RL: KL penalty to the start model
+    dpo_beta:float = 0.1         # DPO: preference temperature (the paper's beta)
+    kl_beta:float = 0.04         # RL: weight of the KL penalty to the start model (TRL GRPOConfig's beta)
     pairs_per_prompt:int = 4     # DPO: preference pairs per prompt at most
     max_length:int = 512         # DPO: prompt + response tokens at most
     num_generations:int = 4      # RL: completions per (prompt, requested setting); must divide batch_size
@@ -374,7 +375,7 @@ def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, p
                             "chosen": pairs.chosen.astype(str).tolist(), "rejected": pairs.rejected.astype(str).tolist()})
     fresh_precision(_trl_precision(cfg))
     with tempfile.TemporaryDirectory() as tmp:
-        args = DPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.beta, max_length=cfg.max_length)
+        args = DPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.dpo_beta, max_length=cfg.max_length)
         trainer = DPOTrainer(model=pm, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
         sync_reference(pm)                                  # at step 0 the reference is the start policy: margins are 0
         _quiet(trainer, progress).train()
@@ -399,7 +400,7 @@ def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSp
     pm = _trl_ready(model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec))
     fresh_precision(_trl_precision(cfg))
     with tempfile.TemporaryDirectory() as tmp:
-        args = GRPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.beta, num_generations=cfg.num_generations, disable_dropout=True,   # as DPOConfig: the policy's log-probs are not noisier than the reference's
+        args = GRPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.kl_beta, num_generations=cfg.num_generations, disable_dropout=True,   # as DPOConfig: the policy's log-probs are not noisier than the reference's
                           max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, shuffle_dataset=False)
         trainer = GRPOTrainer(model=pm, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
         sync_reference(pm)                                  # at step 0 the reference is the start policy: KL is 0

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import Cached, atomic_write_json, source_fingerprint, stable_hash
+from .core import Cached, atomic_write_json, source_fingerprint, stable_hash, versions, git_commit
+from .stage import check_value, stage_configs
 
 # %% auto #0
-__all__ = ['STAGES', 'SIZE_KNOBS', 'Stage', 'repo_root', 'preset_path', 'load_preset', 'notebook_params', 'check_value',
-           'stage_params', 'versions', 'git_commit', 'check_sizes', 'stage_key', 'reproduce']
+__all__ = ['STAGES', 'SIZE_KNOBS', 'Stage', 'repo_root', 'preset_path', 'merge', 'load_preset', 'notebook_params', 'stage_params',
+           'check_sizes', 'stage_key', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -53,8 +54,14 @@ def preset_path(preset:str|Path)->Path:
     if not p.exists(): raise ValueError(f"unknown preset {preset!r}: accepted are {sorted(q.stem for q in folder.glob('*.yaml'))} or a .yaml file")
     return p
 
+def merge(base:dict, over:dict)->dict:
+    "`over` on top of `base`, mappings merged key by key at every depth (a config section keeps the fields `over` does not set)"
+    out = dict(base)
+    for k, v in (over or {}).items(): out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
 def load_preset(preset:str|Path, _seen:tuple=())->dict:
-    "{'common': params for every stage that declares them, 'stages': {stage: params}}; `extends: <preset>` starts from another preset"
+    "{'common': params for every stage that declares them, 'stages': {stage: params}}; `extends: <preset>` starts from another preset, merged field by field"
     import yaml
     p = preset_path(preset)
     if p.resolve() in _seen: raise ValueError(f"preset {p} extends itself through {[q.stem for q in _seen]}")
@@ -65,12 +72,9 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
     ext = d.get("extends")
     if ext and Path(str(ext)).suffix in (".yaml", ".yml"): ext = p.parent / ext              # a file is found beside this one
     base = load_preset(ext, _seen + (p.resolve(),)) if ext else {"common": {}, "stages": {}}
-    stages = {**base["stages"], **{s: {**base["stages"].get(s, {}), **(v or {})} for s, v in (d.get("stages") or {}).items()}}
-    return {"common": {**base["common"], **(d.get("common") or {})}, "stages": stages, "name": p.stem}
+    return {"common": merge(base["common"], d.get("common")), "stages": merge(base["stages"], d.get("stages")), "name": p.stem}
 
 # %% ../nbs/16_pipeline.ipynb #d00475fa
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list, tuple), "dict": (dict,), "None": (type(None),)}
-
 def notebook_params(path:str|Path)->dict:
     "name -> (type annotation, default) of a notebook's parameters cell"
     import papermill as pm
@@ -78,47 +82,29 @@ def notebook_params(path:str|Path)->dict:
     if not info: raise ValueError(f"{path} has no cell tagged 'parameters'")
     return {k: (v["inferred_type_name"], v["default"]) for k, v in info.items()}
 
-def check_value(name:str, value, annotation:str, where:str=""):
-    "Raise if `value` does not match the annotation ('int', 'Optional[str]', 'list', ...)"
-    ann = str(annotation or "").strip()
-    opt = ann.startswith("Optional[")
-    allowed = [t.strip().split("[")[0] for t in (ann[9:-1] if opt else ann).split("|")] + (["None"] if opt else [])
-    types = tuple(t for a in allowed for t in _TYPES.get(a, ()))
-    if not types: return                                       # unannotated: anything goes
-    if isinstance(value, bool) and bool not in types: ok = False  # True is not an int here
-    else: ok = isinstance(value, types)
-    if not ok: raise TypeError(f"{where}parameter {name}={value!r} is a {type(value).__name__}; the notebook declares {annotation}")
-
-def stage_params(stage:Stage, preset:dict, nbs:Path, extra:dict|None=None)->dict:
-    "The checked parameters of one stage: notebook defaults < preset common < preset stage < extra (e.g. --device)"
+def stage_params(
+    stage:Stage, preset:dict, nbs:Path,
+    extra:dict|None=None,        # on top of everything, e.g. {'run_config': {'device': 'cpu'}} from --device
+    configs=None,                # fn(params, where) that builds (so checks) the stage's config sections; default `stage.stage_configs`
+)->dict:                         # the parameters papermill will inject (sections as dicts)
+    "The checked parameters of one stage: notebook defaults < preset common < preset stage < extra; raises ValueError/TypeError naming the stage"
     declared = notebook_params(nbs / stage.notebook)
     own = dict(preset["stages"].get(stage.name) or {})
     unknown = sorted(set(own) - set(declared))
     if unknown: raise ValueError(f"preset {preset['name']!r}, stage {stage.name!r}: unknown parameter(s) {unknown}; {stage.notebook} accepts {sorted(k for k in declared if k not in ('out', 'run'))}")
-    params = {k: v for k, v in {**preset["common"], **(extra or {})}.items() if k in declared}
-    params.update(own)
-    for k, v in params.items(): check_value(k, v, declared[k][0], f"stage {stage.name!r}: ")
+    params = {k: v for k, v in merge(merge(preset["common"], own), extra).items() if k in declared}
+    where = f"stage {stage.name!r}: "
+    for k, v in params.items(): check_value(k, v, declared[k][0], where)
+    (configs or stage_configs)(params, where)
     return params
 
-# %% ../nbs/16_pipeline.ipynb #c82e3d5b
-def versions(packages=("torch", "transformers", "peft", "trl", "datasets", "accelerate", "ctlrepro"))->dict:
-    "Installed versions of the packages a run depends on"
-    out = {"python": platform.python_version()}
-    for p in packages:
-        try: out[p] = version(p)
-        except PackageNotFoundError: out[p] = None
-    return out
-
-def git_commit(path:str|Path=".")->str|None:
-    "The git commit of the working tree (with '-dirty' when it has changes), or None outside git"
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError): return None
-
 # %% ../nbs/16_pipeline.ipynb #31585608
-SIZE_KNOBS = {"limit": "eval", "examples_limit": "eval", "rates_limit": "eval", "probe_limit": "eval", "per_kind": "train"}   # parameter -> the split it counts prompts per kind of
+SIZE_KNOBS = {"eval.limit": "eval", "examples_limit": "eval", "rates_limit": "eval", "probe_limit": "eval", "selfgen.per_kind": "train"}   # parameter (section.field) -> the split it counts prompts per kind of
+
+def _get(params:dict, path:str):
+    "params['eval']['limit'] for 'eval.limit'; None when a part is missing"
+    for part in path.split("."): params = params.get(part) if isinstance(params, dict) else None
+    return params
 
 def check_sizes(
     params:dict,                 # stage name -> checked parameters (`stage_params`)
@@ -129,12 +115,13 @@ def check_sizes(
     load = load or (lambda name, split: load_prompts(name, split=split))
     counts = {}
     for stage, ps in params.items():
-        name = ps.get("prompts", "ctlrepro")
         for knob, split in SIZE_KNOBS.items():
-            v = ps.get(knob)
+            v = _get(ps, knob)
             if not isinstance(v, int) or isinstance(v, bool): continue   # None: all prompts
-            if knob == "probe_limit" and not ps.get("probe_every"): continue   # no learning curve asked for
+            if knob == "probe_limit" and not _get(ps, "train.probe_every"): continue   # no learning curve asked for
             if v < 1: raise ValueError(f"stage {stage!r}: {knob}={v}: give at least 1 prompt per kind, or null for all")
+            name = _get(ps, knob.rsplit(".", 1)[0] + ".prompts") if "." in knob else None
+            name = name or "ctlrepro"
             if (name, split) not in counts: counts[(name, split)] = load(name, split).kind.value_counts().to_dict()
             have = counts[(name, split)]
             if not have: raise ValueError(f"stage {stage!r}: {knob}={v} but prompt set {name!r} has no {split!r} prompts")
@@ -154,7 +141,7 @@ def reproduce(
     preset:str|Path="small",     # 'small', 'full' or a YAML file
     out:str|Path|None=None,      # run folder (default: runs/<preset>)
     only:list|None=None,         # stage names to run (their upstream stages must be finished)
-    device:str|None=None,        # passed to every stage that takes `device`
+    device:str|None=None,        # run_config.device of every stage that takes `run_config`
     nbs:str|Path|None=None,      # notebooks folder (default: the checkout's nbs/)
     stages:tuple=STAGES,
     force:bool=False,            # rerun even when a finished stage has the same key
@@ -168,7 +155,7 @@ def reproduce(
     names = [s.name for s in stages]
     unknown = sorted(set(pre["stages"]) - set(names)) + sorted(set(only or []) - set(names))
     if unknown: raise ValueError(f"unknown stage(s) {unknown}: accepted are {names}")
-    extra = {"device": device} if device else {}
+    extra = {"run_config": {"device": device}} if device else {}
     params = {s.name: stage_params(s, pre, nbs, extra) for s in stages}          # every stage checked before any runs
     check_sizes(params)                                                         # and every prompts-per-kind knob against its data
     keys, rows = {}, []

@@ -17,7 +17,7 @@ def fake_scorers():
 
 def test_evaluate_scores_both_families_and_reuses_its_cache(tmp_path, fake_scorers, monkeypatch):
     model, tok = tiny_llama()
-    cfg = EvalConfig(limit=2, levels=(1, 3), max_new_tokens=4, n_boot=20)
+    cfg = EvalConfig(limit=2, grid_levels=(1, 3), max_new_tokens=4, n_boot=20)
     resp, table = evaluate(model, tok, cfg, fake_scorers, model, tok, folder=tmp_path, progress=False)
     assert len(resp) == 6 * 5 and resp.helpful.isna().sum() == 6
     assert {"score_helpful", "score_harmless", "judge_helpful", "judge_harmless", "refused", "judge_refused"} <= set(resp.columns)
@@ -36,7 +36,7 @@ def test_evaluate_scores_both_families_and_reuses_its_cache(tmp_path, fake_score
 
 def test_default_generalization_judges_are_the_keyword_list(tmp_path, fake_scorers):
     model, tok = tiny_llama()
-    cfg = EvalConfig(limit=1, levels=(0, 4), max_new_tokens=3, n_boot=10)
+    cfg = EvalConfig(limit=1, grid_levels=(0, 4), max_new_tokens=3, n_boot=10)
     resp, _ = evaluate(model, tok, cfg, fake_scorers, folder=tmp_path, progress=False)   # no judge model: no LLM is loaded
     canned = ["I'm sorry, but I can't help with that.", "Here is how: first, ..."]
     j = ev.generalization_judges("keyword")
@@ -58,4 +58,4 @@ def test_fingerprint_changes_with_the_weights():
 
 def test_bad_levels_are_refused():
     with pytest.raises(ValueError, match=r"accepted levels are 0\.\.4"):
-        EvalConfig(levels=(0, 7))
+        EvalConfig(grid_levels=(0, 7))

@@ -118,7 +118,7 @@ def test_rl_smoke_passes_the_request_to_the_reward():
     def reward(prompts, responses, requested):
         seen.append((list(prompts), np.asarray(requested)))
         return np.array([len(r) / 10 for r in responses])
-    pm, log = train(model, tok, data, TrainConfig(objective="rl", steps=4, batch_size=4, num_generations=2, lr=1e-2, max_completion_length=6, beta=0.05),
+    pm, log = train(model, tok, data, TrainConfig(objective="rl", steps=4, batch_size=4, num_generations=2, lr=1e-2, max_completion_length=6, kl_beta=0.05),
                     progress=False, reward_fn=reward)
     assert len(log) == 4 and np.isfinite(log.loss).all() and np.isfinite(log.kl).all() and (log.kl.iloc[1:] >= 0).all()
     prompts, req = seen[0]
@@ -219,7 +219,7 @@ def test_dpo_reference_is_the_start_policy(adapter):
 @pytest.mark.parametrize("adapter", ["fresh", "trained"])
 def test_grpo_reference_is_the_start_policy(adapter):
     model, tok = _start(adapter)
-    pm, log = train(model, tok, _TOY, TrainConfig(objective="rl", steps=1, batch_size=4, num_generations=2, max_completion_length=6, beta=0.05),
+    pm, log = train(model, tok, _TOY, TrainConfig(objective="rl", steps=1, batch_size=4, num_generations=2, max_completion_length=6, kl_beta=0.05),
                     progress=False, reward_fn=lambda p, r, req: np.array([len(x) / 10 for x in r]))
     assert log.kl.iloc[0] == pytest.approx(0.0, abs=1e-7)             # was 5.1e-4 from a trained adapter
 

@@ -13,20 +13,41 @@ from ctlrepro.pipeline import STAGES, Stage, load_preset, repo_root, reproduce, 
 NBS = repo_root() / "nbs"
 
 
-@pytest.mark.parametrize("preset", ["small", "full", "rewind-cpu"])
+@pytest.mark.parametrize("preset", ["small", "smoke", "control", "full", "rewind-cpu"])
 def test_shipped_presets_match_every_notebook(preset):
     pre = load_preset(preset)
     for s in STAGES:
-        stage_params(s, pre, NBS)                          # raises on an unknown name or a wrong type
+        stage_params(s, pre, NBS)                          # raises on an unknown name or a wrong type, in a section too
 
 
 def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"stepz": 3}}}))
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['stepz'\].*accepts \[.*'steps'"):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['stepz'\].*accepts \[.*'train'"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
-    bad.write_text(yaml.safe_dump({"stages": {"finetune": {"steps": "many"}}}))
-    with pytest.raises(TypeError, match="steps='many' is a str; the notebook declares int"):
+    bad.write_text(yaml.safe_dump({"stages": {"finetune": {"train": {"stepz": 3}}}}))       # a key inside a config section
+    with pytest.raises(ValueError, match=r"stage 'finetune': train \(objective clm\): unknown field\(s\) \['stepz'\]; TrainConfig accepts \['objective', 'steps'"):
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    bad.write_text(yaml.safe_dump({"stages": {"finetune": {"train": {"steps": "many"}}}}))
+    with pytest.raises(TypeError, match=r"train \(objective clm\).steps='many' is a str; TrainConfig declares int"):
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    bad.write_text(yaml.safe_dump({"common": {"eval": {"limit": "4"}}}))                      # common sections are checked in every stage that takes them
+    with pytest.raises(TypeError, match=r"stage 'baseline': parameter eval.limit='4' is a str; EvalConfig declares int\|None"):
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    bad.write_text(yaml.safe_dump({"stages": {"finetune": {"train": {"max_response_tokens": 0}}}}))   # refused by TrainConfig.__post_init__
+    with pytest.raises(ValueError, match="stage 'finetune': train .*max_response_tokens must be >= 1"):
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    bad.write_text(yaml.safe_dump({"stages": {"finetune": {"objective_overrides": {"ppo": {"lr": 0.1}}}}}))
+    with pytest.raises(ValueError, match=r"unknown objective\(s\) \['ppo'\]"):
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    bad.write_text(yaml.safe_dump({"stages": {"selfgen": {"selfgen": {"seed": 1}}}}))
+    with pytest.raises(ValueError, match="run-wide: set it under run_config"):
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    bad.write_text(yaml.safe_dump({"stages": {"evaluate": {"eval": {"limit": 999}}}}))        # prompts per kind, checked against the data
+    with pytest.raises(ValueError, match="stage 'evaluate': eval.limit=999 eval prompts per kind"):
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    bad.write_text(yaml.safe_dump({"stages": {"selfgen": {"selfgen": {"per_kind": 9999}}}}))
+    with pytest.raises(ValueError, match="stage 'selfgen': selfgen.per_kind=9999 train prompts per kind"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetuning": {}}}))
     with pytest.raises(ValueError, match="unknown stage"):
@@ -39,7 +60,8 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
 def test_a_preset_extends_another_stage_by_stage(tmp_path):
     small, rw = load_preset("small"), load_preset("rewind-cpu")
     for s in ("aligned", "selfgen", "training_free", "rewind"): assert rw["stages"][s] == small["stages"][s]
-    assert rw["stages"]["finetune"] == {**small["stages"]["finetune"], "steps": 64}     # overrides one key, keeps the rest
+    sf = small["stages"]["finetune"]
+    assert rw["stages"]["finetune"] == {**sf, "train": {**sf["train"], "steps": 64}}     # overrides one field of a section, keeps the rest
     assert rw["common"] == {**small["common"], "objectives": ["exmate"]} and rw["name"] == "rewind-cpu"
     (tmp_path / "a.yaml").write_text(yaml.safe_dump({"extends": "b.yaml", "stages": {"finetune": {"steps": 2}}}))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "a.yaml"}))

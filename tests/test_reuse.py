@@ -123,7 +123,7 @@ def test_generation_shards(tmp_path, pkg):
 
 def test_evaluate_caches(tmp_path, pkg, monkeypatch):
     model, tok = tiny_llama()
-    cfg = EvalConfig(limit=1, levels=(0, 4), max_new_tokens=3, n_boot=10)
+    cfg = EvalConfig(limit=1, grid_levels=(0, 4), max_new_tokens=3, n_boot=10)
     real, gens = ev.generate_grid, []
     monkeypatch.setattr(ev, "generate_grid", lambda *a, **k: gens.append(1) or real(*a, **k))
     sc = StubScorers()
