@@ -34,7 +34,8 @@ STAGES = (
     Stage("finetune", "24_finetune.ipynb", ("aligned", "selfgen")),
     Stage("evaluate", "25_evaluate.ipynb", ("aligned", "selfgen", "finetune")),
     Stage("rewind", "26_rewind.ipynb", ("aligned", "selfgen", "finetune")),
-    Stage("figures", "27_figures.ipynb", ("validate", "baseline", "aligned", "selfgen", "training_free", "evaluate", "rewind")),
+    Stage("benchmarks", "29_benchmarks.ipynb", ("aligned", "finetune")),
+    Stage("figures", "27_figures.ipynb", ("validate", "baseline", "aligned", "selfgen", "training_free", "evaluate", "rewind", "benchmarks")),
 )
 
 def repo_root()->Path:
