@@ -145,10 +145,11 @@ def test_where_is_a_parameter_of_presets_cli_and_trainconfig():
     from ctlrepro.objectives import TrainConfig
     from ctlrepro.pipeline import STAGES, load_preset, repo_root, stage_params
     pre = load_preset("small")
-    assert pre["common"]["where"] == "system"
+    assert pre["common"]["run_config"]["where"] == "system"
     stages = {s.name: s for s in STAGES}
-    for name in ("baseline", "aligned", "finetune", "evaluate", "rewind"):   # every stage that renders control tokens
-        assert stage_params(stages[name], {**pre, "common": {**pre["common"], "where": "user"}}, repo_root() / "nbs")["where"] == "user"
+    user = {**pre, "common": {**pre["common"], "run_config": {**pre["common"]["run_config"], "where": "user"}}}
+    for name in ("baseline", "aligned", "finetune", "evaluate", "rewind", "benchmarks"):   # every stage that renders control tokens
+        assert stage_params(stages[name], user, repo_root() / "nbs")["run_config"]["where"] == "user"
     assert parser().parse_args(["generate", "--where", "user"]).where == "user"
     assert parser().parse_args(["chat", "Hi", "--helpful", "1", "--harmless", "2", "--where", "user"]).where == "user"
     assert EvalConfig(where="user").where == "user" and TrainConfig(where="user").where == "user"
