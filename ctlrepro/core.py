@@ -16,7 +16,7 @@ import torch
 __all__ = ['DTYPES', 'REPO_DATA', 'set_seed', 'pick_device', 'cpu_native_bf16', 'bf16_supported', 'pick_dtype', 'cache_dir',
            'atomic_path', 'atomic_write_text', 'atomic_write_json', 'read_json', 'stable_hash', 'sha256_file',
            'data_root', 'tree_fingerprint', 'code_fingerprint', 'data_fingerprint', 'source_fingerprint', 'Cached',
-           'versions', 'git_commit']
+           'versions', 'git_commit', 'repo_root']
 
 # %% ../nbs/00_core.ipynb #12a4bc87
 def set_seed(
@@ -242,3 +242,9 @@ def git_commit(path:str|Path=".")->str|None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError): return None
+
+def repo_root()->Path:
+    "The checkout this package was installed from (editable install), else the working directory"
+    try: here = Path(__file__).resolve().parent.parent
+    except NameError: here = Path.cwd().parent               # run inside this notebook (cwd: nbs/)
+    return here if (here / "nbs").is_dir() else Path.cwd()

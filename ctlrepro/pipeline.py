@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import Cached, atomic_write_json, source_fingerprint, stable_hash, versions, git_commit
+from .core import Cached, atomic_write_json, source_fingerprint, stable_hash, versions, git_commit, repo_root
 from .stage import check_value, stage_configs
+from .objectives import OBJECTIVES
+from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
-__all__ = ['STAGES', 'SIZE_KNOBS', 'Stage', 'repo_root', 'preset_path', 'merge', 'load_preset', 'notebook_params', 'stage_params',
-           'check_sizes', 'stage_key', 'reproduce']
+__all__ = ['STAGES', 'SIZE_KNOBS', 'Stage', 'preset_path', 'merge', 'load_preset', 'notebook_params', 'stage_params',
+           'check_sizes', 'check_stage_values', 'stage_key', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -37,12 +39,6 @@ STAGES = (
     Stage("benchmarks", "29_benchmarks.ipynb", ("aligned", "finetune")),
     Stage("figures", "27_figures.ipynb", ("validate", "baseline", "aligned", "selfgen", "training_free", "evaluate", "rewind", "benchmarks")),
 )
-
-def repo_root()->Path:
-    "The checkout this package was installed from (editable install), else the working directory"
-    try: here = Path(__file__).resolve().parent.parent
-    except NameError: here = Path.cwd().parent               # run inside this notebook (cwd: nbs/)
-    return here if (here / "nbs").is_dir() else Path.cwd()
 
 def preset_path(preset:str|Path)->Path:
     "A preset name ('small', 'full') or a YAML file"
@@ -130,6 +126,21 @@ def check_sizes(
             if v > most: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds only {most} {kind} {split} prompts "
                                           f"(per kind: {dict(sorted(have.items()))}); use at most {most}")
 
+def check_stage_values(
+    params:dict,                 # stage name -> checked parameters (`stage_params`)
+)->None:                         # raises ValueError / FileNotFoundError naming the stage, the value and what is accepted
+    "Values a stage notebook would refuse only when it runs: the adapter a stage reads must be one the finetune stage trains, response lengths >= 1, the benchmarks stage's sets, limit and paths (`benchmarks.check_benchmarks`)"
+    trained = list((params.get("finetune") or {}).get("objectives", OBJECTIVES))
+    for stage, ps in params.items():
+        if "objective" in ps and ps["objective"] not in trained:
+            raise ValueError(f"stage {stage!r}: objective={ps['objective']!r} is not trained by the finetune stage; accepted are {trained}")
+        v = ps.get("max_new_tokens")
+        if isinstance(v, int) and not isinstance(v, bool) and v < 1: raise ValueError(f"stage {stage!r}: max_new_tokens={v}: accepted are integers >= 1")
+    b = params.get("benchmarks")
+    if b is not None:
+        try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"))
+        except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
+
 # %% ../nbs/16_pipeline.ipynb #3abece4c
 def stage_key(stage:Stage, params:dict, nbs:Path, upstream:dict)->str:
     "Hash of the notebook's code cells, the parameters, the upstream stages' keys and the package's code and data (`source_fingerprint`)"
@@ -159,6 +170,7 @@ def reproduce(
     extra = {"run_config": {"device": device}} if device else {}
     params = {s.name: stage_params(s, pre, nbs, extra) for s in stages}          # every stage checked before any runs
     check_sizes(params)                                                         # and every prompts-per-kind knob against its data
+    check_stage_values(params)                                                  # and the values a notebook would refuse only when it runs
     keys, rows = {}, []
     for s in stages:
         folder = out / s.name

@@ -15,7 +15,7 @@ from .rewards import Scorer, RefusalCues, LLMJudge, REFUSAL_TEMPLATE, SAFETY_TEM
 from .metrics import pairwise_accuracy
 from .data import _read_table
 from .scorers import hh_pairs, default_scorers
-from .pipeline import repo_root
+from .core import repo_root
 from .evaluate import generalization_judges
 
 # %% auto #0

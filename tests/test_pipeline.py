@@ -1,5 +1,5 @@
 """The study runner: presets, parameter checks against the notebooks, stage reuse, device selection, and a killed run."""
-import json, os, signal, subprocess, sys, time
+import json, os, re, signal, subprocess, sys, time
 from pathlib import Path
 
 import nbformat
@@ -139,3 +139,19 @@ def test_a_killed_run_resumes_from_finished_shards(tmp_path):
     assert res["n_responses"] == 4 * 3                     # 3 prompts (1 per kind) x 4 settings
     again = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert "['reused']" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("stages, message", [
+    ({"benchmarks": {"benchmark_limit": 0}}, "stage 'benchmarks': limit=0"),
+    ({"benchmarks": {"benchmarks": ["xstest", "advbnch"]}}, "unknown benchmark 'advbnch'"),
+    ({"benchmarks": {"paths": {"advbench": "/no/such.csv"}}}, "/no/such.csv not found"),
+    ({"benchmarks": {"objective": "exmat"}}, "objective='exmat' is not trained by the finetune stage"),
+    ({"rewind": {"objective": "dpo"}, "finetune": {"objectives": ["clm"]}}, "stage 'rewind': objective='dpo'"),
+    ({"benchmarks": {"max_new_tokens": 0}}, "max_new_tokens=0"),
+])
+def test_stage_values_fail_before_any_stage_runs(tmp_path, monkeypatch, stages, message):
+    import papermill
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a stage started although the preset is bad"))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"extends": str(repo_root() / "nbs" / "presets" / "small.yaml"), "stages": stages}))
+    with pytest.raises((ValueError, FileNotFoundError), match=re.escape(message)):
+        reproduce(tmp_path / "bad.yaml", out=tmp_path / "run")
