@@ -4,9 +4,8 @@
 
 # %% ../nbs/16_pipeline.ipynb #09dc2f9f
 from __future__ import annotations
-import json, platform, subprocess, time
+import json, time
 from dataclasses import dataclass
-from importlib.metadata import version, PackageNotFoundError
 from pathlib import Path
 
 import pandas as pd
