@@ -91,7 +91,10 @@ def main(argv=None):
     "Entry point of the `ctlrepro` command"
     a = parser().parse_args(argv)
     if a.cmd == "reproduce":
-        print(reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force).to_string(index=False))
+        # a bad preset, stage name or value is refused before any stage runs: one line naming it, not a traceback
+        try: table = reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force)
+        except (ValueError, TypeError, FileNotFoundError) as e: raise SystemExit(f"ctlrepro reproduce: {e}") from None
+        print(table.to_string(index=False))
     elif a.cmd == "generate":
         cfg = EvalConfig(prompts=a.prompts, limit=a.limit, n_samples=a.n_samples, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
                          batch_size=a.batch_size, seed=a.seed, where=a.where)

@@ -128,13 +128,17 @@ def check_sizes(
 def check_stage_values(
     params:dict,                 # stage name -> checked parameters (`stage_params`)
 )->None:                         # raises ValueError / FileNotFoundError naming the stage, the value and what is accepted
-    "Values a stage notebook would refuse only when it runs: the adapter a stage reads must be one the finetune stage trains, response lengths >= 1, the benchmarks stage's sets, limit and paths (`benchmarks.check_benchmarks`)"
+    "Values a stage notebook would refuse only when it runs: the adapter a stage reads must be one the finetune stage trains, response lengths >= 1, no learning-curve probe under a launcher, the benchmarks stage's sets, limit and paths (`benchmarks.check_benchmarks`)"
     trained = list((params.get("finetune") or {}).get("objectives", OBJECTIVES))
     for stage, ps in params.items():
         if "objective" in ps and ps["objective"] not in trained:
             raise ValueError(f"stage {stage!r}: objective={ps['objective']!r} is not trained by the finetune stage; accepted are {trained}")
         v = ps.get("max_new_tokens")
         if isinstance(v, int) and not isinstance(v, bool) and v < 1: raise ValueError(f"stage {stage!r}: max_new_tokens={v}: accepted are integers >= 1")
+    f = params.get("finetune") or {}
+    probing = [o for o, s in [("train", f.get("train") or {})] + list((f.get("objective_overrides") or {}).items()) if (s or {}).get("probe_every")]
+    if f.get("launcher") and probing:                  # the learning curve probes the model in the notebook's process
+        raise ValueError(f"stage 'finetune': launcher={f['launcher']!r} with probe_every > 0 (in {probing}): the learning curve needs in-process training; set train.probe_every: 0 or launcher: null")
     b = params.get("benchmarks")
     if b is not None:
         try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"))

@@ -69,6 +69,19 @@ def test_reproduce_rejects_unknown_stages_and_devices(capsys):
     assert "invalid choice: 'finetuning'" in err and "'baseline'" in err and "invalid choice: 'tpu'" in err
 
 
+def test_reproduce_refuses_a_bad_preset_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  finetune:\n    train: {stepz: 3}\n")
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "--preset", str(bad), "--out", str(tmp_path / "run")])
+    msg = str(e.value.code)
+    assert msg.startswith("ctlrepro reproduce: ") and "stepz" in msg and "\n" not in msg   # the field named, no traceback
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())          # refused before any stage ran
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "--preset", "no-such-preset", "--out", str(tmp_path / "run")])
+    assert "no-such-preset" in str(e.value.code)
+
+
 def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys):
     import numpy as np
     import pandas as pd

@@ -148,6 +148,8 @@ def test_a_killed_run_resumes_from_finished_shards(tmp_path):
     ({"benchmarks": {"objective": "exmat"}}, "objective='exmat' is not trained by the finetune stage"),
     ({"rewind": {"objective": "dpo"}, "finetune": {"objectives": ["clm"]}}, "stage 'rewind': objective='dpo'"),
     ({"benchmarks": {"max_new_tokens": 0}}, "max_new_tokens=0"),
+    ({"finetune": {"launcher": "accelerate launch --num_processes 2"}}, "with probe_every > 0 (in ['train'])"),
+    ({"finetune": {"launcher": "accelerate launch", "train": {"probe_every": 0}, "objective_overrides": {"dpo": {"probe_every": 4}}}}, "(in ['dpo'])"),
 ])
 def test_stage_values_fail_before_any_stage_runs(tmp_path, monkeypatch, stages, message):
     import papermill
