@@ -11,7 +11,7 @@ from .tokens import SPEC, WHERE
 from .pipeline import STAGES, reproduce
 from .scorers import train_default_scorers, default_scorer_dir
 from .models import load_any
-from .generate import generate
+from .generate import GenConfig, generate
 from .evaluate import EvalConfig, run_generation, load_judge
 from .align import AlignConfig, aligned_stage
 from .objectives import TrainConfig, train_from_selfgen
@@ -52,7 +52,7 @@ def parser()->argparse.ArgumentParser:
     r.add_argument("--limit", type=int, default=None, help="at most this many eval prompts per kind")
     r.add_argument("--settings", type=_levels_arg, nargs="+", default=[None, *CLAIM_SETTINGS], help=f"settings as H,S or none (default: none and the claims' settings {' '.join(','.join(map(str, s)) for s in CLAIM_SETTINGS)})")
     r.add_argument("--n-samples", type=int, default=1); r.add_argument("--max-new-tokens", type=int, default=64)
-    r.add_argument("--temperature", type=float, default=0.7); r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--temperature", type=float, default=0.7); r.add_argument("--batch-size", type=int, default=GenConfig.batch_size)
     r.add_argument("--seed", type=int, default=0); r.add_argument("--device", default=None); r.add_argument("--dtype", default=None)
     r.add_argument("--where", default="system", choices=WHERE, help="where the control string goes: 'system' (default) or 'user' (a chat template without a system role)")
     t = sub.add_parser("train-scorers", help="sample refusal data and fit the offline scorer heads (about 2 minutes on a CPU)")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .core import Cached, atomic_path, atomic_write_json, cache_dir, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
-from .generate import generate
+from .generate import GenConfig, generate
 from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy
 from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
 from .data import load_prompts
@@ -40,7 +40,7 @@ class EvalConfig:
     n_samples:int = 1            # responses per prompt and setting
     max_new_tokens:int = 48
     temperature:float = 0.7
-    batch_size:int = 32
+    batch_size:int = GenConfig.batch_size   # sequences per forward pass (the measured default of `generate.GenConfig`)
     seed:int = 0
     where:str = "system"         # where the control string goes
     n_boot:int = 500             # bootstrap resamples for the CIs
@@ -174,7 +174,7 @@ def control_probe(
     grid_levels:tuple=(0, 4),      # requested levels of each attribute; the grid is their product
     max_new_tokens:int=32,
     where:str="system",            # where the control string goes (as the model was trained)
-    batch_size:int=32,
+    batch_size:int=GenConfig.batch_size,
     spec:ControlSpec=SPEC,
 )->dict:                           # {'pairwise_accuracy/<attribute>': float, 'refused/<kind>/<control string>': float, 'n/<kind>': int}
     "Greedy control on held-out prompts: pairwise accuracy per attribute on its headline kinds, refusal rate per (kind, setting)"
