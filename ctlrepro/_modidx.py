@@ -141,6 +141,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ctlrepro.generate.render': ('generate.html#render', 'ctlrepro/generate.py'),
                                    'ctlrepro.generate.vllm_available': ('generate.html#vllm_available', 'ctlrepro/generate.py')},
             'ctlrepro.metrics': { 'ctlrepro.metrics._a': ('metrics.html#_a', 'ctlrepro/metrics.py'),
+                                  'ctlrepro.metrics._paired': ('metrics.html#_paired', 'ctlrepro/metrics.py'),
                                   'ctlrepro.metrics.bootstrap_ci': ('metrics.html#bootstrap_ci', 'ctlrepro/metrics.py'),
                                   'ctlrepro.metrics.control_metrics': ('metrics.html#control_metrics', 'ctlrepro/metrics.py'),
                                   'ctlrepro.metrics.leakage': ('metrics.html#leakage', 'ctlrepro/metrics.py'),

@@ -16,21 +16,26 @@ __all__ = ['RATE_METHODS', 'CONTROL_KINDS', 'level_accuracy', 'spearman', 'pairw
 # %% ../nbs/07_metrics.ipynb #68b83c23
 def _a(x)->np.ndarray: return np.asarray(x, dtype=float).ravel()
 
+def _paired(requested, other, name:str)->tuple[np.ndarray, np.ndarray]:
+    "`requested` and `other` as flat float arrays of one length; ValueError naming both shapes otherwise"
+    r, o = _a(requested), _a(other)
+    if r.shape != o.shape: raise ValueError(f"requested {r.shape} and {name} {o.shape} differ in shape")
+    return r, o
+
 def level_accuracy(
     requested,  # (n,) requested levels
     achieved,   # (n,) achieved levels
 )->float:
     "Share of responses whose achieved level equals the requested one"
-    r, l = _a(requested), _a(achieved)
-    if r.shape != l.shape: raise ValueError(f"requested {r.shape} and achieved {l.shape} differ in shape")
+    r, l = _paired(requested, achieved, "achieved")
     return float(np.mean(r == l)) if len(r) else float("nan")
 
 def spearman(
     requested,  # (n,) requested levels
     scores,     # (n,) achieved scores
 )->float:
-    "Spearman rank correlation of requested level and achieved score (NaN when either is constant)"
-    r, y = _a(requested), _a(scores)
+    "Spearman rank correlation of requested level and achieved score (NaN when either is constant); ValueError when the shapes differ"
+    r, y = _paired(requested, scores, "scores")
     if len(r) < 2 or np.ptp(r) == 0 or np.ptp(y) == 0: return float("nan")
     return float(spearmanr(r, y).statistic)
 
