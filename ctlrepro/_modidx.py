@@ -18,6 +18,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'ctlrepro.benchmarks.tradeoff_table': ('benchmarks.html#tradeoff_table', 'ctlrepro/benchmarks.py')},
             'ctlrepro.cli': { 'ctlrepro.cli._level_arg': ('cli.html#_level_arg', 'ctlrepro/cli.py'),
                               'ctlrepro.cli._levels_arg': ('cli.html#_levels_arg', 'ctlrepro/cli.py'),
+                              'ctlrepro.cli._run': ('cli.html#_run', 'ctlrepro/cli.py'),
+                              'ctlrepro.cli.error_line': ('cli.html#error_line', 'ctlrepro/cli.py'),
                               'ctlrepro.cli.main': ('cli.html#main', 'ctlrepro/cli.py'),
                               'ctlrepro.cli.parser': ('cli.html#parser', 'ctlrepro/cli.py')},
             'ctlrepro.control': { 'ctlrepro.control._requested': ('control.html#_requested', 'ctlrepro/control.py'),

@@ -4,13 +4,13 @@
 
 # %% ../nbs/90_cli.ipynb #9da5d855
 from __future__ import annotations
-import argparse, json
+import argparse, json, os
 from pathlib import Path
 
 from .tokens import SPEC, WHERE
 from .pipeline import STAGES, reproduce
 from .scorers import train_default_scorers, default_scorer_dir
-from .models import load_any
+from .models import ModelLoadError, load_any
 from .generate import GenConfig, generate
 from .evaluate import EvalConfig, run_generation, load_judge
 from .align import AlignConfig, aligned_stage
@@ -19,7 +19,7 @@ from .rewind import CLAIM_SETTINGS
 from .validate import validate_instruments
 
 # %% auto #0
-__all__ = ['parser', 'main']
+__all__ = ['parser', 'error_line', 'main']
 
 # %% ../nbs/90_cli.ipynb #0ae40de5
 def _levels_arg(text:str):
@@ -87,14 +87,26 @@ def parser()->argparse.ArgumentParser:
     c.add_argument("--where", default=None, choices=WHERE, help="where the control string goes (default: as the saved model was trained, else 'system')")
     return p
 
+def error_line(e:BaseException)->str:
+    "One line for a refused input or a failed stage: the message, and for a failed stage its cause's type and first line"
+    msg = " ".join(str(e).split())
+    c = e.__cause__
+    if c is not None and isinstance(e, RuntimeError) and not isinstance(e, ModelLoadError):
+        why = str(getattr(c, "evalue", c)).strip().splitlines()
+        msg += f" (cause: {getattr(c, 'ename', type(c).__name__)}: {why[0] if why else ''})"
+    return msg
+
 def main(argv=None):
-    "Entry point of the `ctlrepro` command"
+    "Entry point of the `ctlrepro` command; a refused input or a failed stage exits with one line naming it (CTLREPRO_TRACEBACK=1: the traceback)"
     a = parser().parse_args(argv)
+    try: _run(a)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:   # ModelLoadError and a failed stage are RuntimeErrors
+        if os.environ.get("CTLREPRO_TRACEBACK"): raise
+        raise SystemExit(f"ctlrepro {a.cmd}: {error_line(e)}") from None
+
+def _run(a:argparse.Namespace):
     if a.cmd == "reproduce":
-        # a bad preset, stage name or value is refused before any stage runs: one line naming it, not a traceback
-        try: table = reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force)
-        except (ValueError, TypeError, FileNotFoundError) as e: raise SystemExit(f"ctlrepro reproduce: {e}") from None
-        print(table.to_string(index=False))
+        print(reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force).to_string(index=False))
     elif a.cmd == "generate":
         cfg = EvalConfig(prompts=a.prompts, limit=a.limit, n_samples=a.n_samples, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
                          batch_size=a.batch_size, seed=a.seed, where=a.where)

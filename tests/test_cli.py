@@ -82,6 +82,32 @@ def test_reproduce_refuses_a_bad_preset_in_one_line(tmp_path):
     assert "no-such-preset" in str(e.value.code)
 
 
+def test_errors_are_one_line_naming_the_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("CTLREPRO_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as e:                        # the README's chat command before any run
+        main(["chat", "--model", str(tmp_path / "no-model"), "--helpful", "4", "--harmless", "1", "Hi"])
+    msg = str(e.value.code)
+    assert msg.startswith("ctlrepro chat: could not load model") and str(tmp_path / "no-model") in msg and "\n" not in msg
+    with pytest.raises(SystemExit) as e:                        # one stage whose upstream stages never ran
+        main(["reproduce", "--only", "figures", "--out", str(tmp_path / "run")])
+    assert "stage 'validate' is not finished" in str(e.value.code) and "\n" not in str(e.value.code)
+    monkeypatch.setenv("CTLREPRO_TRACEBACK", "1")               # who wants the traceback gets the exception itself
+    with pytest.raises(RuntimeError, match="is not finished"):
+        main(["reproduce", "--only", "figures", "--out", str(tmp_path / "run")])
+
+
+def test_error_line_gives_a_failed_stage_its_cause():
+    from ctlrepro.cli import error_line
+    try:
+        try: raise ValueError("eval.limit=99: the eval split holds 40 prompts of kind 'harmful'\nmore detail")
+        except ValueError as c: raise RuntimeError("stage 'baseline' failed; the executed notebook with the error is runs/x/20_baseline.ipynb") from c
+    except RuntimeError as e:
+        line = error_line(e)
+    assert line == ("stage 'baseline' failed; the executed notebook with the error is runs/x/20_baseline.ipynb "
+                    "(cause: ValueError: eval.limit=99: the eval split holds 40 prompts of kind 'harmful')")
+
+
 def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys):
     import numpy as np
     import pandas as pd
