@@ -136,9 +136,9 @@ def check_stage_values(
         v = ps.get("max_new_tokens")
         if isinstance(v, int) and not isinstance(v, bool) and v < 1: raise ValueError(f"stage {stage!r}: max_new_tokens={v}: accepted are integers >= 1")
     f = params.get("finetune") or {}
-    probing = [o for o, s in [("train", f.get("train") or {})] + list((f.get("objective_overrides") or {}).items()) if (s or {}).get("probe_every")]
-    if f.get("launcher") and probing:                  # the learning curve probes the model in the notebook's process
-        raise ValueError(f"stage 'finetune': launcher={f['launcher']!r} with probe_every > 0 (in {probing}): the learning curve needs in-process training; set train.probe_every: 0 or launcher: null")
+    if f.get("launcher"):                              # the learning curve probes the model in the notebook's process
+        probing = [o for o, c in stage_configs(f, "stage 'finetune': ")["train"].items() if c.probe_every]   # the TrainConfigs the stage will build
+        if probing: raise ValueError(f"stage 'finetune': launcher={f['launcher']!r} with probe_every > 0 (objectives {probing}): the learning curve needs in-process training; set train.probe_every: 0 or launcher: null")
     b = params.get("benchmarks")
     if b is not None:
         try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"))

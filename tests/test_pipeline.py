@@ -148,8 +148,9 @@ def test_a_killed_run_resumes_from_finished_shards(tmp_path):
     ({"benchmarks": {"objective": "exmat"}}, "objective='exmat' is not trained by the finetune stage"),
     ({"rewind": {"objective": "dpo"}, "finetune": {"objectives": ["clm"]}}, "stage 'rewind': objective='dpo'"),
     ({"benchmarks": {"max_new_tokens": 0}}, "max_new_tokens=0"),
-    ({"finetune": {"launcher": "accelerate launch --num_processes 2"}}, "with probe_every > 0 (in ['train'])"),
-    ({"finetune": {"launcher": "accelerate launch", "train": {"probe_every": 0}, "objective_overrides": {"dpo": {"probe_every": 4}}}}, "(in ['dpo'])"),
+    ({"finetune": {"launcher": "accelerate launch --num_processes 2"}}, "with probe_every > 0 (objectives ['clm', 'exmate', 'dpo', 'rl'])"),
+    ({"finetune": {"launcher": "accelerate launch", "train": {"probe_every": 0}, "objective_overrides": {"dpo": {"probe_every": 4}}}}, "(objectives ['dpo'])"),
+    ({"finetune": {"launcher": "accelerate launch", "objective_overrides": {o: {"probe_every": 0} for o in ("clm", "exmate", "rl")}}}, "(objectives ['dpo'])"),
 ])
 def test_stage_values_fail_before_any_stage_runs(tmp_path, monkeypatch, stages, message):
     import papermill
@@ -157,3 +158,13 @@ def test_stage_values_fail_before_any_stage_runs(tmp_path, monkeypatch, stages, 
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"extends": str(repo_root() / "nbs" / "presets" / "small.yaml"), "stages": stages}))
     with pytest.raises((ValueError, FileNotFoundError), match=re.escape(message)):
         reproduce(tmp_path / "bad.yaml", out=tmp_path / "run")
+
+
+def test_a_launcher_is_accepted_when_no_objective_probes(tmp_path):
+    from ctlrepro.pipeline import check_sizes, check_stage_values
+    off = {o: {"probe_every": 0} for o in ("clm", "exmate", "dpo", "rl")}   # the small preset's train.probe_every 16, overridden for every objective
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": str(repo_root() / "nbs" / "presets" / "small.yaml"),
+                                                    "stages": {"finetune": {"launcher": "accelerate launch", "objective_overrides": off}}}))
+    pre = load_preset(tmp_path / "p.yaml")
+    params = {s.name: stage_params(s, pre, NBS) for s in STAGES}
+    check_sizes(params); check_stage_values(params)                    # no error: nothing would probe under the launcher
