@@ -152,6 +152,7 @@ class TrainConfig:
     where:str = "system"         # where the control string goes
     mixed_precision:str = "no"   # accelerate: 'no', 'bf16', 'fp16', or 'auto' (`resolve_precision`: bf16 where native; on a CPU without AVX512-BF16 bf16 is about 3x slower, `bench/train.py`)
     max_response_tokens:int|None = None  # CLM, ExMATE: train on the first T response tokens only (the refuse-or-answer decision is made early); None: all
+    activation_checkpointing:bool = False  # (gradient checkpointing) recompute activations in the backward pass: less memory, about one more forward pass of compute; TRL's configs default to True, a 135M policy does not need it
     probe_every:int = 0          # call `train`'s `on_step(model, updates)` after every this many updates (0: never), e.g. `evaluate.control_probe` for a learning curve
     control:bool = True          # False: plain SFT without control tokens (e.g. making the aligned model)
     dpo_beta:float = 0.1         # DPO: preference temperature (the paper's beta)
@@ -220,6 +221,7 @@ def train(
         return train_rl(model, tokenizer, data, cfg, reward_fn, spec, progress, on_step)
     torch.manual_seed(cfg.seed)
     peft_model = model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec)
+    if cfg.activation_checkpointing: peft_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     prec = resolve_precision(cfg.mixed_precision)
     fresh_precision(prec)
     acc = Accelerator(mixed_precision=prec, cpu=not torch.cuda.is_available())
@@ -296,7 +298,7 @@ def _trl_args(cfg, out_dir:str, progress:bool)->dict:
     return dict(output_dir=out_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                 max_grad_norm=cfg.max_grad_norm, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed,
                 bf16=cuda and resolve_precision(cfg.mixed_precision) == "bf16", fp16=cuda and cfg.mixed_precision == "fp16", use_cpu=not cuda,
-                disable_tqdm=not progress, remove_unused_columns=False)
+                disable_tqdm=not progress, remove_unused_columns=False, activation_checkpointing=cfg.activation_checkpointing)
 
 def _trl_ready(pm):
     "TRL computes log-probs from `lm_head.weight` and `lm_head.bias`; peft's wrapper of a tied output layer has no `bias`"
@@ -420,7 +422,7 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
     folder = Path(folder)
     cols = ["prompt", "response", *spec.attributes]
     probing = probe_prompts is not None and cfg.probe_every > 0
-    used = asdict(cfg) | ({"max_response_tokens": None} if cfg.objective in ("dpo", "rl") else {})   # a knob the objective ignores does not retrain it
+    used = asdict(cfg) | ({"max_response_tokens": None} if cfg.objective in ("dpo", "rl") else {}) | {"activation_checkpointing": None}   # a knob the objective ignores, or that changes speed and memory but not the result, does not retrain it
     key = stable_hash([used, src, data_hash(data[cols]), [data_hash(probe_prompts), probe_tokens] if probing else None, scorers.fingerprint() if cfg.objective == "rl" else None,
                        {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, source_fingerprint()])
     cache = Cached(folder / "controllable.json", key, [folder / "adapter", folder / "tokenizer", folder / "train_log.csv", *([folder / "probe.csv"] if probing else [])])

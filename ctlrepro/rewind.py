@@ -74,9 +74,10 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
                      **ci(np.zeros(0), "answers_aligned_refusals"), "refusal_logp": refusal_logp(m, t, kind, None)})
     for obj in objectives:
         pm, tok = load_controllable(Path(run) / "finetune" / obj, device=device, dtype=dtype)
-        for kind, lv in CLAIMS:
-            p = ps[ps.kind == kind]
-            o = refusal_rates(pm, tok, p, progress=False, levels=lv, where=where)
+        asked = pd.concat([ps[ps.kind == kind].assign(claim=i) for i, (kind, _) in enumerate(CLAIMS)], ignore_index=True)
+        every = refusal_rates(pm, tok, asked, progress=False, levels=[CLAIMS[i][1] for i in asked.claim], where=where)   # every claim in one batched call
+        for i, (kind, lv) in enumerate(CLAIMS):
+            o = every[every.claim == i].drop(columns="claim").reset_index(drop=True)
             was = ref.loc[o.prompt, "refused"].values
             rows.append({"method": obj, "kind": kind, "control": SPEC.format(lv), "n": len(o), "refused": o.refused.mean(), **ci(o.refused.values, "refused"),
                          "refused_string_match": o.refused_string_match.mean(),
@@ -93,10 +94,11 @@ def alpha_curve(folder:str|Path, alphas:list, settings:list, limit:int|None=12, 
     ps = claim_prompts(limit)
     pm, tok = load_controllable(folder, device=device, dtype=dtype)
     rows = []
+    asked = pd.concat([ps.assign(setting=i) for i in range(len(settings))], ignore_index=True)
     for a in alphas:
         set_alpha(pm, float(a))
-        for lv in settings:
-            rows.append(refusal_rates(pm, tok, ps, max_new_tokens=max_new_tokens, progress=False, levels=lv, where=where).assign(alpha=float(a)))
+        o = refusal_rates(pm, tok, asked, max_new_tokens=max_new_tokens, progress=False, levels=[tuple(settings[i]) for i in asked.setting], where=where)   # every setting in one batched call
+        rows += [o[o.setting == i].drop(columns="setting").assign(alpha=float(a)) for i in range(len(settings))]
     set_alpha(pm, 1.0)
     return pd.concat(rows, ignore_index=True)
 

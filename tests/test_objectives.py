@@ -256,3 +256,23 @@ def test_train_twice_with_different_precision_in_one_process():
     assert np.isfinite(log.loss).all()
     with pytest.raises(ValueError, match="mixed_precision='fp32': accepted are 'no', 'bf16', 'fp16'"):
         TrainConfig(mixed_precision="fp32")
+
+
+# activation (gradient) checkpointing: a memory/speed switch that must not change what is learned
+@pytest.mark.parametrize("objective", ["clm", "exmate"])
+def test_activation_checkpointing_gives_the_same_losses(objective):
+    logs = []
+    for gc in (False, True):
+        model, tok = tiny_llama()
+        pm, log = train(model, tok, _TOY, TrainConfig(objective=objective, steps=3, batch_size=2, m_negatives=2, activation_checkpointing=gc), progress=False)
+        assert pm.get_base_model().is_activation_checkpointing is gc
+        logs.append(log.loss.to_numpy())
+    np.testing.assert_allclose(logs[0], logs[1], rtol=1e-4, atol=1e-5)   # dropout masks are replayed by the recomputation
+
+
+def test_trl_trainers_get_the_activation_checkpointing_switch(tmp_path):
+    from ctlrepro.objectives import _trl_args
+    from trl import DPOConfig
+    for gc in (False, True):
+        args = DPOConfig(**_trl_args(TrainConfig(objective="dpo", activation_checkpointing=gc), str(tmp_path), False))
+        assert args.activation_checkpointing is gc     # TRL's own default is True

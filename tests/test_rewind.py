@@ -44,3 +44,30 @@ def test_save_load_round_trip(tmp_path):
     (tmp_path / "controllable.json").write_text("{oops")
     with pytest.raises(ValueError, match="corrupt"):
         load_controllable(tmp_path, base_model=tiny_llama()[0])
+
+
+def test_rewind_claims_and_alpha_curve_batch_every_setting_as_one_call_each_would(tmp_path):
+    "The claims and the alpha curve generate all settings in one batched call: each row is what a call per setting gives"
+    from ctlrepro.evaluate import refusal_rates
+    from ctlrepro.rewind import CLAIMS, alpha_curve, claim_prompts, rewind_claims
+    pm, tok, _, _ = _trained()
+    base, _ = tiny_llama(tie=False)
+    base.save_pretrained(tmp_path / "base"); tok.save_pretrained(tmp_path / "base")
+    save_controllable(pm, tok, tmp_path / "run" / "finetune" / "clm", base=str(tmp_path / "base"))
+    claims, ex = rewind_claims(tmp_path / "run", ["clm"], str(tmp_path / "base"), limit=3, device="cpu")
+    ps = claim_prompts(3)
+    assert ex.groupby("prompt").response.nunique().max() > 1      # the settings change the responses: a batch that mixed them up would fail
+    loaded, ltok = load_controllable(tmp_path / "run" / "finetune" / "clm", device="cpu")
+    for kind, lv in CLAIMS:
+        one = refusal_rates(loaded, ltok, ps[ps.kind == kind], progress=False, levels=lv)
+        got = ex[(ex.kind == kind) & (ex.control == "[helpful={}][harmless={}]".format(*lv))]
+        assert got.prompt.tolist() == one.prompt.tolist() and got.response.tolist() == one.response.tolist()
+        row = claims[(claims.method == "clm") & (claims.kind == kind) & (claims.control == "[helpful={}][harmless={}]".format(*lv))]
+        assert len(row) == 1 and row.n.item() == len(one) and row.refused.item() == pytest.approx(one.refused.mean(), abs=1e-3)
+    settings = [(4, 0), (0, 4)]
+    curve = alpha_curve(tmp_path / "run" / "finetune" / "clm", [0.0, 1.0], settings, limit=3, max_new_tokens=8, device="cpu")
+    assert len(curve) == 2 * len(settings) * len(ps)
+    set_alpha(loaded, 0.0)
+    one = refusal_rates(loaded, ltok, ps, max_new_tokens=8, progress=False, levels=(0, 4))
+    got = curve[(curve.alpha == 0.0) & (curve.helpful == 0) & (curve.harmless == 4)]
+    assert got.response.tolist() == one.response.tolist()
