@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .core import Cached, atomic_write_json, source_fingerprint, stable_hash, versions, git_commit, repo_root
-from .stage import check_value, stage_configs
+from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES
 from .benchmarks import BENCHMARKS, check_benchmarks
 
@@ -136,9 +136,7 @@ def check_stage_values(
         v = ps.get("max_new_tokens")
         if isinstance(v, int) and not isinstance(v, bool) and v < 1: raise ValueError(f"stage {stage!r}: max_new_tokens={v}: accepted are integers >= 1")
     f = params.get("finetune") or {}
-    if f.get("launcher"):                              # the learning curve probes the model in the notebook's process
-        probing = [o for o, c in stage_configs(f, "stage 'finetune': ")["train"].items() if c.probe_every]   # the TrainConfigs the stage will build
-        if probing: raise ValueError(f"stage 'finetune': launcher={f['launcher']!r} with probe_every > 0 (objectives {probing}): the learning curve needs in-process training; set train.probe_every: 0 or launcher: null")
+    if f.get("launcher"): check_launcher(f["launcher"], stage_configs(f, "stage 'finetune': ")["train"], "stage 'finetune': ")   # the TrainConfigs the stage will build
     b = params.get("benchmarks")
     if b is not None:
         try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"))

@@ -22,12 +22,12 @@ from .objectives import OBJECTIVES, TrainConfig, train_or_reuse, run_launched
 from .rewind import CLAIMS, CLAIM_SETTINGS, rewind_claims, alpha_curve
 
 # %% auto #0
-__all__ = ['RUN_WIDE', 'SECTIONS', 'RunConfig', 'check_value', 'check_section', 'build_config', 'train_configs', 'stage_configs',
-           'evaluate_and_save', 'json', 'time', 'asdict', 'Path', 'np', 'pd', 'load_policy', 'load_controllable',
-           'load_prompts', 'EvalConfig', 'evaluate', 'refusal_rates', 'load_judge', 'save_eval', 'training_scorers',
-           'AlignConfig', 'aligned_source', 'aligned_stage', 'SelfGenConfig', 'self_generate', 'plot_coverage',
-           'load_binners', 'OBJECTIVES', 'TrainConfig', 'train_or_reuse', 'run_launched', 'CLAIMS', 'CLAIM_SETTINGS',
-           'rewind_claims', 'alpha_curve']
+__all__ = ['RUN_WIDE', 'SECTIONS', 'RunConfig', 'check_value', 'check_section', 'build_config', 'train_configs', 'check_launcher',
+           'stage_configs', 'evaluate_and_save', 'json', 'time', 'asdict', 'Path', 'np', 'pd', 'load_policy',
+           'load_controllable', 'load_prompts', 'EvalConfig', 'evaluate', 'refusal_rates', 'load_judge', 'save_eval',
+           'training_scorers', 'AlignConfig', 'aligned_source', 'aligned_stage', 'SelfGenConfig', 'self_generate',
+           'plot_coverage', 'load_binners', 'OBJECTIVES', 'TrainConfig', 'train_or_reuse', 'run_launched', 'CLAIMS',
+           'CLAIM_SETTINGS', 'rewind_claims', 'alpha_curve']
 
 # %% ../nbs/17b_stage.ipynb #11c434db
 _all_ = ["json", "time", "asdict", "Path", "np", "pd", "load_policy", "load_controllable", "load_prompts", "EvalConfig", "evaluate", "refusal_rates",
@@ -129,6 +129,16 @@ def train_configs(
     if "objective" in train: raise ValueError(f"{where}train: set the objectives with `objectives`, not train.objective")
     return {o: build_config(TrainConfig, {**train, **(objective_overrides or {}).get(o, {}), "objective": o}, run, f"train (objective {o})", where)
             for o in objectives}
+
+def check_launcher(
+    launcher:str|None,            # the finetune stage's launcher, e.g. 'accelerate launch --multi_gpu' (None: train in this process)
+    cfgs:dict,                    # objective -> TrainConfig (`train_configs`)
+    where:str="",                 # prefix of the error
+)->None:                          # raises ValueError naming the launcher and the probing objectives
+    "A launcher trains in other processes, but the learning-curve probe (`probe_every > 0`) runs in this one: refuse the two together"
+    probing = [o for o, c in cfgs.items() if c.probe_every]
+    if launcher and probing:
+        raise ValueError(f"{where}launcher={launcher!r} with probe_every > 0 (objectives {probing}): the learning curve needs in-process training; set train.probe_every: 0 or launcher: null")
 
 # %% ../nbs/17b_stage.ipynb #a17e8d24
 SECTIONS = {"run_config": RunConfig, "align": AlignConfig, "selfgen": SelfGenConfig, "eval": EvalConfig}   # parameter -> its dataclass (`train`: `train_configs`)
