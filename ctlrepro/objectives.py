@@ -221,7 +221,7 @@ def train(
         return train_rl(model, tokenizer, data, cfg, reward_fn, spec, progress, on_step)
     torch.manual_seed(cfg.seed)
     peft_model = model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec)
-    if cfg.activation_checkpointing: peft_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.activation_checkpointing: _checkpointing_on(peft_model)
     prec = resolve_precision(cfg.mixed_precision)
     fresh_precision(prec)
     acc = Accelerator(mixed_precision=prec, cpu=not torch.cuda.is_available())
@@ -298,7 +298,17 @@ def _trl_args(cfg, out_dir:str, progress:bool)->dict:
     return dict(output_dir=out_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                 max_grad_norm=cfg.max_grad_norm, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed,
                 bf16=cuda and resolve_precision(cfg.mixed_precision) == "bf16", fp16=cuda and cfg.mixed_precision == "fp16", use_cpu=not cuda,
-                disable_tqdm=not progress, remove_unused_columns=False, activation_checkpointing=cfg.activation_checkpointing)
+                disable_tqdm=not progress, remove_unused_columns=False, **_checkpointing_arg(cfg.activation_checkpointing))
+
+def _checkpointing_arg(on:bool)->dict:
+    "TrainingArguments' activation checkpointing switch, under its name in the installed transformers (5.x renamed `gradient_checkpointing`)"
+    from transformers import TrainingArguments
+    return {"activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing": on}
+
+def _checkpointing_on(model):
+    "Turn on non-reentrant activation checkpointing, under either name transformers 5.x gives the method"
+    if hasattr(model, "activation_checkpointing_enable"): model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 def _trl_ready(pm):
     "TRL computes log-probs from `lm_head.weight` and `lm_head.bias`; peft's wrapper of a tied output layer has no `bias`"
