@@ -30,7 +30,7 @@ from ctlrepro.selfgen import load_binners
 def parse_setting(text):
     prec, t, *ac = text.split(":") if ":" in text else (text, "")
     if prec not in ("no", "bf16", "fp16") or not (t == "all" or (t.isdigit() and int(t) >= 1)) or ac not in ([], ["ac"]):
-        raise argparse.ArgumentTypeError(f"setting {text!r}: expected PRECISION:T[:ac], PRECISION in no/bf16/fp16, T 'all' or an integer")
+        raise argparse.ArgumentTypeError(f"setting {text!r}: expected PRECISION:T[:ac], PRECISION in no/bf16/fp16, T 'all' or an integer >= 1")
     return prec, None if t == "all" else int(t), bool(ac)
 
 
