@@ -52,6 +52,12 @@ def claim_prompts(limit:int|None, prompts:str="ctlrepro")->pd.DataFrame:
 CLAIMS = (("borderline", (4, 0)), ("borderline", (0, 4)), ("harmful", (4, 4)), ("harmful", (0, 4)), ("harmful", (4, 0)))   # (prompt kind, setting) of the rewinding claims
 CLAIM_SETTINGS = tuple(dict.fromkeys(lv for _, lv in CLAIMS))   # the distinct settings of CLAIMS
 
+def _refusals_at(model, tokenizer, asks:list, **kw)->list:
+    "One batched `refusal_rates` call for several (prompts, setting) asks; one frame per ask, in order (`kw`: its other arguments)"
+    asked = pd.concat([p.assign(_ask=i) for i, (p, _) in enumerate(asks)], ignore_index=True)
+    out = refusal_rates(model, tokenizer, asked, progress=False, levels=[tuple(asks[i][1]) for i in asked._ask], **kw)
+    return [out[out._ask == i].drop(columns="_ask").reset_index(drop=True) for i in range(len(asks))]
+
 def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, device:str|None=None, dtype:str|None=None,
                   where:str="system",  # where the control string goes (as the models were trained)
                   )->tuple:
@@ -74,10 +80,8 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
                      **ci(np.zeros(0), "answers_aligned_refusals"), "refusal_logp": refusal_logp(m, t, kind, None)})
     for obj in objectives:
         pm, tok = load_controllable(Path(run) / "finetune" / obj, device=device, dtype=dtype)
-        asked = pd.concat([ps[ps.kind == kind].assign(claim=i) for i, (kind, _) in enumerate(CLAIMS)], ignore_index=True)
-        every = refusal_rates(pm, tok, asked, progress=False, levels=[CLAIMS[i][1] for i in asked.claim], where=where)   # every claim in one batched call
-        for i, (kind, lv) in enumerate(CLAIMS):
-            o = every[every.claim == i].drop(columns="claim").reset_index(drop=True)
+        outs = _refusals_at(pm, tok, [(ps[ps.kind == kind], lv) for kind, lv in CLAIMS], where=where)   # every claim in one batched call
+        for (kind, lv), o in zip(CLAIMS, outs):
             was = ref.loc[o.prompt, "refused"].values
             rows.append({"method": obj, "kind": kind, "control": SPEC.format(lv), "n": len(o), "refused": o.refused.mean(), **ci(o.refused.values, "refused"),
                          "refused_string_match": o.refused_string_match.mean(),
@@ -94,11 +98,9 @@ def alpha_curve(folder:str|Path, alphas:list, settings:list, limit:int|None=12, 
     ps = claim_prompts(limit)
     pm, tok = load_controllable(folder, device=device, dtype=dtype)
     rows = []
-    asked = pd.concat([ps.assign(setting=i) for i in range(len(settings))], ignore_index=True)
     for a in alphas:
         set_alpha(pm, float(a))
-        o = refusal_rates(pm, tok, asked, max_new_tokens=max_new_tokens, progress=False, levels=[tuple(settings[i]) for i in asked.setting], where=where)   # every setting in one batched call
-        rows += [o[o.setting == i].drop(columns="setting").assign(alpha=float(a)) for i in range(len(settings))]
+        rows += [o.assign(alpha=float(a)) for o in _refusals_at(pm, tok, [(ps, lv) for lv in settings], max_new_tokens=max_new_tokens, where=where)]   # every setting in one batched call
     set_alpha(pm, 1.0)
     return pd.concat(rows, ignore_index=True)
 
