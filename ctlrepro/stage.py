@@ -127,6 +127,9 @@ def train_configs(
     bad = sorted(set(objectives) - set(OBJECTIVES)) + sorted(set(objective_overrides or {}) - set(OBJECTIVES))
     if bad: raise ValueError(f"{where}unknown objective(s) {bad}: accepted are {list(OBJECTIVES)}")
     if "objective" in train: raise ValueError(f"{where}train: set the objectives with `objectives`, not train.objective")
+    for o, over in (objective_overrides or {}).items():
+        if not isinstance(over, dict): raise ValueError(f"{where}objective_overrides.{o}={over!r}: accepted is a mapping of TrainConfig fields, e.g. {{lr: 0.0001}}")
+        if "objective" in over: raise ValueError(f"{where}objective_overrides.{o}.objective: an override changes the fields of objective {o!r}, not which objective it is")
     return {o: build_config(TrainConfig, {**train, **(objective_overrides or {}).get(o, {}), "objective": o}, run, f"train (objective {o})", where)
             for o in objectives}
 

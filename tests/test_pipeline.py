@@ -151,6 +151,8 @@ def test_a_killed_run_resumes_from_finished_shards(tmp_path):
     ({"finetune": {"launcher": "accelerate launch --num_processes 2"}}, "with probe_every > 0 (objectives ['clm', 'exmate', 'dpo', 'rl'])"),
     ({"finetune": {"launcher": "accelerate launch", "train": {"probe_every": 0}, "objective_overrides": {"dpo": {"probe_every": 4}}}}, "(objectives ['dpo'])"),
     ({"finetune": {"launcher": "accelerate launch", "objective_overrides": {o: {"probe_every": 0} for o in ("clm", "exmate", "rl")}}}, "(objectives ['dpo'])"),
+    ({"finetune": {"objective_overrides": {"dpo": 3}}}, "objective_overrides.dpo=3: accepted is a mapping of TrainConfig fields"),
+    ({"finetune": {"objective_overrides": {"dpo": {"objective": "clm"}}}}, "objective_overrides.dpo.objective: an override changes the fields of objective 'dpo'"),
 ])
 def test_stage_values_fail_before_any_stage_runs(tmp_path, monkeypatch, stages, message):
     import papermill
