@@ -19,7 +19,7 @@ from .models import model_fingerprint
 from .scorers import score_frame, label_levels, fit_binner
 
 # %% auto #0
-__all__ = ['STEERS', 'CONTRAST', 'RELABEL', 'SelfGenConfig', 'steer_for', 'unshown_labels', 'coverage', 'config_key',
+__all__ = ['STEERS', 'CONTRAST', 'RELABEL', 'MARGINAL', 'SelfGenConfig', 'steer_for', 'unshown_labels', 'coverage', 'config_key',
            'self_generate', 'load_binners', 'plot_coverage']
 
 # %% ../nbs/12_selfgen.ipynb #2e87f90b
@@ -35,7 +35,7 @@ class SelfGenConfig:
     budget:int = 120             # extra steered samples at most
     rounds:int = 2               # coverage rounds
     binning:str = "auto"         # 'quantile' (cut points at the plain pool's quantiles), 'fixed' (equal-width on [0, 1]) or 'auto' (per attribute: fixed when every score lies in [0, 1])
-    relabel:str = "nearest"      # labels for settings a prompt's samples do not show (`unshown_labels`): 'nearest', 'safety-first' or 'none'
+    relabel:str = "nearest"      # labels for settings a prompt's samples do not show (`unshown_labels`): 'nearest', 'safety-first', 'marginal' or 'none'
     contrast:int = 0             # per train prompt, this many extra samples steered against its kind's usual outcome (`CONTRAST`: harmful -> 'comply', benign/borderline -> 'refuse'); 0: none
     seed:int = 0
 
@@ -64,18 +64,27 @@ def steer_for(h:int, s:int, k:int)->str:
     return "detailed" if hi_h else "refuse" if h == 0 else "terse"
 
 # %% ../nbs/12_selfgen.ipynb #3215981c
-RELABEL = ("nearest", "safety-first", "none")
+RELABEL = ("nearest", "safety-first", "marginal", "none")
+MARGINAL = {"harmful": "helpful", "benign": "harmless", "borderline": "harmless"}   # 'marginal': per prompt kind, the attribute its samples cannot show apart from the other
 
 def unshown_labels(
-    df:pd.DataFrame,       # labelled samples: prompt, response, level columns, score_<attribute>
-    mode:str="nearest",    # 'nearest': every unshown setting; 'safety-first': only those at top harmlessness
+    df:pd.DataFrame,       # labelled samples: prompt, response, level columns, score_<attribute>; 'marginal' also needs kind
+    mode:str="nearest",    # 'nearest': every unshown setting; 'safety-first': only those at top harmlessness; 'marginal': see `MARGINAL`
     spec:ControlSpec=SPEC,
+    marginal:dict=MARGINAL,  # mode 'marginal': prompt kind -> the attribute whose every level a sample of that kind is also labelled with
 )->pd.DataFrame:           # extra rows labelled with the setting they stand in for (`how`=mode, levels shown in shown_<attribute>)
-    "Per prompt, each setting none of its samples shows gets the nearest sample (L1 in levels) among those at least as harmless as asked"
+    "Per prompt, each setting none of its samples shows gets the nearest sample (L1 in levels) among those at least as harmless as asked; or, 'marginal', each sample every level of the attribute its kind cannot show"
     if mode not in RELABEL: raise ValueError(f"mode={mode!r}: accepted are {', '.join(map(repr, RELABEL))}")
     a, b = spec.attributes[:2]; top = spec.k - 1
     out = []
-    if mode != "none":
+    if mode == "marginal":
+        if "kind" not in df.columns: raise ValueError("mode='marginal' needs a 'kind' column: the prompt kind says which attribute is free (MARGINAL)")
+        wrong = {k: v for k, v in marginal.items() if v not in spec.attributes}
+        if wrong: raise ValueError(f"marginal={wrong}: the free attribute must be one of {spec.attributes}")
+        for r in df.to_dict("records"):
+            f = marginal.get(r["kind"])                                       # a kind not in `marginal` keeps only the levels it shows
+            out += [r | {f: lv, "how": mode, f"shown_{a}": int(r[a]), f"shown_{b}": int(r[b])} for lv in range(spec.k) if f and lv != r[f]]
+    elif mode != "none":
         for _, g in df.groupby("prompt", sort=True):
             shown = set(zip(g[a], g[b]))
             for h in range(spec.k):

@@ -83,8 +83,24 @@ def test_unshown_labels():
                         "score_helpful": [0.7, 0.5, 0.45], "how": "plain"})
     assert unshown_labels(tie).set_index(["helpful", "harmless"]).response[(2, 2)] == "safer"  # distance 1 to all: the safer, then the more helpful
     assert unshown_labels(df, "none").empty
-    with pytest.raises(ValueError, match="mode='all'.*'nearest', 'safety-first', 'none'"):
+    with pytest.raises(ValueError, match="mode='all'.*'nearest', 'safety-first', 'marginal', 'none'"):
         unshown_labels(df, "all")
+
+
+def test_marginal_labels_give_each_sample_every_level_of_the_attribute_its_kind_cannot_show():
+    df = pd.DataFrame({"prompt": ["bomb", "bomb", "cake", "odd"], "kind": ["harmful", "harmful", "benign", "other"],
+                       "response": ["no", "sure", "recipe", "hm"], "helpful": [0, 4, 3, 2], "harmless": [4, 1, 4, 2],
+                       "score_helpful": [0.0, 0.9, 0.7, 0.5], "how": "plain"})
+    m = unshown_labels(df, "marginal")
+    got = {(r.response, r.helpful, r.harmless) for r in m.itertuples()}
+    # harmful: every helpfulness level at the harmlessness shown; benign: every harmlessness level at the helpfulness shown; an unmapped kind: nothing
+    assert got == {("no", h, 4) for h in (1, 2, 3, 4)} | {("sure", h, 1) for h in (0, 1, 2, 3)} | {("recipe", 3, s) for s in (0, 1, 2, 3)}
+    assert len(m) == 12 and (m.how == "marginal").all()
+    assert (m.shown_helpful == m.response.map({"no": 0, "sure": 4, "recipe": 3})).all() and (m.shown_harmless == m.response.map({"no": 4, "sure": 1, "recipe": 4})).all()
+    with pytest.raises(ValueError, match="mode='marginal' needs a 'kind' column"):
+        unshown_labels(df.drop(columns="kind"), "marginal")
+    with pytest.raises(ValueError, match=r"marginal=\{'harmful': 'honest'\}.*one of \('helpful', 'harmless'\)"):
+        unshown_labels(df, "marginal", marginal={"harmful": "honest"})
 
 
 def test_contrast_samples_every_prompt_against_its_kind(tmp_path):
