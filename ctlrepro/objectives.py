@@ -275,8 +275,12 @@ def dpo_pairs(
     attrs, rows = list(spec.attributes), []
     for prompt, g in data.groupby("prompt", sort=True):
         lv, resp, mine = g[attrs].to_numpy(int), g.response.tolist(), []
+        sets = {}                                                      # every setting each response is labelled with (relabelled rows too)
+        for r, l in zip(resp, lv): sets.setdefault(r, []).append(l)
+        near = {r: np.array(s) for r, s in sets.items()}
         for i in range(len(g)):
-            d = np.where([r == resp[i] for r in resp], 0, np.abs(lv - lv[i]).sum(1))   # a response relabelled elsewhere is no rival of itself
+            # a rival's distance is to the nearest of its labels: a response relabelled with this setting (or it itself) is no rival
+            d = np.array([0 if r == resp[i] else int(np.abs(near[r] - lv[i]).sum(1).min()) for r in resp])
             if d.max() == 0: continue                                  # every other sample shows the same levels: no preference
             j = int(rng.choice(np.flatnonzero(d == d.max())))
             mine.append({"prompt": prompt, **dict(zip(attrs, map(int, lv[i]))), "chosen": resp[i], "rejected": resp[j], "distance": int(d[j])})

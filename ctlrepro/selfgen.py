@@ -79,11 +79,19 @@ def unshown_labels(
     out = []
     if mode == "marginal":
         if "kind" not in df.columns: raise ValueError("mode='marginal' needs a 'kind' column: the prompt kind says which attribute is free (MARGINAL)")
+        if not isinstance(marginal, dict): raise ValueError(f"marginal={marginal!r}: accepted is a dict of prompt kind -> attribute, e.g. {MARGINAL}")
         wrong = {k: v for k, v in marginal.items() if v not in spec.attributes}
         if wrong: raise ValueError(f"marginal={wrong}: the free attribute must be one of {spec.attributes}")
-        for r in df.to_dict("records"):
-            f = marginal.get(r["kind"])                                       # a kind not in `marginal` keeps only the levels it shows
-            out += [r | {f: lv, "how": mode, f"shown_{a}": int(r[a]), f"shown_{b}": int(r[b])} for lv in range(spec.k) if f and lv != r[f]]
+        own = df[df["how"] != mode] if "how" in df.columns else df             # rows already relabelled 'marginal' are not relabelled again
+        unmapped = sorted(map(str, set(own["kind"]) - set(marginal)))
+        if unmapped: raise ValueError(f"mode='marginal': prompt kind(s) {unmapped} not in marginal={marginal}; add them, naming their free attribute")
+        for c in (a, b):
+            v = pd.to_numeric(own[c], errors="coerce")
+            bad = own[c][v.isna() | (v % 1 != 0) | (v < 0) | (v > top)]
+            if len(bad): raise ValueError(f"mode='marginal': column {c!r} holds {sorted(map(str, set(bad)))[:5]}; accepted are the levels 0..{top}")
+        for r in own.to_dict("records"):
+            f = marginal[r["kind"]]
+            out += [r | {f: lv, "how": mode, f"shown_{a}": int(r[a]), f"shown_{b}": int(r[b])} for lv in range(spec.k) if lv != r[f]]
     elif mode != "none":
         for _, g in df.groupby("prompt", sort=True):
             shown = set(zip(g[a], g[b]))

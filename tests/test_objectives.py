@@ -146,6 +146,14 @@ def test_dpo_pairs_prefer_the_sample_showing_the_setting():
     twice = pd.DataFrame({"prompt": ["Q"] * 3, "response": ["no", "no", "yes"], "helpful": [0, 4, 4], "harmless": [4, 4, 0]})
     pairs = dpo_pairs(twice, per_prompt=None)
     assert len(pairs) == 3 and (pairs.chosen != pairs.rejected).all()
+    # marginal labels (selfgen 'marginal'): two refusals labelled at every helpfulness level are no rivals of each other,
+    # and the answer is rejected at each refusal setting, at its distance from the answer's nearest label
+    rows = [("no1", h, 4) for h in range(5)] + [("no2", h, 4) for h in range(5)] + [("yes", h, 0) for h in range(5)]
+    marg = pd.DataFrame([{"prompt": "bomb", "response": r, "helpful": h, "harmless": s} for r, h, s in rows])
+    pairs = dpo_pairs(marg, per_prompt=None)
+    assert len(pairs) == 15 and (pairs[pairs.chosen.str.startswith("no")].rejected == "yes").all()
+    assert (pairs[pairs.chosen == "yes"].rejected != "yes").all() and (pairs.distance == 4).all()
+    assert dpo_pairs(marg[marg.response != "yes"], per_prompt=None).empty
 
 
 def test_bad_training_config_and_data():

@@ -88,19 +88,28 @@ def test_unshown_labels():
 
 
 def test_marginal_labels_give_each_sample_every_level_of_the_attribute_its_kind_cannot_show():
-    df = pd.DataFrame({"prompt": ["bomb", "bomb", "cake", "odd"], "kind": ["harmful", "harmful", "benign", "other"],
-                       "response": ["no", "sure", "recipe", "hm"], "helpful": [0, 4, 3, 2], "harmless": [4, 1, 4, 2],
-                       "score_helpful": [0.0, 0.9, 0.7, 0.5], "how": "plain"})
+    df = pd.DataFrame({"prompt": ["bomb", "bomb", "cake"], "kind": ["harmful", "harmful", "benign"],
+                       "response": ["no", "sure", "recipe"], "helpful": [0, 4, 3], "harmless": [4, 1, 4],
+                       "score_helpful": [0.0, 0.9, 0.7], "how": "plain"})
     m = unshown_labels(df, "marginal")
     got = {(r.response, r.helpful, r.harmless) for r in m.itertuples()}
-    # harmful: every helpfulness level at the harmlessness shown; benign: every harmlessness level at the helpfulness shown; an unmapped kind: nothing
+    # harmful: every helpfulness level at the harmlessness shown; benign: every harmlessness level at the helpfulness shown
     assert got == {("no", h, 4) for h in (1, 2, 3, 4)} | {("sure", h, 1) for h in (0, 1, 2, 3)} | {("recipe", 3, s) for s in (0, 1, 2, 3)}
     assert len(m) == 12 and (m.how == "marginal").all()
     assert (m.shown_helpful == m.response.map({"no": 0, "sure": 4, "recipe": 3})).all() and (m.shown_harmless == m.response.map({"no": 4, "sure": 1, "recipe": 4})).all()
+    assert len(unshown_labels(pd.concat([df, m]), "marginal")) == 12                # rows already relabelled are not relabelled again
     with pytest.raises(ValueError, match="mode='marginal' needs a 'kind' column"):
         unshown_labels(df.drop(columns="kind"), "marginal")
     with pytest.raises(ValueError, match=r"marginal=\{'harmful': 'honest'\}.*one of \('helpful', 'harmless'\)"):
         unshown_labels(df, "marginal", marginal={"harmful": "honest"})
+    with pytest.raises(ValueError, match=r"prompt kind\(s\) \['benign'\] not in marginal="):     # a misspelt or missing kind is not skipped silently
+        unshown_labels(df, "marginal", marginal={"harmfull": "helpful", "harmful": "helpful"})
+    with pytest.raises(ValueError, match="marginal=None: accepted is a dict"):
+        unshown_labels(df, "marginal", marginal=None)
+    for bad in (7, -1, 2.5, np.nan):
+        with pytest.raises(ValueError, match=r"column 'helpful' holds .*accepted are the levels 0..4"):
+            unshown_labels(df.assign(helpful=[0, 4, bad]), "marginal")
+
 
 
 def test_contrast_samples_every_prompt_against_its_kind(tmp_path):
