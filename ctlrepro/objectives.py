@@ -275,9 +275,7 @@ def dpo_pairs(
     attrs, rows = list(spec.attributes), []
     for prompt, g in data.groupby("prompt", sort=True):
         lv, resp, mine = g[attrs].to_numpy(int), g.response.tolist(), []
-        sets = {}                                                      # every setting each response is labelled with (relabelled rows too)
-        for r, l in zip(resp, lv): sets.setdefault(r, []).append(l)
-        near = {r: np.array(s) for r, s in sets.items()}
+        near = {r: lv[g.response.values == r] for r in set(resp)}     # every setting each response is labelled with (relabelled rows too)
         for i in range(len(g)):
             # a rival's distance is to the nearest of its labels: a response relabelled with this setting (or it itself) is no rival
             d = np.array([0 if r == resp[i] else int(np.abs(near[r] - lv[i]).sum(1).min()) for r in resp])

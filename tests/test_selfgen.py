@@ -111,7 +111,6 @@ def test_marginal_labels_give_each_sample_every_level_of_the_attribute_its_kind_
             unshown_labels(df.assign(helpful=[0, 4, bad]), "marginal")
 
 
-
 def test_contrast_samples_every_prompt_against_its_kind(tmp_path):
     rng = np.random.default_rng(0)
     es = EmbeddedScorers(LogisticHead(rng.normal(size=384), 0), LogisticHead(rng.normal(size=384), 0), Encoder(device="cpu"))
