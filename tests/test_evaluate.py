@@ -59,3 +59,17 @@ def test_fingerprint_changes_with_the_weights():
 def test_bad_levels_are_refused():
     with pytest.raises(ValueError, match=r"accepted levels are 0\.\.4"):
         EvalConfig(grid_levels=(0, 7))
+
+
+def test_responses_generated_elsewhere_score_to_the_same_table(tmp_path, fake_scorers):
+    "`score_responses` + `metrics_table` (what bench/gpu_exmate.py runs on a GPU's responses) give `evaluate`'s table"
+    model, tok = tiny_llama()
+    cfg = EvalConfig(limit=2, grid_levels=(0, 4), max_new_tokens=4, n_boot=20)
+    resp, table = evaluate(model, tok, cfg, fake_scorers, folder=tmp_path, progress=False)
+    raw = resp.drop(columns=[c for c in resp.columns if c.startswith(("score_", "judge_")) or c == "refused"])
+    again = ev.score_responses(raw, fake_scorers, ev.generalization_judges("keyword"), progress=False)
+    assert again.equals(resp)
+    t2 = ev.metrics_table(again, cfg, name="model")
+    assert t2.equals(table)
+    t3 = ev.metrics_table(again.assign(score_helpful=1 - again.score_helpful), cfg, name="model")   # the scores matter
+    assert not t3.equals(table)

@@ -1,0 +1,176 @@
+"""The full preset's ExMATE fine-tuning and evaluation on one GPU in bf16 (issue 13, section 6), from a small run's aligned model and data.
+
+A GPU machine that cannot download anything and takes 64 MiB per call gets the study in three steps:
+
+  pack  (here)     the run's aligned model as a rank-r delta over the embedded GGUF base (the aligned stage merges a LoRA
+                   of rank `align.lora_r`, so the delta is exact up to fp32 rounding; the error is printed), the GGUF file
+                   split in two carry-sized parts, and the run's self-generated data:
+                     python bench/gpu_exmate.py pack --run runs/small
+  run   (GPU)      rebuilds the aligned model, trains ExMATE with the full preset's `TrainConfig` (`train_or_reuse`, as the
+                   finetune stage does; no learning-curve probe: the scorers stay here) and generates the full preset's eval
+                   grid with it (`generate_grid`, as the evaluate stage does) and the aligned model's uncontrolled responses;
+                   writes the responses, the training log and the times to --out:
+                     python bench/gpu_exmate.py run --out $OUT
+  score (here)     scores those responses with the run's training scorers and binners and the keyword judges
+                   (`evaluate.score_responses`, `evaluate.metrics_table`) and prints the headline metrics with 95% CIs and
+                   the rewinding claims on the same responses:
+                     python bench/gpu_exmate.py score --run runs/small --responses <folder of run's files>
+"""
+from __future__ import annotations
+import argparse, dataclasses, hashlib, json, os, shutil, sys, time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+PART_A, PART_B = Path(".gpu_a"), Path(".gpu_b")   # git-ignored folders, one per device call (each under the 64 MiB carry limit)
+SPLIT_AT = 45 * 2**20                              # bytes of the GGUF file in the first part (the wheels travel beside it)
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def sha256(path:Path)->str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+    return h.hexdigest()
+
+
+def pack(run:Path):
+    "Write .gpu_a (first GGUF part) and .gpu_b (second part, the aligned delta, the self-generated data)"
+    from safetensors.torch import save_file
+    from ctlrepro.models import load_policy, smollm2_gguf
+    align = json.loads((run / "aligned" / "align.json").read_text())
+    torch.set_num_threads(1)                                       # 210 small SVDs: more threads only fight over the cores
+    rank = align["config"]["lora_r"]
+    base, _ = load_policy(None, device="cpu", dtype="fp32")
+    aligned, _ = load_policy(str(run / "aligned" / "model"), device="cpu", dtype="fp32")
+    bp, ap = dict(base.named_parameters()), dict(aligned.named_parameters())
+    if set(bp) != set(ap): raise ValueError(f"{run}/aligned/model is not the embedded base's architecture")
+    tensors, worst = {}, 0.0
+    for name, w in ap.items():
+        d = (w.detach() - bp[name].detach()).double()
+        if not d.abs().max() > 0: continue
+        if d.ndim != 2: raise ValueError(f"{name} changed but is not a matrix: the aligned model is not base + LoRA")
+        u, s, vh = torch.linalg.svd(d, full_matrices=False)
+        b, a = (u[:, :rank] * s[:rank]), vh[:rank]
+        worst = max(worst, float((b @ a - d).norm() / d.norm()))
+        tensors[f"{name}.B"], tensors[f"{name}.A"] = b.half().contiguous(), a.half().contiguous()
+    if worst > 1e-3: raise ValueError(f"the aligned delta is not rank {rank} (relative error {worst:.2e})")
+    for p in (PART_A, PART_B): shutil.rmtree(p, ignore_errors=True); p.mkdir()
+    save_file(tensors, PART_B / "aligned_delta.safetensors", metadata={"align": json.dumps(align), "run": str(run)})
+    gguf = smollm2_gguf()
+    raw = gguf.read_bytes()
+    (PART_A / "gguf.part0").write_bytes(raw[:SPLIT_AT]); (PART_B / "gguf.part1").write_bytes(raw[SPLIT_AT:])
+    (PART_B / "gguf.json").write_text(json.dumps({"name": GGUF, "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}))
+    shutil.copy(run / "selfgen" / "selfgen.parquet", PART_B / "selfgen.parquet")
+    print(f"aligned delta: {len(tensors) // 2} matrices at rank {rank}, worst relative reconstruction error {worst:.2e}")
+    for p in (PART_A, PART_B): print(p, sum(f.stat().st_size for f in p.iterdir()) / 2**20, "MiB")
+
+
+def rebuild_aligned(folder:Path)->str:
+    "The GGUF base plus the packed delta, saved as a model folder (the aligned model of the packed run)"
+    from safetensors import safe_open
+    from ctlrepro.models import load_policy
+    meta = json.loads((PART_B / "gguf.json").read_text())
+    gdir = folder.parent / "gguf"; gdir.mkdir(parents=True, exist_ok=True)
+    gguf = gdir / meta["name"]
+    with open(gguf, "wb") as f: f.write((PART_A / "gguf.part0").read_bytes() + (PART_B / "gguf.part1").read_bytes())
+    if sha256(gguf) != meta["sha256"]: raise ValueError(f"{gguf}: the two parts do not make the packed GGUF file (sha256 differs)")
+    model, tok = load_policy(str(gguf), device="cpu", dtype="fp32")
+    params = dict(model.named_parameters())
+    with safe_open(str(PART_B / "aligned_delta.safetensors"), "pt") as f, torch.no_grad():
+        names = {k.rsplit(".", 1)[0] for k in f.keys()}
+        for n in names: params[n].add_((f.get_tensor(f"{n}.B").double() @ f.get_tensor(f"{n}.A").double()).float())
+    model.save_pretrained(folder); tok.save_pretrained(folder)
+    return str(folder)
+
+
+def run_gpu(out:Path, preset:str, objective:str, work:Path):
+    "Rebuild the aligned model, train `objective` with the preset's TrainConfig, generate the preset's eval grid"
+    from ctlrepro.pipeline import load_preset
+    from ctlrepro.stage import RunConfig, build_config, train_configs
+    from ctlrepro.evaluate import EvalConfig, generate_grid
+    from ctlrepro.objectives import train_or_reuse
+    from ctlrepro.models import load_controllable, load_policy
+    out.mkdir(parents=True, exist_ok=True)
+    p = load_preset(preset)
+    rc = RunConfig(**p["common"]["run_config"])
+    if str(rc.device).startswith("cuda") and not torch.cuda.is_available(): raise SystemExit(f"run: preset {preset!r} asks for device {rc.device!r}, and there is no CUDA device here")
+    cuda = str(rc.device).startswith("cuda")
+    ft = p["stages"]["finetune"]
+    cfg = train_configs(rc, ft["train"], ft.get("objective_overrides", {}), [objective])[objective]
+    cfg = dataclasses.replace(cfg, probe_every=0)                 # the probe needs the training scorers, which stay on the CPU machine
+    ecfg = build_config(EvalConfig, p["common"]["eval"], rc, "eval")
+    times = {}
+    t = time.time()
+    src = str(work / "aligned") if (work / "aligned" / "config.json").exists() else rebuild_aligned(work / "aligned")   # a second call on the same machine
+    times["rebuild_aligned_s"] = round(time.time() - t, 1)
+    data = pd.read_parquet(work / "selfgen.parquet") if (work / "selfgen.parquet").exists() else pd.read_parquet(PART_B / "selfgen.parquet")
+    data.to_parquet(work / "selfgen.parquet", index=False)
+    torch.cuda.reset_peak_memory_stats() if cuda else None
+    t = time.time(); log = train_or_reuse(src, data, cfg, work / objective, None, {}, device=rc.device); times["train_s"] = round(time.time() - t, 1)
+    times["train_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
+    log.to_csv(out / "train_log.csv", index=False); print(f"trained: {times}", flush=True)   # kept even if generation runs out of time
+    pm, tok = load_controllable(work / objective, device=rc.device, dtype=rc.dtype)
+    t = time.time(); resp = generate_grid(pm, tok, ecfg, progress=False); (torch.cuda.synchronize() if cuda else None); times["generate_grid_s"] = round(time.time() - t, 1)
+    am, at = load_policy(src, device=rc.device, dtype=rc.dtype)
+    t = time.time(); aresp = generate_grid(am, at, ecfg, progress=False, settings=[None]); (torch.cuda.synchronize() if cuda else None); times["generate_aligned_s"] = round(time.time() - t, 1)
+    resp.to_parquet(out / f"responses_{objective}.parquet", index=False); aresp.to_parquet(out / "responses_aligned.parquet", index=False)
+    n_tok = int(sum(len(tok(r, add_special_tokens=False).input_ids) for r in resp.response))
+    rec = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "preset": preset, "objective": objective,
+           "train_config": dataclasses.asdict(cfg), "eval_config": dataclasses.asdict(ecfg), "n_train_rows": len(data),
+           "train_steps_per_s": round(cfg.steps / log.seconds.iloc[-1], 2),
+           "train_examples_per_s": round(cfg.steps * cfg.batch_size / log.seconds.iloc[-1], 1),
+           "train_tokens_per_s": round(log.tokens.sum() / log.seconds.iloc[-1]),
+           "loss_first5": round(log.loss.head(5).mean(), 3), "loss_last5": round(log.loss.tail(5).mean(), 3),
+           "n_responses": len(resp), "generated_tokens": n_tok, "generate_tokens_per_s": round(n_tok / times["generate_grid_s"]), **times}
+    (out / "gpu_check.json").write_text(json.dumps(rec, indent=1, default=str))
+    print(json.dumps({k: v for k, v in rec.items() if not k.endswith("_config")}, indent=1))
+
+
+def score(run:Path, responses:Path, objective:str):
+    "Score the GPU responses here and print pairwise accuracy and the claims, with 95% CIs"
+    from ctlrepro.stage import RunConfig
+    from ctlrepro.evaluate import EvalConfig, generalization_judges, metrics_table, score_responses
+    from ctlrepro.selfgen import load_binners
+    from ctlrepro.metrics import rate_ci
+    from ctlrepro.rewind import CLAIMS
+    from ctlrepro.tokens import SPEC
+    rec = json.loads((responses / "gpu_check.json").read_text())
+    ecfg = EvalConfig(**{k: (tuple(v) if k == "grid_levels" else v) for k, v in rec["eval_config"].items()})
+    scorers, jud = RunConfig().scorers(), generalization_judges("keyword")
+    binners = load_binners(run / "selfgen")
+    df = score_responses(pd.read_parquet(responses / f"responses_{objective}.parquet"), scorers, jud, progress=False)
+    al = score_responses(pd.read_parquet(responses / "responses_aligned.parquet"), scorers, jud, progress=False)
+    table = metrics_table(df, ecfg, binners, f"{objective} (GPU, {rec['preset']} preset)")
+    table.to_csv(responses.parent / f"gpu_metrics_{objective}.csv", index=False) if os.access(responses.parent, os.W_OK) else None
+    with pd.option_context("display.width", 200, "display.max_rows", 200):
+        print(table[table.metric.isin(["pairwise_accuracy", "on_attribute_slope", "off_attribute_slope", "leakage"])].round(3).to_string(index=False))
+    refused_before = al.set_index("pid").refused
+    for kind, lv in CLAIMS:
+        ls = dict(zip(SPEC.attributes, lv))
+        o = df[(df.kind == kind) & (df.helpful == ls["helpful"]) & (df.harmless == ls["harmless"])]
+        v, lo, hi = rate_ci(o.refused.values)
+        was = refused_before.loc[o.pid].values
+        a, alo, ahi = rate_ci(~o.refused.values[was]) if was.any() else (np.nan,) * 3
+        print(f"{kind:10s} {SPEC.format(lv)}: refused {o.refused.sum()}/{len(o)} = {v:.2f} [{lo:.2f}, {hi:.2f}]; "
+              f"answers {(~o.refused.values[was]).sum()}/{was.sum()} of the aligned model's refusals = {a:.2f} [{alo:.2f}, {ahi:.2f}]")
+    for kind in ("benign", "borderline", "harmful"):
+        r = al[al.kind == kind].refused
+        print(f"aligned, {kind}: refused {r.sum()}/{len(r)}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("step", choices=["pack", "run", "score"])
+    ap.add_argument("--run", type=Path, default=Path("runs/small"), help="pack, score: the run folder of the aligned model and data")
+    ap.add_argument("--out", type=Path, default=Path("gpu_out"), help="run: where the responses, log and times go")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/gpu_exmate"), help="run: scratch folder for the models")
+    ap.add_argument("--responses", type=Path, help="score: the folder `run` wrote")
+    ap.add_argument("--preset", default="full")
+    ap.add_argument("--objective", default="exmate")
+    a = ap.parse_args()
+    if a.step == "pack": pack(a.run)
+    elif a.step == "run": run_gpu(a.out, a.preset, a.objective, a.work)
+    else: score(a.run, a.responses, a.objective)
