@@ -15,6 +15,12 @@ A GPU machine that cannot download anything and takes 64 MiB per call gets the s
                    (`evaluate.score_responses`, `evaluate.metrics_table`) and prints the headline metrics with 95% CIs and
                    the rewinding claims on the same responses:
                      python bench/gpu_exmate.py score --run runs/small --responses <folder of run's files>
+
+With the `device` tool (docs/findings.md, "The full preset's ExMATE on one H200 GPU"): a first call carries .gpu_a and .whl,
+installs the wheels into /tmp/site and copies .gpu_a to /tmp (a carried folder that the next call does not name is gone
+there); the second call, made within the 30 s the machine stays warm, carries .gpu_b, copies part A back and runs `run`.
+Full eval-grid generation with transformers did not finish in about 250 s on an H200: give `run` a preset with a smaller
+`eval` (limit, grid_levels) unless vLLM is there.
 """
 from __future__ import annotations
 import argparse, dataclasses, hashlib, json, os, shutil, sys, time
