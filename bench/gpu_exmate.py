@@ -3,7 +3,7 @@
 A GPU machine that cannot download anything and takes 64 MiB per call gets the study in three steps:
 
   pack  (here)     the run's aligned model as a rank-r delta over the embedded GGUF base (the aligned stage merges a LoRA
-                   of rank `align.lora_r`, so the delta is exact up to fp32 rounding; the error is printed), the GGUF file
+                   of rank `align.lora_r`, so the delta is that rank; its error after fp16 storage is printed), the GGUF file
                    split in two carry-sized parts, and the run's self-generated data:
                      python bench/gpu_exmate.py pack --run runs/small
   run   (GPU)      rebuilds the aligned model, trains ExMATE with the full preset's `TrainConfig` (`train_or_reuse`, as the
@@ -59,9 +59,9 @@ def pack(run:Path):
         if not d.abs().max() > 0: continue
         if d.ndim != 2: raise ValueError(f"{name} changed but is not a matrix: the aligned model is not base + LoRA")
         u, s, vh = torch.linalg.svd(d, full_matrices=False)
-        b, a = (u[:, :rank] * s[:rank]), vh[:rank]
-        worst = max(worst, float((b @ a - d).norm() / d.norm()))
-        tensors[f"{name}.B"], tensors[f"{name}.A"] = b.half().contiguous(), a.half().contiguous()
+        b, a = (u[:, :rank] * s[:rank]).half().contiguous(), vh[:rank].half().contiguous()   # fp16 on the wire
+        worst = max(worst, float((b.double() @ a.double() - d).norm() / d.norm()))              # measured after the fp16 round trip
+        tensors[f"{name}.B"], tensors[f"{name}.A"] = b, a
     if worst > 1e-3: raise ValueError(f"the aligned delta is not rank {rank} (relative error {worst:.2e})")
     for p in (PART_A, PART_B): shutil.rmtree(p, ignore_errors=True); p.mkdir()
     save_file(tensors, PART_B / "aligned_delta.safetensors", metadata={"align": json.dumps(align), "run": str(run)})
@@ -78,6 +78,8 @@ def rebuild_aligned(folder:Path)->str:
     "The GGUF base plus the packed delta, saved as a model folder (the aligned model of the packed run)"
     from safetensors import safe_open
     from ctlrepro.models import load_policy
+    missing = [str(p) for p in (PART_A / "gguf.part0", PART_B / "gguf.part1", PART_B / "gguf.json", PART_B / "aligned_delta.safetensors") if not p.exists()]
+    if missing: raise SystemExit(f"run: {', '.join(missing)} missing: run `pack` here first, carry .gpu_a and .gpu_b (or copy them back from /tmp)")
     meta = json.loads((PART_B / "gguf.json").read_text())
     gdir = folder.parent / "gguf"; gdir.mkdir(parents=True, exist_ok=True)
     gguf = gdir / meta["name"]
@@ -135,7 +137,7 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path):
     print(json.dumps({k: v for k, v in rec.items() if not k.endswith("_config")}, indent=1))
 
 
-def score(run:Path, responses:Path, objective:str):
+def score(run:Path, responses:Path, objective:str, run_preset:str):
     "Score the GPU responses here and print pairwise accuracy and the claims, with 95% CIs"
     from ctlrepro.stage import RunConfig
     from ctlrepro.evaluate import EvalConfig, generalization_judges, metrics_table, score_responses
@@ -145,7 +147,9 @@ def score(run:Path, responses:Path, objective:str):
     from ctlrepro.tokens import SPEC
     rec = json.loads((responses / "gpu_check.json").read_text())
     ecfg = EvalConfig(**{k: (tuple(v) if k == "grid_levels" else v) for k, v in rec["eval_config"].items()})
-    scorers, jud = RunConfig().scorers(), generalization_judges("keyword")
+    from ctlrepro.pipeline import load_preset
+    rc = RunConfig(**load_preset(run_preset)["common"].get("run_config", {}))      # the run's reward models (training scorers)
+    scorers, jud = rc.scorers(), generalization_judges("keyword")
     binners = load_binners(run / "selfgen")
     df = score_responses(pd.read_parquet(responses / f"responses_{objective}.parquet"), scorers, jud, progress=False)
     al = score_responses(pd.read_parquet(responses / "responses_aligned.parquet"), scorers, jud, progress=False)
@@ -153,7 +157,9 @@ def score(run:Path, responses:Path, objective:str):
     table.to_csv(responses.parent / f"gpu_metrics_{objective}.csv", index=False) if os.access(responses.parent, os.W_OK) else None
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(table[table.metric.isin(["pairwise_accuracy", "on_attribute_slope", "off_attribute_slope", "leakage"])].round(3).to_string(index=False))
+    if al.pid.duplicated().any(): raise ValueError("score: the aligned responses hold several samples per prompt; the claims compare one each")
     refused_before = al.set_index("pid").refused
+    print("claims on the sampled eval-grid responses (temperature and length of the eval config), not the rewind stage's greedy 48-token protocol:")
     for kind, lv in CLAIMS:
         ls = dict(zip(SPEC.attributes, lv))
         o = df[(df.kind == kind) & (df.helpful == ls["helpful"]) & (df.harmless == ls["harmless"])]
@@ -174,9 +180,10 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=Path("gpu_out"), help="run: where the responses, log and times go")
     ap.add_argument("--work", type=Path, default=Path("/tmp/gpu_exmate"), help="run: scratch folder for the models")
     ap.add_argument("--responses", type=Path, help="score: the folder `run` wrote")
-    ap.add_argument("--preset", default="full")
+    ap.add_argument("--preset", default="full", help="run: the preset whose finetune and eval sections are used")
+    ap.add_argument("--run-preset", default="small", help="score: the preset of --run (its run_config names the training scorers)")
     ap.add_argument("--objective", default="exmate")
     a = ap.parse_args()
     if a.step == "pack": pack(a.run)
     elif a.step == "run": run_gpu(a.out, a.preset, a.objective, a.work)
-    else: score(a.run, a.responses, a.objective)
+    else: score(a.run, a.responses, a.objective, a.run_preset)

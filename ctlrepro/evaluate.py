@@ -152,7 +152,7 @@ def score_responses(
 def metrics_table(
     df:pd.DataFrame,     # `score_responses`' output: one row per prompt x setting x sample, requested levels in the attribute columns (NaN: uncontrolled)
     cfg:EvalConfig,      # n_boot and seed of the bootstrap CIs
-    binners:dict|None=None,  # attribute -> LevelBinner of the training data (optimization family); None: fixed bins
+    binners:dict|None=None,  # attribute -> LevelBinner of the training data (optimization family); None: quantile bins fitted on these responses
     name:str="model",
     spec:ControlSpec=SPEC,
 )->pd.DataFrame:         # one row per family x metric x attribute x kinds: value, lo, hi (95% bootstrap CI over prompts), n
