@@ -112,9 +112,14 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path):
     ecfg = build_config(EvalConfig, p["common"]["eval"], rc, "eval")
     times = {}
     t = time.time()
-    src = str(work / "aligned") if (work / "aligned" / "config.json").exists() else rebuild_aligned(work / "aligned")   # a second call on the same machine
+    delta = PART_B / "aligned_delta.safetensors"
+    stamp = {"delta_sha256": sha256(delta)} if delta.exists() else None
+    marker = work / "aligned" / "packed.json"
+    if marker.exists() and (stamp is None or json.loads(marker.read_text()) == stamp):   # a second call on the same machine: the same pack
+        src = str(work / "aligned"); print(f"reusing the aligned model rebuilt in {src}")
+    else: src = rebuild_aligned(work / "aligned"); marker.write_text(json.dumps(stamp))
     times["rebuild_aligned_s"] = round(time.time() - t, 1)
-    data = pd.read_parquet(work / "selfgen.parquet") if (work / "selfgen.parquet").exists() else pd.read_parquet(PART_B / "selfgen.parquet")
+    data = pd.read_parquet(PART_B / "selfgen.parquet") if (PART_B / "selfgen.parquet").exists() else pd.read_parquet(work / "selfgen.parquet")
     data.to_parquet(work / "selfgen.parquet", index=False)
     torch.cuda.reset_peak_memory_stats() if cuda else None
     t = time.time(); log = train_or_reuse(src, data, cfg, work / objective, None, {}, device=rc.device); times["train_s"] = round(time.time() - t, 1)
