@@ -61,7 +61,9 @@ def test_a_preset_extends_another_stage_by_stage(tmp_path):
     small, rw = load_preset("small"), load_preset("rewind-cpu")
     for s in ("aligned", "selfgen", "training_free", "rewind"): assert rw["stages"][s] == small["stages"][s]
     sf = small["stages"]["finetune"]
-    assert rw["stages"]["finetune"] == {**sf, "train": {**sf["train"], "steps": 64}}     # overrides one field of a section, keeps the rest
+    oo = sf["objective_overrides"]
+    assert rw["stages"]["finetune"] == {**sf, "train": {**sf["train"], "steps": 64},     # overrides one field of a section, keeps the rest
+                                        "objective_overrides": {**oo, "exmate": {**oo["exmate"], "steps": 64}}}   # at any depth
     assert rw["common"] == {**small["common"], "objectives": ["exmate"]} and rw["name"] == "rewind-cpu"
     (tmp_path / "a.yaml").write_text(yaml.safe_dump({"extends": "b.yaml", "stages": {"finetune": {"steps": 2}}}))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "a.yaml"}))
