@@ -9,9 +9,11 @@ DPO and RL run through TRL's trainers, which log no per-step time: their s/step 
 warmup + timed steps (setup included), and they train on full responses (T does not apply).
 
 Usage: python bench/train.py [--data runs/small/selfgen/selfgen.parquet] [--steps 8] [--warmup 2] [--batch-size 8]
-                             [--settings no:all bf16:all no:32 no:16 no:all:ac] [--objectives clm exmate dpo rl]
-A setting is PRECISION:T[:ac] with PRECISION one of no/bf16/fp16 (accelerate's mixed_precision), T 'all' or a token count
->= 1, and ':ac' for activation (gradient) checkpointing (`TrainConfig.activation_checkpointing`).
+                             [--settings no:16:full no:16 no:all bf16:all no:all:ac] [--objectives clm exmate dpo rl]
+A setting is PRECISION:T[:ac][:full] with PRECISION one of no/bf16/fp16 (accelerate's mixed_precision), T 'all' or a token
+count >= 1, ':ac' for activation (gradient) checkpointing (`TrainConfig.activation_checkpointing`) and ':full' for the
+vocabulary projection at every position (the loop before `objectives.label_logps` kept logits at the response tokens
+only; CLM and ExMATE). The speed-up column is against each objective's first setting.
 Needs a self-generated data set (`ctlrepro reproduce --only aligned selfgen`, or any parquet with prompt, response, helpful,
 harmless). Run it on a quiet machine: the figures are only comparable within one run.
 """
@@ -22,16 +24,23 @@ import pandas as pd
 import torch
 
 from ctlrepro.models import load_policy
-from ctlrepro.objectives import TrainConfig, level_reward, train
+from ctlrepro import objectives
+from ctlrepro.objectives import TrainConfig, label_logps, level_reward, train
 from ctlrepro.scorers import default_scorers
 from ctlrepro.selfgen import load_binners
 
 
 def parse_setting(text):
-    prec, t, *ac = text.split(":") if ":" in text else (text, "")
-    if prec not in ("no", "bf16", "fp16") or not (t == "all" or (t.isdigit() and int(t) >= 1)) or ac not in ([], ["ac"]):
-        raise argparse.ArgumentTypeError(f"setting {text!r}: expected PRECISION:T[:ac], PRECISION in no/bf16/fp16, T 'all' or an integer >= 1")
-    return prec, None if t == "all" else int(t), bool(ac)
+    prec, t, *flags = text.split(":") if ":" in text else (text, "")
+    if prec not in ("no", "bf16", "fp16") or not (t == "all" or (t.isdigit() and int(t) >= 1)) or not set(flags) <= {"ac", "full"} or len(set(flags)) < len(flags):
+        raise argparse.ArgumentTypeError(f"setting {text!r}: expected PRECISION:T[:ac][:full], PRECISION in no/bf16/fp16, T 'all' or an integer >= 1")
+    return prec, None if t == "all" else int(t), "ac" in flags, "full" in flags
+
+
+def full_logits_logps(model, input_ids, attention_mask, labels):
+    "label_logps as the loop computed it before: logits at every position, then the labelled ones summed"
+    keep = labels[:, 1:] != objectives.IGNORE
+    return objectives.sequence_logps(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels), keep.sum(-1)
 
 
 def main():
@@ -39,7 +48,7 @@ def main():
     ap.add_argument("--data", default="runs/small/selfgen/selfgen.parquet")
     ap.add_argument("--model", default=None, help="policy id or path (default: the embedded SmolLM2-135M-Instruct)")
     ap.add_argument("--objectives", nargs="+", default=["clm", "exmate"], choices=["clm", "exmate", "dpo", "rl"])
-    ap.add_argument("--settings", nargs="+", type=parse_setting, default=[("no", None, False), ("bf16", None, False), ("no", 32, False), ("no", 16, False)])
+    ap.add_argument("--settings", nargs="+", type=parse_setting, default=[parse_setting(s) for s in ("no:16:full", "no:16", "no:all:full", "no:all")])
     ap.add_argument("--steps", type=int, default=8, help="timed steps per setting")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -54,22 +63,24 @@ def main():
     reward_fn = level_reward(default_scorers(), load_binners(Path(a.data).parent)) if "rl" in a.objectives else None
     rows = []
     for obj in a.objectives:
-        for prec, t, ac in a.settings:
+        for prec, t, ac, full in a.settings:
             trl = obj in ("dpo", "rl")
             cfg = TrainConfig(objective=obj, steps=a.warmup + a.steps, batch_size=a.batch_size, m_negatives=a.m_negatives, lr=1e-3,
                               mixed_precision=prec, max_response_tokens=None if trl else t, activation_checkpointing=ac)
             t0 = time.perf_counter()
-            _, log = train(copy.deepcopy(base), copy.deepcopy(tok), data, cfg, progress=False, reward_fn=reward_fn)
+            objectives.label_logps = full_logits_logps if full else label_logps
+            try: _, log = train(copy.deepcopy(base), copy.deepcopy(tok), data, cfg, progress=False, reward_fn=reward_fn)
+            finally: objectives.label_logps = label_logps
             wall, n = time.perf_counter() - t0, a.warmup + a.steps
             if trl: dt, steps, tokens = wall, n, float("nan")              # TRL logs no per-step time: the whole call
             else:
                 dt = float(log.seconds.iloc[-1] - log.seconds.iloc[a.warmup - 1]) if a.warmup else float(log.seconds.iloc[-1])
                 steps, tokens = a.steps, log.iloc[a.warmup:].tokens.sum() / dt
-            rows.append({"objective": obj, "precision": prec, "T": "all" if trl or t is None else t, "checkpointing": ac, "s/step": dt / steps,
+            rows.append({"objective": obj, "precision": prec, "T": "all" if trl or t is None else t, "checkpointing": ac, "logits": "all" if full else "response", "s/step": dt / steps,
                          "examples/s": a.batch_size * steps / dt, "tokens/s": tokens, "loss": log.iloc[a.warmup:].loss.mean()})
             print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
     df = pd.DataFrame(rows)
-    ref = df[(df.precision == "no") & (df["T"] == "all") & ~df.checkpointing].groupby("objective")["examples/s"].first()
+    ref = df.groupby("objective")["examples/s"].first()
     df["speed-up"] = df["examples/s"] / df.objective.map(ref)
     print("\n" + df.round(3).to_string(index=False))
 

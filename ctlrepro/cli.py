@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #9da5d855
 from __future__ import annotations
-import argparse, json, os
+import argparse, json, os, sys
 from pathlib import Path
 
 from .tokens import SPEC, WHERE
@@ -136,3 +136,7 @@ def _run(a:argparse.Namespace):
         df = generate(model, tok, [a.prompt], levels={k: getattr(a, k) for k in SPEC.attributes}, max_new_tokens=a.max_new_tokens,
                       temperature=a.temperature, progress=False, where=a.where or trained_where or "system")   # render as in training
         print(df.response.iloc[0])
+
+# %% ../nbs/90_cli.ipynb #b7c1d2e3
+if __name__ == "__main__" and "IPython" not in sys.modules: main()   # `python -m ctlrepro.cli ...` runs the command too (in a notebook or nbdev-test, IPython is loaded and this cell does nothing)
+

@@ -22,9 +22,10 @@ from .evaluate import control_probe
 
 # %% auto #0
 __all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'token_logps', 'sequence_logps', 'clm_loss', 'exmate_contrastive', 'exmate_loss',
-           'level_match_reward', 'encode_example', 'wrong_settings', 'collate', 'response_logps', 'resolve_precision',
-           'TrainConfig', 'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'level_reward', 'sync_reference',
-           'train_dpo', 'train_rl', 'data_hash', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
+           'level_match_reward', 'encode_example', 'wrong_settings', 'collate', 'label_logps', 'response_logps',
+           'resolve_precision', 'TrainConfig', 'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'free_attributes',
+           'level_reward', 'sync_reference', 'train_dpo', 'train_rl', 'data_hash', 'train_or_reuse',
+           'train_from_selfgen', 'run_launched']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -68,11 +69,14 @@ def exmate_loss(
 def level_match_reward(
     achieved:np.ndarray,   # (n, A) achieved levels per attribute
     requested:np.ndarray,  # (n, A) requested levels
-)->np.ndarray:             # (n,) r = -sum_a |achieved_a - requested_a|
-    "The level-matching reward of the RL objective"
+    counted:np.ndarray|None=None,  # (n, A) bool: which attributes count for each row (None: all); see `free_attributes`
+)->np.ndarray:             # (n,) r = -sum_a counted_a |achieved_a - requested_a|
+    "The level-matching reward of the RL objective (the paper's); `counted` leaves out an attribute the training labels set free"
     a, r = np.asarray(achieved), np.asarray(requested)
     if a.shape != r.shape: raise ValueError(f"achieved {a.shape} and requested {r.shape} differ in shape")
-    return -np.abs(a - r).sum(-1).astype(float)
+    w = np.ones(a.shape, bool) if counted is None else np.asarray(counted, bool)
+    if w.shape != a.shape: raise ValueError(f"counted {w.shape} and achieved {a.shape} differ in shape")
+    return -(np.abs(a - r) * w).sum(-1).astype(float)
 
 # %% ../nbs/11_objectives.ipynb #1381aba8
 def encode_example(
@@ -104,6 +108,26 @@ def collate(batch:list, pad_id:int)->dict:
         ids[r, :len(i)], lab[r, :len(l)], att[r, :len(i)] = torch.tensor(i), torch.tensor(l), 1
     return {"input_ids": ids, "labels": lab, "attention_mask": att}
 
+def label_logps(
+    model,                        # a causal LM (or its peft / accelerate wrapper)
+    input_ids:torch.Tensor,       # (B, T)
+    attention_mask:torch.Tensor,  # (B, T)
+    labels:torch.Tensor,          # (B, T) target ids, IGNORE where there is no loss
+)->tuple:                         # (sums (B,), counts (B,)): summed log P(label_t | <t) per row in fp32, and its number of labelled tokens
+    """`sequence_logps(model(...).logits, labels)` without projecting every position onto the vocabulary: the forward pass
+    asks for logits only where a label follows (transformers' boolean `logits_to_keep`), so the LM head and its softmax run on
+    the response tokens alone. A model that does not take such a mask gets the full forward pass (same result, slower)."""
+    keep = torch.zeros_like(labels, dtype=torch.bool); keep[:, :-1] = labels[:, 1:] != IGNORE
+    counts = keep.sum(-1)
+    try: lg = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
+    except (TypeError, ValueError, IndexError): lg = None
+    if lg is None or lg.ndim != 2 or lg.shape[0] != int(counts.sum()):
+        if lg is None or lg.shape[:2] != labels.shape: lg = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return token_logps(lg, labels).sum(-1), counts
+    lp = torch.gather(F.log_softmax(lg.float(), -1), 1, labels[:, 1:][keep[:, :-1]].unsqueeze(-1)).squeeze(-1)   # row-major, as the kept positions
+    rows = keep.nonzero()[:, 0]
+    return torch.zeros(len(labels), device=lp.device, dtype=lp.dtype).index_add(0, rows, lp), counts
+
 def response_logps(
     model, tokenizer,
     prompts:list, responses:list,  # one response per prompt
@@ -116,9 +140,8 @@ def response_logps(
     dev, out = next(model.parameters()).device, []
     for i in range(0, len(prompts), batch_size):
         enc = collate([encode_example(tokenizer, p, r, levels, spec, where) for p, r in zip(prompts[i:i+batch_size], responses[i:i+batch_size])], pad)
-        with torch.no_grad(): lg = model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev)).logits
-        lab = enc["labels"].to(dev)
-        out.append((sequence_logps(lg, lab) / (lab[:, 1:] != IGNORE).sum(-1).clamp(min=1)).cpu().numpy())
+        with torch.no_grad(): s, n = label_logps(model, *(enc[k].to(dev) for k in ("input_ids", "attention_mask", "labels")))
+        out.append((s / n.clamp(min=1)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 # %% ../nbs/11_objectives.ipynb #2dadcc48
@@ -245,13 +268,11 @@ def train(
         n_var = len(settings[0])
         enc = collate([encode_example(tokenizer, r["prompt"], r["response"], s, spec, cfg.where, cfg.max_response_tokens) for r, ss in zip(batch, settings) for s in ss], pad)
         enc = {k: v.to(acc.device) for k, v in enc.items()}
-        with acc.autocast():
-            logits = peft_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-        lab = enc["labels"].view(len(batch), n_var, -1)
-        lg = logits.view(len(batch), n_var, *logits.shape[1:])
-        clm = clm_loss(lg[:, 0], lab[:, 0])
+        with acc.autocast():                              # logits only at the response tokens (`label_logps`)
+            seq, n_tok = (x.view(len(batch), n_var) for x in label_logps(peft_model, enc["input_ids"], enc["attention_mask"], enc["labels"]))
+        clm = -seq[:, 0].sum() / n_tok[:, 0].sum().clamp(min=1)   # = clm_loss on the true settings' rows
         if cfg.objective == "exmate":
-            seq = sequence_logps(logits, enc["labels"]).view(len(batch), n_var).masked_fill(~torch.tensor(valid, device=acc.device), float("-inf"))
+            seq = seq.masked_fill(~torch.tensor(valid, device=acc.device), float("-inf"))
             con = exmate_contrastive(seq, cfg.tau); loss = clm + cfg.lam * con
         else: con, loss = torch.tensor(float("nan")), clm
         opt.zero_grad(); acc.backward(loss)
@@ -286,11 +307,26 @@ def dpo_pairs(
         rows += mine
     return pd.DataFrame(rows, columns=["prompt", *attrs, "chosen", "rejected", "distance"])
 
-def level_reward(scorers, binners:dict, spec:ControlSpec=SPEC):
+def free_attributes(
+    data:pd.DataFrame,        # self-generated data; rows of `selfgen.unshown_labels(mode='marginal')` have how='marginal' and shown_<attribute>
+    spec:ControlSpec=SPEC,
+)->dict:                      # prompt -> the attribute its 'marginal' rows relabel (the one they carry at every level); other prompts absent
+    "Per prompt, the attribute the 'marginal' relabelling set free: the training labels say nothing about it, so the RL reward should not either"
+    if "how" not in data.columns: return {}
+    m, out = data[data["how"] == "marginal"], {}
+    for a in spec.attributes:
+        if f"shown_{a}" in m.columns:
+            for p in m.prompt[m[a].astype(int) != m[f"shown_{a}"].astype(int)]: out[str(p)] = a
+    return out
+
+def level_reward(scorers, binners:dict, spec:ControlSpec=SPEC,
+                 free:dict|None=None):    # prompt -> attribute not rewarded for it (`free_attributes`); None: every attribute counts
     "A reward function (prompts, responses, requested (n, A)) -> level-matching reward, from the training scorers and binners"
+    free = free or {}
     def reward(prompts:list, responses:list, requested:np.ndarray)->np.ndarray:
         shown = label_levels(score_frame(pd.DataFrame({"prompt": list(prompts), "response": list(responses)}), scorers, spec), binners, spec)
-        return level_match_reward(shown[list(spec.attributes)].to_numpy(), np.asarray(requested))
+        counted = np.array([[free.get(str(p)) != a for a in spec.attributes] for p in prompts], bool).reshape(len(prompts), len(spec.attributes))
+        return level_match_reward(shown[list(spec.attributes)].to_numpy(), np.asarray(requested), counted)
     return reward
 
 # %% ../nbs/11_objectives.ipynb #75af02f6
@@ -435,8 +471,9 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
     cols = ["prompt", "response", *spec.attributes]
     probing = probe_prompts is not None and cfg.probe_every > 0
     used = asdict(cfg) | ({"max_response_tokens": None} if cfg.objective in ("dpo", "rl") else {}) | {"activation_checkpointing": None}   # a knob the objective ignores, or that changes speed and memory but not the result, does not retrain it
+    free = free_attributes(data, spec) if cfg.objective == "rl" else {}
     key = stable_hash([used, src, data_hash(data[cols]), [data_hash(probe_prompts), probe_tokens] if probing else None, scorers.fingerprint() if cfg.objective == "rl" else None,
-                       {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, source_fingerprint()])
+                       {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, sorted(free.items()), source_fingerprint()])
     cache = Cached(folder / "controllable.json", key, [folder / "adapter", folder / "tokenizer", folder / "train_log.csv", *([folder / "probe.csv"] if probing else [])])
     if cache.valid: print(f"reusing {folder}"); return pd.read_csv(folder / "train_log.csv")
     folder.mkdir(parents=True, exist_ok=True)
@@ -451,7 +488,7 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
         torch.manual_seed(cfg.seed)                                       # the adapter's start is the one `train` would draw
         model = lora_model(model, tok, cfg, spec)
         _probe(model, on_step, 0)                                         # step 0: the start policy with fresh control-token rows
-    pm, log = train(model, tok, data, cfg, spec, progress=False, reward_fn=level_reward(scorers, binners, spec) if cfg.objective == "rl" else None,
+    pm, log = train(model, tok, data, cfg, spec, progress=False, reward_fn=level_reward(scorers, binners, spec, free) if cfg.objective == "rl" else None,
                     on_step=on_step if probing else None)
     from accelerate import PartialState
     if not PartialState().is_main_process: return log                   # multi-GPU: one process writes

@@ -103,7 +103,7 @@ def unshown_labels(
                     d = (ok[a] - h).abs() + (ok[b] - s).abs()
                     best = ok[d == d.min()].sort_values([b, f"score_{a}"], ascending=False).iloc[0]   # ties: the safer, then the more helpful
                     out.append(best.to_dict() | {a: h, b: s, "how": mode, f"shown_{a}": int(best[a]), f"shown_{b}": int(best[b])})
-    return pd.DataFrame(out, columns=[*df.columns, f"shown_{a}", f"shown_{b}"])
+    return pd.DataFrame(out, columns=[*df.columns, *(["how"] if "how" not in df.columns else []), f"shown_{a}", f"shown_{b}"])
 
 def coverage(df:pd.DataFrame, spec:ControlSpec=SPEC)->pd.DataFrame:
     "K x K counts of examples per (helpful, harmless) cell (rows: helpful, columns: harmless)"

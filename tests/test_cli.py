@@ -1,4 +1,4 @@
-import json
+import json, subprocess, sys
 
 import pytest
 
@@ -43,6 +43,14 @@ def test_cli_rejects_bad_levels(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--settings", "4,9"])
     assert "accepted levels are 0..4" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_command():
+    "`python -m ctlrepro.cli` is the `ctlrepro` script: it parses and refuses like it, rather than exiting 0 having done nothing"
+    ok = subprocess.run([sys.executable, "-m", "ctlrepro.cli", "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "reproduce" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "ctlrepro.cli", "chat", "--helpful", "9", "--harmless", "0", "Hi"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "accepted levels are 0..4" in bad.stderr
 
 
 def test_chat_from_a_saved_controllable_model(tmp_path, capsys, monkeypatch):

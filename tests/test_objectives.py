@@ -186,6 +186,47 @@ def test_level_reward_prefers_the_setting_a_response_shows():
     assert refuse_req > comply_req and refuse_req <= 0
 
 
+def test_rl_reward_leaves_out_the_attribute_marginal_labels_set_free():
+    from ctlrepro.objectives import free_attributes, level_reward
+    from ctlrepro.scorers import default_scorers
+    from ctlrepro.selfgen import unshown_labels
+    from ctlrepro.tokens import LevelBinner
+    bomb, kill = "How do I build a pipe bomb?", "How do I kill a Python process?"
+    own = pd.DataFrame({"prompt": [bomb, kill], "kind": ["harmful", "borderline"], "response": ["No.", "Use kill."],
+                        "helpful": [0, 4], "harmless": [4, 3], "score_helpful": [0.1, 0.9], "score_harmless": [0.9, 0.7]})
+    data = pd.concat([own, unshown_labels(own, "marginal")], ignore_index=True)
+    assert free_attributes(data) == {bomb: "helpful", kill: "harmless"}
+    assert free_attributes(own) == {} and free_attributes(data.drop(columns="how")) == {}
+    binners = {a: LevelBinner(k=5, method="fixed").fit([0.5]) for a in SPEC.attributes}
+    plain, marginal = level_reward(default_scorers(), binners), level_reward(default_scorers(), binners, free=free_attributes(data))
+    refusal = ["I'm sorry, but I can't help with that."] * 2
+    asked = np.array([[4, 4], [0, 4]])                       # on the harmful prompt, asking for any helpfulness level
+    got = marginal([bomb] * 2, refusal, asked)
+    assert got[0] == got[1]                                  # ... earns the same: only the harmlessness term counts
+    assert plain([bomb] * 2, refusal, asked)[0] < got[0]     # the paper's reward also charges the helpfulness gap
+    with pytest.raises(ValueError, match="counted"): level_match_reward([[1, 2]], [[1, 2]], counted=[[True]])
+
+
+def test_label_logps_projects_only_the_response_tokens_and_matches_the_full_logits():
+    from ctlrepro.objectives import collate, label_logps, sequence_logps
+    model, tok = tiny_llama()
+    enc = collate([encode_example(tok, p, r, lv) for p, r, lv in [("Hi", "Hello there!", (4, 0)), ("How do I kill a process?", "Use kill.", (0, 4)),
+                                                                 ("Tell me a long story about a dragon", "No.", (2, 2))]], tok.pad_token_id)
+    full = sequence_logps(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits, enc["labels"])
+    seen = []
+    head = model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    sums, counts = label_logps(model, enc["input_ids"], enc["attention_mask"], enc["labels"])
+    hook.remove()
+    assert torch.allclose(sums, full, atol=1e-5)
+    assert counts.tolist() == (enc["labels"][:, 1:] != IGNORE).sum(-1).tolist()
+    assert seen == [(int(counts.sum()), head.in_features)]              # the LM head saw the response positions only
+    class NoMask(torch.nn.Module):                                       # a model whose forward takes no logits_to_keep
+        def __init__(self): super().__init__(); self.m = model
+        def forward(self, input_ids, attention_mask): return self.m(input_ids=input_ids, attention_mask=attention_mask)
+    assert torch.allclose(label_logps(NoMask(), enc["input_ids"], enc["attention_mask"], enc["labels"])[0], full, atol=1e-5)
+
+
 def test_response_logps_is_the_per_token_likelihood_under_the_setting():
     model, tok = tiny_llama()
     prompts, responses = ["Hi", "How do I kill a process?", "Tell me more"], ["Hello!", "Use kill -9 with its PID.", "No."]
