@@ -63,8 +63,11 @@ def main():
     reward_fn = level_reward(default_scorers(), load_binners(Path(a.data).parent)) if "rl" in a.objectives else None
     rows = []
     for obj in a.objectives:
+        done = set()
         for prec, t, ac, full in a.settings:
             trl = obj in ("dpo", "rl")
+            if trl and (prec, ac) in done: continue                         # T and ':full' do not apply to TRL's trainers: one run per precision/checkpointing
+            done.add((prec, ac))
             cfg = TrainConfig(objective=obj, steps=a.warmup + a.steps, batch_size=a.batch_size, m_negatives=a.m_negatives, lr=1e-3,
                               mixed_precision=prec, max_response_tokens=None if trl else t, activation_checkpointing=ac)
             t0 = time.perf_counter()
@@ -76,7 +79,7 @@ def main():
             else:
                 dt = float(log.seconds.iloc[-1] - log.seconds.iloc[a.warmup - 1]) if a.warmup else float(log.seconds.iloc[-1])
                 steps, tokens = a.steps, log.iloc[a.warmup:].tokens.sum() / dt
-            rows.append({"objective": obj, "precision": prec, "T": "all" if trl or t is None else t, "checkpointing": ac, "logits": "all" if full else "response", "s/step": dt / steps,
+            rows.append({"objective": obj, "precision": prec, "T": "all" if trl or t is None else t, "checkpointing": ac, "logits": "n/a" if trl else "all" if full else "response", "s/step": dt / steps,
                          "examples/s": a.batch_size * steps / dt, "tokens/s": tokens, "loss": log.iloc[a.warmup:].loss.mean()})
             print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
     df = pd.DataFrame(rows)

@@ -138,5 +138,5 @@ def _run(a:argparse.Namespace):
         print(df.response.iloc[0])
 
 # %% ../nbs/90_cli.ipynb #b7c1d2e3
-if __name__ == "__main__" and "IPython" not in sys.modules: main()   # `python -m ctlrepro.cli ...` runs the command too (in a notebook or nbdev-test, IPython is loaded and this cell does nothing)
+if __name__ == "__main__" and ("IPython" not in sys.modules or sys.modules["IPython"].get_ipython() is None): main()   # `python -m ctlrepro.cli ...` runs the command too; in a notebook (an IPython shell) this cell does nothing
 

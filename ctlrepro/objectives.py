@@ -120,10 +120,9 @@ def label_logps(
     keep = torch.zeros_like(labels, dtype=torch.bool); keep[:, :-1] = labels[:, 1:] != IGNORE
     counts = keep.sum(-1)
     try: lg = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
-    except (TypeError, ValueError, IndexError): lg = None
-    if lg is None or lg.ndim != 2 or lg.shape[0] != int(counts.sum()):
-        if lg is None or lg.shape[:2] != labels.shape: lg = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return token_logps(lg, labels).sum(-1), counts
+    except (TypeError, ValueError, IndexError, RuntimeError): lg = None
+    if lg is None or lg.ndim != 2 or lg.shape[0] != int(counts.sum()):      # not (kept positions, V): the mask was not understood
+        return token_logps(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels).sum(-1), counts
     lp = torch.gather(F.log_softmax(lg.float(), -1), 1, labels[:, 1:][keep[:, :-1]].unsqueeze(-1)).squeeze(-1)   # row-major, as the kept positions
     rows = keep.nonzero()[:, 0]
     return torch.zeros(len(labels), device=lp.device, dtype=lp.dtype).index_add(0, rows, lp), counts
@@ -310,22 +309,23 @@ def dpo_pairs(
 def free_attributes(
     data:pd.DataFrame,        # self-generated data; rows of `selfgen.unshown_labels(mode='marginal')` have how='marginal' and shown_<attribute>
     spec:ControlSpec=SPEC,
-)->dict:                      # prompt -> the attribute its 'marginal' rows relabel (the one they carry at every level); other prompts absent
-    "Per prompt, the attribute the 'marginal' relabelling set free: the training labels say nothing about it, so the RL reward should not either"
+)->dict:                      # prompt -> frozenset of the attributes its 'marginal' rows relabel (carry at every level); other prompts absent
+    "Per prompt, the attributes the 'marginal' relabelling set free: the training labels say nothing about them, so the RL reward should not either"
     if "how" not in data.columns: return {}
     m, out = data[data["how"] == "marginal"], {}
     for a in spec.attributes:
         if f"shown_{a}" in m.columns:
-            for p in m.prompt[m[a].astype(int) != m[f"shown_{a}"].astype(int)]: out[str(p)] = a
-    return out
+            for p in m.prompt[m[a].astype(int) != m[f"shown_{a}"].astype(int)]: out.setdefault(str(p), set()).add(a)
+    return {p: frozenset(v) for p, v in out.items()}   # a prompt listed under two kinds can free both
 
 def level_reward(scorers, binners:dict, spec:ControlSpec=SPEC,
-                 free:dict|None=None):    # prompt -> attribute not rewarded for it (`free_attributes`); None: every attribute counts
+                 free:dict|None=None):    # prompt -> attribute(s) not rewarded for it (`free_attributes`; a name or a set of names); None: every attribute counts
     "A reward function (prompts, responses, requested (n, A)) -> level-matching reward, from the training scorers and binners"
     free = free or {}
     def reward(prompts:list, responses:list, requested:np.ndarray)->np.ndarray:
         shown = label_levels(score_frame(pd.DataFrame({"prompt": list(prompts), "response": list(responses)}), scorers, spec), binners, spec)
-        counted = np.array([[free.get(str(p)) != a for a in spec.attributes] for p in prompts], bool).reshape(len(prompts), len(spec.attributes))
+        off = [{f} if isinstance(f := free.get(str(p), ()), str) else set(f) for p in prompts]
+        counted = np.array([[a not in o for a in spec.attributes] for o in off], bool).reshape(len(prompts), len(spec.attributes))
         return level_match_reward(shown[list(spec.attributes)].to_numpy(), np.asarray(requested), counted)
     return reward
 
@@ -473,7 +473,7 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
     used = asdict(cfg) | ({"max_response_tokens": None} if cfg.objective in ("dpo", "rl") else {}) | {"activation_checkpointing": None}   # a knob the objective ignores, or that changes speed and memory but not the result, does not retrain it
     free = free_attributes(data, spec) if cfg.objective == "rl" else {}
     key = stable_hash([used, src, data_hash(data[cols]), [data_hash(probe_prompts), probe_tokens] if probing else None, scorers.fingerprint() if cfg.objective == "rl" else None,
-                       {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, sorted(free.items()), source_fingerprint()])
+                       {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, sorted((p, sorted(f)) for p, f in free.items()), source_fingerprint()])
     cache = Cached(folder / "controllable.json", key, [folder / "adapter", folder / "tokenizer", folder / "train_log.csv", *([folder / "probe.csv"] if probing else [])])
     if cache.valid: print(f"reusing {folder}"); return pd.read_csv(folder / "train_log.csv")
     folder.mkdir(parents=True, exist_ok=True)

@@ -195,7 +195,9 @@ def test_rl_reward_leaves_out_the_attribute_marginal_labels_set_free():
     own = pd.DataFrame({"prompt": [bomb, kill], "kind": ["harmful", "borderline"], "response": ["No.", "Use kill."],
                         "helpful": [0, 4], "harmless": [4, 3], "score_helpful": [0.1, 0.9], "score_harmless": [0.9, 0.7]})
     data = pd.concat([own, unshown_labels(own, "marginal")], ignore_index=True)
-    assert free_attributes(data) == {bomb: "helpful", kill: "harmless"}
+    assert free_attributes(data) == {bomb: {"helpful"}, kill: {"harmless"}}
+    twice = pd.concat([own, own.assign(kind=["benign", "harmful"])], ignore_index=True)   # one prompt text under two kinds frees both
+    assert free_attributes(pd.concat([twice, unshown_labels(twice, "marginal")], ignore_index=True))[kill] == {"helpful", "harmless"}
     assert free_attributes(own) == {} and free_attributes(data.drop(columns="how")) == {}
     binners = {a: LevelBinner(k=5, method="fixed").fit([0.5]) for a in SPEC.attributes}
     plain, marginal = level_reward(default_scorers(), binners), level_reward(default_scorers(), binners, free=free_attributes(data))
@@ -225,6 +227,10 @@ def test_label_logps_projects_only_the_response_tokens_and_matches_the_full_logi
         def __init__(self): super().__init__(); self.m = model
         def forward(self, input_ids, attention_mask): return self.m(input_ids=input_ids, attention_mask=attention_mask)
     assert torch.allclose(label_logps(NoMask(), enc["input_ids"], enc["attention_mask"], enc["labels"])[0], full, atol=1e-5)
+    class AsIndices(NoMask):                                             # one that reads the mask as positions: (B, k, V) logits
+        def forward(self, input_ids, attention_mask, logits_to_keep=0):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep.long() if torch.is_tensor(logits_to_keep) else logits_to_keep)
+    assert torch.allclose(label_logps(AsIndices(), enc["input_ids"], enc["attention_mask"], enc["labels"])[0], full, atol=1e-5)
 
 
 def test_response_logps_is_the_per_token_likelihood_under_the_setting():
