@@ -121,8 +121,11 @@ def _run(a:argparse.Namespace):
         src, rates = aligned_stage(a.model, a.out, dict(steps=a.steps, borderline_refusal_share=a.borderline_refusal_share, seed=a.seed))
         print(f"aligned model: {src}"); print(rates.to_string())
     elif a.cmd == "train":
-        try: cfg = TrainConfig(**json.loads(a.config))
-        except (json.JSONDecodeError, TypeError, ValueError) as e: raise SystemExit(f"--config {a.config!r}: {e}; give TrainConfig fields as a JSON object")
+        try:
+            given = json.loads(a.config)
+            if not isinstance(given, dict): raise ValueError(f"a JSON {type(given).__name__}, not an object")
+            cfg = TrainConfig(**given)
+        except (json.JSONDecodeError, TypeError, ValueError) as e: raise SystemExit(f"ctlrepro train: --config {a.config!r}: {e}; give TrainConfig fields as a JSON object")
         log = train_from_selfgen(a.model, a.selfgen, a.out, cfg, a.helpful_rm, a.harmless_rm, a.harmless_rm_kind)
         print(f"{cfg.objective}: {len(log)} steps, final loss {log.loss.tail(5).mean():.3f}; saved {a.out}")
     elif a.cmd == "validate":

@@ -509,6 +509,8 @@ def train_from_selfgen(
     device:str|None=None,
 )->pd.DataFrame:                  # the training log
     "`train_or_reuse` on a self-generated data set and its binners: what `ctlrepro train` runs (under `accelerate launch` for several GPUs)"
+    if not (Path(selfgen) / "selfgen.parquet").is_file():
+        raise FileNotFoundError(f"selfgen={str(selfgen)!r} holds no selfgen.parquet: give a folder written by the selfgen stage (e.g. runs/small/selfgen)")
     return train_or_reuse(src, pd.read_parquet(Path(selfgen) / "selfgen.parquet"), cfg, folder,
                           training_scorers(helpful_rm, harmless_rm, harmless_rm_kind, device=device), load_binners(selfgen), device=device)
 

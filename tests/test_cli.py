@@ -53,6 +53,14 @@ def test_python_dash_m_runs_the_command():
     assert bad.returncode == 2 and "accepted levels are 0..4" in bad.stderr
 
 
+def test_train_refuses_a_bad_config_and_a_missing_selfgen_folder(tmp_path):
+    for bad, says in [("not json", "Expecting value"), ("[1, 2]", "a JSON list, not an object"), ('{"objective": "nope"}', "accepted are")]:
+        with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o"), "--config", bad])
+        assert str(e.value).startswith("ctlrepro train: --config") and says in str(e.value)
+    with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path / "nosuch"), "--out", str(tmp_path / "o")])
+    assert "holds no selfgen.parquet" in str(e.value) and "nosuch" in str(e.value)
+
+
 def test_chat_from_a_saved_controllable_model(tmp_path, capsys, monkeypatch):
     import pandas as pd
     from ctlrepro import models
