@@ -98,6 +98,8 @@ def error_line(e:BaseException)->str:
 
 def main(argv=None):
     "Entry point of the `ctlrepro` command; a refused input or a failed stage exits with one line naming it (CTLREPRO_TRACEBACK=1: the traceback)"
+    # exit status: 0 done; 2 the command line does not parse (argparse: unknown flag, a level out of range, a bad H,S);
+    # 1 a value refused after parsing (preset, model id, file, config field) or a failed stage
     a = parser().parse_args(argv)
     try: _run(a)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:   # ModelLoadError and a failed stage are RuntimeErrors

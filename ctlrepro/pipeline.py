@@ -67,6 +67,9 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
     if bad: raise ValueError(f"preset {p}: unknown top-level key(s) {sorted(bad)}; accepted are 'common', 'stages', 'description', 'extends'")
     ext = d.get("extends")
     if ext and Path(str(ext)).suffix in (".yaml", ".yml"): ext = p.parent / ext              # a file is found beside this one
+    if ext:
+        try: ext = preset_path(ext)
+        except (ValueError, FileNotFoundError) as e: raise type(e)(f"preset {p}: extends {d['extends']!r}: {e}") from None
     base = load_preset(ext, _seen + (p.resolve(),)) if ext else {"common": {}, "stages": {}}
     return {"common": merge(base["common"], d.get("common")), "stages": merge(base["stages"], d.get("stages")), "name": p.stem}
 

@@ -69,7 +69,9 @@ def test_a_preset_extends_another_stage_by_stage(tmp_path):
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "a.yaml"}))
     with pytest.raises(ValueError, match="extends itself"): load_preset(tmp_path / "a.yaml")
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "nosuch"}))
-    with pytest.raises(ValueError, match="unknown preset 'nosuch'"): load_preset(tmp_path / "a.yaml")
+    with pytest.raises(ValueError, match=r"b\.yaml: extends 'nosuch': unknown preset 'nosuch'"): load_preset(tmp_path / "a.yaml")   # names the file that extends
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "gone.yaml"}))
+    with pytest.raises(FileNotFoundError, match=r"b\.yaml: extends 'gone.yaml': preset file .*gone\.yaml not found"): load_preset(tmp_path / "a.yaml")
 
 
 def test_device_selection_on_the_cpu(monkeypatch):

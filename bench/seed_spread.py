@@ -1,0 +1,76 @@
+"""Seed-to-seed spread of learned control: train one objective several times from a run's aligned model on the same
+self-generated data, changing only the training seed (LoRA initialisation, batch draws, ExMATE's negatives), and print
+the learning curve of each (greedy control on held-out eval prompts, `ctlrepro.evaluate.control_probe`) side by side.
+
+The question it answers (docs/findings.md, "The small preset at deb54fd"): two fresh-clone runs of the small preset
+gave harmlessness pairwise accuracy 0.84 and 0.48; is the token that governs refusal on harmful prompts a matter of the
+training seed, with the data fixed?
+
+Usage: python bench/seed_spread.py [--run runs/spread] [--preset small] [--objective exmate] [--seeds 0 1 2]
+                                   [--probe-every 48] [--limit 16]
+Needs the run's 'aligned' and 'selfgen' stages (`ctlrepro reproduce --only aligned selfgen --out runs/spread`). Each
+seed's model and learning curve go to <run>/seed_spread/<objective>-seed<N> and are reused when the config, data and code
+are unchanged, so an interrupted run resumes at the next seed. Seed 0 is the preset's own finetune run (the probe does
+not change the training it measures). Training settings: the preset's finetune stage for the objective
+(`control_probe.finetune_settings`), with `seed` and `probe_every` replaced.
+"""
+import argparse, dataclasses, sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from control_probe import finetune_settings                 # the preset's TrainConfig, built as the runner builds it
+from ctlrepro.align import aligned_source
+from ctlrepro.data import load_prompts
+from ctlrepro.objectives import train_or_reuse
+from ctlrepro.selfgen import load_binners
+from ctlrepro.stage import RunConfig
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="runs/spread", help="run folder with finished 'aligned' and 'selfgen' stages")
+    ap.add_argument("--preset", default="small", help="the preset whose finetune stage gives the training settings")
+    ap.add_argument("--objective", default="exmate", choices=["clm", "exmate"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--probe-every", type=int, default=48, help="updates between probes (and a probe at step 0)")
+    ap.add_argument("--limit", type=int, default=16, help="held-out eval prompts per kind in each probe")
+    ap.add_argument("--probe-tokens", type=int, default=None, help="greedy response length of the probe (default: the preset's)")
+    a = ap.parse_args()
+    run = Path(a.run)
+    data_file = run / "selfgen" / "selfgen.parquet"
+    if not data_file.exists(): raise SystemExit(f"seed_spread: {data_file} not found; run `ctlrepro reproduce --only aligned selfgen --out {run}` first")
+    if a.probe_every < 1: raise SystemExit(f"seed_spread: --probe-every {a.probe_every}: give a number of updates >= 1")
+    cfg0, _, probe_tokens = finetune_settings(a.preset, a.objective, {})
+    data, binners, scorers = pd.read_parquet(data_file), load_binners(run / "selfgen"), RunConfig().scorers()
+    prompts = load_prompts("ctlrepro", split="eval", limit=a.limit)          # held out: never in the training data
+    print(f"{a.objective}: {cfg0.steps} steps of {cfg0.batch_size} at lr {cfg0.lr}, {len(data)} rows; "
+          f"probe every {a.probe_every} updates on {a.limit} eval prompts per kind; seeds {a.seeds}", flush=True)
+    rows = []
+    for seed in a.seeds:
+        cfg = dataclasses.replace(cfg0, seed=seed, probe_every=a.probe_every)
+        folder = run / "seed_spread" / f"{a.objective}-seed{seed}"
+        train_or_reuse(aligned_source(run), data, cfg, folder, scorers, binners, probe_prompts=prompts,
+                       probe_tokens=a.probe_tokens or probe_tokens)
+        rows.append(pd.read_csv(folder / "probe.csv").assign(seed=seed))
+    df = pd.concat(rows, ignore_index=True)
+    df.to_csv(run / "seed_spread" / f"{a.objective}-probes.csv", index=False)
+    n = a.limit
+    cols = {"pairwise_accuracy/helpful": "pa helpful", "pairwise_accuracy/harmless": "pa harmless"}
+    for kind in ("harmful", "borderline", "benign"):
+        for h in (0, 4):
+            for s in (0, 4):
+                c = f"refused/{kind}/[helpful={h}][harmless={s}]"
+                if c in df: cols[c] = f"{kind[:4]} h{h}s{s}"
+    t = df[["seed", "step", *cols]].rename(columns=cols)
+    for c in t.columns[4:]: t[c] = (t[c] * n).round().astype(int)             # refusal rates as counts out of n prompts
+    print(f"\npairwise accuracy (greedy) and refusals out of {n} prompts per kind, per seed and step")
+    print(t.round(2).to_string(index=False))
+    last = t[t.step == t.step.max()]
+    print(f"\nat step {t.step.max()} over {len(last)} seeds: " + "; ".join(
+        f"{c} mean {last[c].mean():.2f} [min {last[c].min():.2f}, max {last[c].max():.2f}]" for c in ("pa helpful", "pa harmless")))
+
+
+if __name__ == "__main__":
+    main()
