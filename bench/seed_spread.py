@@ -38,11 +38,14 @@ def main():
     ap.add_argument("--limit", type=int, default=16, help="held-out eval prompts per kind in each probe")
     ap.add_argument("--probe-tokens", type=int, default=None, help="greedy response length of the probe (default: the preset's)")
     a = ap.parse_args()
+    for flag, v in (("--probe-every", a.probe_every), ("--limit", a.limit), ("--probe-tokens", a.probe_tokens or 1)):
+        if v < 1: raise SystemExit(f"seed_spread: {flag} {v}: give a whole number >= 1")
+    if len(set(a.seeds)) < len(a.seeds): raise SystemExit(f"seed_spread: --seeds {' '.join(map(str, a.seeds))}: a seed given twice would count one model twice")
+    try: cfg0, _, probe_tokens = finetune_settings(a.preset, a.objective, {})
+    except (ValueError, TypeError, FileNotFoundError) as e: raise SystemExit(f"seed_spread: --preset {a.preset!r}: {e}")
     run = Path(a.run)
     data_file = run / "selfgen" / "selfgen.parquet"
     if not data_file.exists(): raise SystemExit(f"seed_spread: {data_file} not found; run `ctlrepro reproduce --only aligned selfgen --out {run}` first")
-    if a.probe_every < 1: raise SystemExit(f"seed_spread: --probe-every {a.probe_every}: give a number of updates >= 1")
-    cfg0, _, probe_tokens = finetune_settings(a.preset, a.objective, {})
     data, binners, scorers = pd.read_parquet(data_file), load_binners(run / "selfgen"), RunConfig().scorers()
     prompts = load_prompts("ctlrepro", split="eval", limit=a.limit)          # held out: never in the training data
     print(f"{a.objective}: {cfg0.steps} steps of {cfg0.batch_size} at lr {cfg0.lr}, {len(data)} rows; "

@@ -43,7 +43,7 @@ def preset_path(preset:str|Path)->Path:
     "A preset name ('small', 'full') or a YAML file"
     p = Path(preset)
     if p.suffix in (".yaml", ".yml"):
-        if not p.exists(): raise FileNotFoundError(f"preset file {p} not found")
+        if not p.is_file(): raise FileNotFoundError(f"preset file {p} not found" + (" (it is a folder)" if p.is_dir() else ""))
         return p
     folder = repo_root() / "nbs" / "presets"
     p = folder / f"{preset}.yaml"
@@ -61,16 +61,23 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
     import yaml
     p = preset_path(preset)
     if p.resolve() in _seen: raise ValueError(f"preset {p} extends itself through {[q.stem for q in _seen]}")
-    try: d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e: raise ValueError(f"preset {p} is not valid YAML: {e}") from None
-    bad = set(d) - {"common", "stages", "description", "extends"}
+    try: d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e: raise ValueError(f"preset {p} is not valid UTF-8 YAML: {' '.join(str(e).split())}") from None
+    d = {} if d is None else d
+    if not isinstance(d, dict): raise ValueError(f"preset {p}: the top level is a {type(d).__name__}; give a mapping with keys 'common', 'stages', 'description', 'extends'")
+    bad = set(map(str, d)) - {"common", "stages", "description", "extends"}
     if bad: raise ValueError(f"preset {p}: unknown top-level key(s) {sorted(bad)}; accepted are 'common', 'stages', 'description', 'extends'")
+    for k in ("common", "stages"):
+        if d.get(k) is not None and not isinstance(d[k], dict): raise TypeError(f"preset {p}: {k}={d[k]!r} is a {type(d[k]).__name__}; give a mapping")
+    for s, v in (d.get("stages") or {}).items():
+        if v is not None and not isinstance(v, dict): raise TypeError(f"preset {p}: stages.{s}={v!r} is a {type(v).__name__}; give a mapping of the stage's parameters")
     ext = d.get("extends")
+    if ext is not None and (not isinstance(ext, str) or not ext.strip()): raise TypeError(f"preset {p}: extends={ext!r}; give a preset name (e.g. small) or a .yaml file")
     if ext and Path(str(ext)).suffix in (".yaml", ".yml"): ext = p.parent / ext              # a file is found beside this one
+    base = {"common": {}, "stages": {}}
     if ext:
-        try: ext = preset_path(ext)
-        except (ValueError, FileNotFoundError) as e: raise type(e)(f"preset {p}: extends {d['extends']!r}: {e}") from None
-    base = load_preset(ext, _seen + (p.resolve(),)) if ext else {"common": {}, "stages": {}}
+        try: base = load_preset(preset_path(ext), _seen + (p.resolve(),))
+        except (ValueError, TypeError, FileNotFoundError) as e: raise type(e)(f"preset {p}: extends {d['extends']!r}: {e}") from None   # a chain names every file in it
     return {"common": merge(base["common"], d.get("common")), "stages": merge(base["stages"], d.get("stages")), "name": p.stem}
 
 # %% ../nbs/16_pipeline.ipynb #d00475fa

@@ -71,7 +71,16 @@ def test_a_preset_extends_another_stage_by_stage(tmp_path):
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "nosuch"}))
     with pytest.raises(ValueError, match=r"b\.yaml: extends 'nosuch': unknown preset 'nosuch'"): load_preset(tmp_path / "a.yaml")   # names the file that extends
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "gone.yaml"}))
-    with pytest.raises(FileNotFoundError, match=r"b\.yaml: extends 'gone.yaml': preset file .*gone\.yaml not found"): load_preset(tmp_path / "a.yaml")
+    with pytest.raises(FileNotFoundError, match=r"a\.yaml: extends 'b.yaml': preset .*b\.yaml: extends 'gone.yaml': preset file .*gone\.yaml not found"): load_preset(tmp_path / "a.yaml")
+    for text, err, msg in [("[a, b]", ValueError, "top level is a list"), ("5", ValueError, "top level is a int"), ("extends: [small]", TypeError, r"extends=\['small'\]"),
+                           ("extends: ''", TypeError, "extends=''"), ("common: [1, 2]", TypeError, r"common=\[1, 2\] is a list"),
+                           ("stages: {finetune: 5}", TypeError, "stages.finetune=5 is a int")]:
+        (tmp_path / "bad.yaml").write_text(text)
+        with pytest.raises(err, match=msg): load_preset(tmp_path / "bad.yaml")   # a malformed preset is named with what it should be
+    (tmp_path / "bad.yaml").write_bytes(b"common: {a: \xff}")
+    with pytest.raises(ValueError, match="not valid UTF-8 YAML"): load_preset(tmp_path / "bad.yaml")
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(FileNotFoundError, match="it is a folder"): load_preset(tmp_path / "dir.yaml")
 
 
 def test_device_selection_on_the_cpu(monkeypatch):
