@@ -14,7 +14,7 @@ are unchanged, so an interrupted run resumes at the next seed. Seed 0 is the pre
 not change the training it measures). Training settings: the preset's finetune stage for the objective
 (`control_probe.finetune_settings`), with `seed` and `probe_every` replaced.
 """
-import argparse, dataclasses, sys
+import argparse, dataclasses, re, sys
 from pathlib import Path
 
 import pandas as pd
@@ -50,25 +50,23 @@ def main():
     prompts = load_prompts("ctlrepro", split="eval", limit=a.limit)          # held out: never in the training data
     print(f"{a.objective}: {cfg0.steps} steps of {cfg0.batch_size} at lr {cfg0.lr}, {len(data)} rows; "
           f"probe every {a.probe_every} updates on {a.limit} eval prompts per kind; seeds {a.seeds}", flush=True)
-    rows = []
+    rows, src = [], aligned_source(run)
     for seed in a.seeds:
         cfg = dataclasses.replace(cfg0, seed=seed, probe_every=a.probe_every)
         folder = run / "seed_spread" / f"{a.objective}-seed{seed}"
-        train_or_reuse(aligned_source(run), data, cfg, folder, scorers, binners, probe_prompts=prompts,
+        train_or_reuse(src, data, cfg, folder, scorers, binners, probe_prompts=prompts,
                        probe_tokens=a.probe_tokens or probe_tokens)
         rows.append(pd.read_csv(folder / "probe.csv").assign(seed=seed))
     df = pd.concat(rows, ignore_index=True)
     df.to_csv(run / "seed_spread" / f"{a.objective}-probes.csv", index=False)
     n = a.limit
     cols = {"pairwise_accuracy/helpful": "pa helpful", "pairwise_accuracy/harmless": "pa harmless"}
-    for kind in ("harmful", "borderline", "benign"):
-        for h in (0, 4):
-            for s in (0, 4):
-                c = f"refused/{kind}/[helpful={h}][harmless={s}]"
-                if c in df: cols[c] = f"{kind[:4]} h{h}s{s}"
+    order = {"harmful": 0, "borderline": 1, "benign": 2}
+    refused = sorted((c for c in df if c.startswith("refused/")), key=lambda c: (order.get(c.split("/")[1], 3), c))   # the probe's grid, as it recorded it
+    cols |= {c: c.split("/")[1][:4] + " " + ",".join(re.findall(r"=(\d+)\]", c.split("/")[2])) for c in refused}   # refused/harmful/[helpful=0][harmless=4] -> harm 0,4
     t = df[["seed", "step", *cols]].rename(columns=cols)
     for c in t.columns[4:]: t[c] = (t[c] * n).round().astype(int)             # refusal rates as counts out of n prompts
-    print(f"\npairwise accuracy (greedy) and refusals out of {n} prompts per kind, per seed and step")
+    print(f"\npairwise accuracy (greedy) and refusals out of {n} prompts per kind at each setting (levels in the order of the control string), per seed and step")
     print(t.round(2).to_string(index=False))
     last = t[t.step == t.step.max()]
     print(f"\nat step {t.step.max()} over {len(last)} seeds: " + "; ".join(
