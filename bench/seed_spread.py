@@ -7,14 +7,15 @@ gave harmlessness pairwise accuracy 0.84 and 0.48; is the token that governs ref
 training seed, with the data fixed?
 
 Usage: python bench/seed_spread.py [--run runs/spread] [--preset small] [--objective exmate] [--seeds 0 1 2]
-                                   [--probe-every 48] [--limit 16]
+                                   [--probe-every 48] [--limit 16] [--train '{"kind_weights": {"harmful": 2}}' --tag harmful2]
 Needs the run's 'aligned' and 'selfgen' stages (`ctlrepro reproduce --only aligned selfgen --out runs/spread`). Each
 seed's model and learning curve go to <run>/seed_spread/<objective>-seed<N> and are reused when the config, data and code
 are unchanged, so an interrupted run resumes at the next seed. Seed 0 is the preset's own finetune run (the probe does
 not change the training it measures). Training settings: the preset's finetune stage for the objective
-(`control_probe.finetune_settings`), with `seed` and `probe_every` replaced.
+(`control_probe.finetune_settings`), with `--train` fields on top and `seed` and `probe_every` replaced; a variant
+(`--train`) goes to <run>/seed_spread/<objective>-<tag>-seed<N>.
 """
-import argparse, dataclasses, re, sys
+import argparse, dataclasses, json, re, sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from control_probe import finetune_settings                 # the preset's TrainConfig, built as the runner builds it
 from ctlrepro.align import aligned_source
+from ctlrepro.core import stable_hash
 from ctlrepro.data import load_prompts
 from ctlrepro.objectives import train_or_reuse
 from ctlrepro.selfgen import load_binners
@@ -37,28 +39,33 @@ def main():
     ap.add_argument("--probe-every", type=int, default=48, help="updates between probes (and a probe at step 0)")
     ap.add_argument("--limit", type=int, default=16, help="held-out eval prompts per kind in each probe")
     ap.add_argument("--probe-tokens", type=int, default=None, help="greedy response length of the probe (default: the preset's)")
+    ap.add_argument("--train", type=json.loads, default={}, help="TrainConfig fields as JSON on top of the preset's, e.g. '{\"kind_weights\": {\"harmful\": 2}}'")
+    ap.add_argument("--tag", default=None, help="name of the --train variant in the model folders (default: a hash of --train)")
     a = ap.parse_args()
+    if not isinstance(a.train, dict): raise SystemExit(f"seed_spread: --train {json.dumps(a.train)}: give a JSON object of TrainConfig fields")
+    if a.tag is not None and not re.fullmatch(r"[A-Za-z0-9_.=+-]+", a.tag): raise SystemExit(f"seed_spread: --tag {a.tag!r}: use letters, digits and _ . = + - only (it names folders)")
+    tag = a.tag or (stable_hash(a.train)[:8] if a.train else None)
     for flag, v in (("--probe-every", a.probe_every), ("--limit", a.limit), ("--probe-tokens", a.probe_tokens or 1)):
         if v < 1: raise SystemExit(f"seed_spread: {flag} {v}: give a whole number >= 1")
     if len(set(a.seeds)) < len(a.seeds): raise SystemExit(f"seed_spread: --seeds {' '.join(map(str, a.seeds))}: a seed given twice would count one model twice")
-    try: cfg0, _, probe_tokens = finetune_settings(a.preset, a.objective, {})
-    except (ValueError, TypeError, FileNotFoundError) as e: raise SystemExit(f"seed_spread: --preset {a.preset!r}: {e}")
+    try: cfg0, _, probe_tokens = finetune_settings(a.preset, a.objective, a.train)
+    except (ValueError, TypeError, FileNotFoundError) as e: raise SystemExit(f"seed_spread: --preset {a.preset!r}{' --train ' + json.dumps(a.train) if a.train else ''}: {e}")
     run = Path(a.run)
     data_file = run / "selfgen" / "selfgen.parquet"
     if not data_file.exists(): raise SystemExit(f"seed_spread: {data_file} not found; run `ctlrepro reproduce --only aligned selfgen --out {run}` first")
     data, binners, scorers = pd.read_parquet(data_file), load_binners(run / "selfgen"), RunConfig().scorers()
     prompts = load_prompts("ctlrepro", split="eval", limit=a.limit)          # held out: never in the training data
-    print(f"{a.objective}: {cfg0.steps} steps of {cfg0.batch_size} at lr {cfg0.lr}, {len(data)} rows; "
+    print(f"{a.objective}{' ' + json.dumps(a.train) if a.train else ''}: {cfg0.steps} steps of {cfg0.batch_size} at lr {cfg0.lr}, {len(data)} rows; "
           f"probe every {a.probe_every} updates on {a.limit} eval prompts per kind; seeds {a.seeds}", flush=True)
     rows, src = [], aligned_source(run)
     for seed in a.seeds:
         cfg = dataclasses.replace(cfg0, seed=seed, probe_every=a.probe_every)
-        folder = run / "seed_spread" / f"{a.objective}-seed{seed}"
+        folder = run / "seed_spread" / f"{a.objective}{'-' + tag if tag else ''}-seed{seed}"
         train_or_reuse(src, data, cfg, folder, scorers, binners, probe_prompts=prompts,
                        probe_tokens=a.probe_tokens or probe_tokens)
         rows.append(pd.read_csv(folder / "probe.csv").assign(seed=seed))
     df = pd.concat(rows, ignore_index=True)
-    df.to_csv(run / "seed_spread" / f"{a.objective}-probes.csv", index=False)
+    df.to_csv(run / "seed_spread" / f"{a.objective}{'-' + tag if tag else ''}-probes.csv", index=False)
     n = a.limit
     cols = {"pairwise_accuracy/helpful": "pa helpful", "pairwise_accuracy/harmless": "pa harmless"}
     order = {"harmful": 0, "borderline": 1, "benign": 2}

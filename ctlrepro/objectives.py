@@ -174,6 +174,7 @@ class TrainConfig:
     where:str = "system"         # where the control string goes
     mixed_precision:str = "no"   # accelerate: 'no', 'bf16', 'fp16', or 'auto' (`resolve_precision`: bf16 where native; on a CPU without AVX512-BF16 bf16 is about 3x slower, `bench/train.py`)
     max_response_tokens:int|None = None  # CLM, ExMATE: train on the first T response tokens only (the refuse-or-answer decision is made early); None: all
+    kind_weights:dict|None = None  # CLM, ExMATE: sampling weight of a row by its prompt kind (data need a `kind` column), e.g. {'harmful': 2.0}; a kind not named weighs 1; None: every row equally likely
     activation_checkpointing:bool = False  # (gradient checkpointing) recompute activations in the backward pass: less memory, about one more forward pass of compute; TRL's configs default to True, a 135M policy does not need it
     probe_every:int = 0          # call `train`'s `on_step(model, updates)` after every this many updates (0: never), e.g. `evaluate.control_probe` for a learning curve
     control:bool = True          # False: plain SFT without control tokens (e.g. making the aligned model)
@@ -195,6 +196,15 @@ class TrainConfig:
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if not self.lr > 0 or not self.tau > 0 or self.lam < 0 or not self.max_grad_norm > 0:
             raise ValueError(f"lr, tau and max_grad_norm must be > 0 and lam >= 0, got lr={self.lr}, tau={self.tau}, max_grad_norm={self.max_grad_norm}, lam={self.lam}")
+        if self.kind_weights is not None:
+            from ctlrepro.data import KINDS
+            if self.objective in ("dpo", "rl"): raise ValueError(f"kind_weights applies to the clm and exmate objectives, not {self.objective!r}: set it per objective (objective_overrides)")
+            if not isinstance(self.kind_weights, dict) or not self.kind_weights: raise TypeError(f"kind_weights={self.kind_weights!r}: give a non-empty mapping of prompt kind to weight, e.g. {{'harmful': 2.0}}, or None")
+            bad = sorted(set(self.kind_weights) - set(KINDS))
+            if bad: raise ValueError(f"kind_weights: unknown kind(s) {bad}; accepted are {list(KINDS)}")
+            for k, w in self.kind_weights.items():
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"): raise ValueError(f"kind_weights[{k!r}]={w!r}: give a finite number >= 0")
+            if not any(self.kind_weights.get(k, 1) > 0 for k in KINDS): raise ValueError(f"kind_weights={self.kind_weights!r}: at least one kind needs a weight > 0")
         if self.mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={self.mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")
         from ctlrepro.tokens import WHERE
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
@@ -252,12 +262,17 @@ def train(
     peft_model, opt = acc.prepare(peft_model, opt)
     peft_model.train()
     rows = data[["prompt", "response", *(spec.attributes if cfg.control else [])]].to_dict("records")
+    weights = None                                        # cumulative sampling weights by prompt kind (`TrainConfig.kind_weights`)
+    if cfg.kind_weights is not None:
+        if "kind" not in data.columns: raise ValueError(f"kind_weights={cfg.kind_weights!r} needs a `kind` column in the training data (the selfgen stage writes one)")
+        weights = np.cumsum([float(cfg.kind_weights.get(k, 1)) for k in data["kind"]]).tolist()
+        if weights[-1] <= 0: raise ValueError(f"kind_weights={cfg.kind_weights!r} gives every row of the training data (kinds {sorted(set(data['kind']))}) weight 0")
     labels = {}                                           # every setting a (prompt, response) is labelled with: none is a negative for it
     for r in rows: labels.setdefault((r["prompt"], r["response"]), set()).add(tuple(int(r[a]) for a in spec.attributes) if cfg.control else None)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     log, t0 = [], time.perf_counter()
     for step in tqdm(range(cfg.steps), desc=f"train {cfg.objective}", disable=not progress, leave=False):
-        batch = [rows[rng.randrange(len(rows))] for _ in range(cfg.batch_size)]
+        batch = [rows[rng.randrange(len(rows))] for _ in range(cfg.batch_size)] if weights is None else rng.choices(rows, cum_weights=weights, k=cfg.batch_size)
         true = [{a: int(r[a]) for a in spec.attributes} if cfg.control else None for r in batch]
         settings, valid = [], []
         for t, r in zip(true, batch):
@@ -468,7 +483,7 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
                    )->pd.DataFrame:
     "Train one objective from the aligned model `src` and save it as a controllable model (and its learning curve, probe.csv); reuse a saved one of the same config"
     folder = Path(folder)
-    cols = ["prompt", "response", *spec.attributes]
+    cols = ["prompt", "response", *spec.attributes, *(["kind"] if cfg.kind_weights is not None and "kind" in data.columns else [])]   # the kinds weigh rows only under kind_weights
     probing = probe_prompts is not None and cfg.probe_every > 0
     used = asdict(cfg) | ({"max_response_tokens": None} if cfg.objective in ("dpo", "rl") else {}) | {"activation_checkpointing": None}   # a knob the objective ignores, or that changes speed and memory but not the result, does not retrain it
     free = free_attributes(data, spec) if cfg.objective == "rl" else {}

@@ -331,3 +331,41 @@ def test_trl_trainers_get_the_activation_checkpointing_switch(tmp_path):
     for gc in (False, True):
         args = DPOConfig(**_trl_args(TrainConfig(objective="dpo", activation_checkpointing=gc), str(tmp_path), False))
         assert args.activation_checkpointing is gc     # TRL's own default is True
+
+
+def test_kind_weights_draw_rows_by_prompt_kind(monkeypatch):
+    import ctlrepro.objectives as obj
+    seen, encode = [], obj.encode_example
+    def spy(tok, prompt, *a, **k): seen.append(prompt); return encode(tok, prompt, *a, **k)
+    monkeypatch.setattr(obj, "encode_example", spy)
+    rows = [{"prompt": f"{kind} {i}", "kind": kind, "response": "no", "helpful": i % 5, "harmless": 4 - i % 5}
+            for kind in ("benign", "borderline", "harmful") for i in range(10)]
+    data = pd.DataFrame(rows)
+    model, tok = tiny_llama()
+    train(model, tok, data, TrainConfig(objective="clm", steps=3, batch_size=4, kind_weights={"benign": 0, "borderline": 0.0}), progress=False)
+    assert len(seen) == 12 and all(p.startswith("harmful") for p in seen)        # weight 0: never drawn
+    seen.clear()
+    model, tok = tiny_llama()
+    train(model, tok, data, TrainConfig(objective="exmate", steps=25, batch_size=8, m_negatives=1, kind_weights={"harmful": 2}), progress=False)
+    drawn = seen[::2]                                                              # each example is encoded at its true setting, then at 1 wrong one
+    share = sum(p.startswith("harmful") for p in drawn) / len(drawn)               # expected 2 / (1 + 1 + 2) = 0.5 of 200 draws
+    assert len(drawn) == 200 and 0.4 < share < 0.6, share                          # uniform draws would give 1/3 (outside by > 4 sd)
+
+
+def test_kind_weights_are_checked():
+    with pytest.raises(ValueError, match=r"unknown kind\(s\) \['toxic'\]"):
+        TrainConfig(kind_weights={"toxic": 1.0})
+    with pytest.raises(ValueError, match=r"kind_weights\['harmful'\]=-1: give a finite number >= 0"):
+        TrainConfig(kind_weights={"harmful": -1})
+    with pytest.raises(ValueError, match="at least one kind needs a weight > 0"):
+        TrainConfig(kind_weights={"harmful": 0, "benign": 0, "borderline": 0})
+    with pytest.raises(ValueError, match="applies to the clm and exmate objectives, not 'dpo'"):
+        TrainConfig(objective="dpo", kind_weights={"harmful": 2})
+    with pytest.raises(TypeError, match="give a non-empty mapping"):
+        TrainConfig(kind_weights=["harmful"])
+    model, tok = tiny_llama()
+    data = pd.DataFrame([{"prompt": "Q", "response": "no", "helpful": 0, "harmless": 4}])
+    with pytest.raises(ValueError, match="needs a `kind` column"):
+        train(model, tok, data, TrainConfig(kind_weights={"harmful": 2}), progress=False)
+    with pytest.raises(ValueError, match=r"gives every row of the training data \(kinds \['benign'\]\) weight 0"):
+        train(model, tok, data.assign(kind="benign"), TrainConfig(kind_weights={"benign": 0}), progress=False)
