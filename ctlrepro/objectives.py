@@ -21,11 +21,11 @@ from .selfgen import load_binners
 from .evaluate import control_probe
 
 # %% auto #0
-__all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'token_logps', 'sequence_logps', 'clm_loss', 'exmate_contrastive', 'exmate_loss',
-           'level_match_reward', 'encode_example', 'wrong_settings', 'collate', 'label_logps', 'response_logps',
-           'resolve_precision', 'TrainConfig', 'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'free_attributes',
-           'level_reward', 'sync_reference', 'train_dpo', 'train_rl', 'data_hash', 'train_or_reuse',
-           'train_from_selfgen', 'run_launched']
+__all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'token_logps', 'sequence_logps', 'clm_loss',
+           'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings', 'collate',
+           'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig', 'lora_model', 'fresh_precision',
+           'train', 'dpo_pairs', 'free_attributes', 'level_reward', 'sync_reference', 'train_dpo', 'train_rl',
+           'data_hash', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -146,6 +146,7 @@ def response_logps(
 # %% ../nbs/11_objectives.ipynb #2dadcc48
 OBJECTIVES = ("clm", "exmate", "dpo", "rl")
 PRECISIONS = ("no", "bf16", "fp16", "auto")
+LR_SCHEDULES = ("constant", "linear", "cosine")   # transformers' `get_scheduler` names (no warm-up); the Trainer's default is linear
 
 def resolve_precision(
     mixed_precision:str,  # one of PRECISIONS
@@ -162,6 +163,7 @@ class TrainConfig:
     steps:int = 60               # optimizer steps
     batch_size:int = 8           # examples per step
     lr:float = 5e-4              # AdamW learning rate
+    lr_schedule:str = "constant"  # 'constant', 'linear' (decay to 0 over `steps`) or 'cosine' (`LR_SCHEDULES`, transformers' `get_scheduler`, no warm-up)
     max_grad_norm:float = 1.0    # gradients are clipped to this norm (as transformers' Trainer does by default; inf: no clipping)
     lora_r:int = 16              # LoRA rank
     lora_alpha:int = 32          # LoRA scaling numerator
@@ -205,6 +207,7 @@ class TrainConfig:
             for k, w in self.kind_weights.items():
                 if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"): raise ValueError(f"kind_weights[{k!r}]={w!r}: give a finite number >= 0")
             if not any(self.kind_weights.get(k, 1) > 0 for k in KINDS): raise ValueError(f"kind_weights={self.kind_weights!r}: at least one kind needs a weight > 0")
+        if self.lr_schedule not in LR_SCHEDULES: raise ValueError(f"lr_schedule={self.lr_schedule!r}: accepted are {', '.join(map(repr, LR_SCHEDULES))}")
         if self.mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={self.mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")
         from ctlrepro.tokens import WHERE
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
@@ -260,6 +263,8 @@ def train(
     rng = random.Random(cfg.seed + acc.process_index)     # under `accelerate launch` each GPU draws its own batches (data parallel)
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=cfg.lr)
     peft_model, opt = acc.prepare(peft_model, opt)
+    from transformers import get_scheduler              # not passed to acc.prepare: each process draws its own batches, so one step is one update everywhere
+    sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=0, num_training_steps=cfg.steps)
     peft_model.train()
     rows = data[["prompt", "response", *(spec.attributes if cfg.control else [])]].to_dict("records")
     weights = None                                        # cumulative sampling weights by prompt kind (`TrainConfig.kind_weights`)
@@ -291,10 +296,10 @@ def train(
         else: con, loss = torch.tensor(float("nan")), clm
         opt.zero_grad(); acc.backward(loss)
         gn = acc.clip_grad_norm_(peft_model.parameters(), cfg.max_grad_norm)
-        opt.step()
+        lr_now = sched.get_last_lr()[0]; opt.step(); sched.step()
         if on_step is not None and cfg.probe_every and (step + 1) % cfg.probe_every == 0: _probe(peft_model, on_step, step + 1, acc.unwrap_model)
         log.append({"step": step, "loss": loss.item(), "clm": clm.item(), "contrastive": con.item(), "grad_norm": float(gn),
-                    "tokens": int(enc["attention_mask"].sum()), "seconds": round(time.perf_counter() - t0, 3)})
+                    "tokens": int(enc["attention_mask"].sum()), "lr": lr_now, "seconds": round(time.perf_counter() - t0, 3)})
     peft_model.eval()
     return acc.unwrap_model(peft_model), pd.DataFrame(log)
 
@@ -349,7 +354,7 @@ def _trl_args(cfg, out_dir:str, progress:bool)->dict:
     "TrainingArguments shared by the TRL trainers: same steps, batch, seed and gradient clipping as our loop; bf16 on a GPU when asked"
     cuda = torch.cuda.is_available()
     return dict(output_dir=out_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
-                max_grad_norm=cfg.max_grad_norm, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed,
+                max_grad_norm=cfg.max_grad_norm, lr_scheduler_type=cfg.lr_schedule, warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed,
                 bf16=cuda and resolve_precision(cfg.mixed_precision) == "bf16", fp16=cuda and cfg.mixed_precision == "fp16", use_cpu=not cuda,
                 disable_tqdm=not progress, remove_unused_columns=False, **_checkpointing_arg(cfg.activation_checkpointing))
 

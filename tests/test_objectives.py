@@ -369,3 +369,18 @@ def test_kind_weights_are_checked():
         train(model, tok, data, TrainConfig(kind_weights={"harmful": 2}), progress=False)
     with pytest.raises(ValueError, match=r"gives every row of the training data \(kinds \['benign'\]\) weight 0"):
         train(model, tok, data.assign(kind="benign"), TrainConfig(kind_weights={"benign": 0}), progress=False)
+
+
+@pytest.mark.parametrize("schedule, factors", [("constant", [1, 1, 1, 1]), ("linear", [1, 0.75, 0.5, 0.25]), ("cosine", [1, 0.8536, 0.5, 0.1464])])
+def test_lr_schedule_sets_each_steps_learning_rate(schedule, factors):
+    model, tok = tiny_llama()
+    data = pd.DataFrame([{"prompt": "Q", "response": "no", "helpful": 0, "harmless": 4}, {"prompt": "R", "response": "yes", "helpful": 4, "harmless": 0}])
+    _, log = train(model, tok, data, TrainConfig(objective="exmate", steps=4, batch_size=2, lr=1e-3, m_negatives=1, lr_schedule=schedule), progress=False)
+    assert np.allclose(log.lr, [1e-3 * f for f in factors], rtol=1e-3)
+
+
+def test_lr_schedule_is_checked_and_reaches_the_trl_trainers(tmp_path):
+    from ctlrepro.objectives import _trl_args
+    with pytest.raises(ValueError, match="lr_schedule='step': accepted are 'constant', 'linear', 'cosine'"):
+        TrainConfig(lr_schedule="step")
+    assert _trl_args(TrainConfig(objective="dpo", lr_schedule="linear"), str(tmp_path), False)["lr_scheduler_type"] == "linear"
