@@ -50,6 +50,8 @@ def finetune_settings(preset:str, objective:str, train:dict)->tuple:
     p = {k: ast.literal_eval(d) for k, (_, d) in notebook_params(nbs / stage.notebook).items()}   # the notebook's defaults
     p.update(stage_params(stage, load_preset(preset), nbs))
     p["train"], p["objectives"] = {**p["train"], **train}, [objective]
+    ov = p.get("objective_overrides") or {}                                      # `train` wins over the preset's per-objective override too
+    if train: p["objective_overrides"] = {**ov, objective: {**(ov.get(objective) or {}), **train}}
     cfg = stage_configs(p, f"preset {preset!r}, finetune: ")["train"][objective]
     return cfg, p["probe_limit"], p["probe_tokens"]
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_objectives.ipynb #6cbe8268
 from __future__ import annotations
-import json, math, random, time
+import json, math, numbers, random, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ __all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'token_logps', 
            'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings', 'collate',
            'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig', 'lora_model', 'fresh_precision',
            'train', 'dpo_pairs', 'free_attributes', 'level_reward', 'sync_reference', 'train_dpo', 'train_rl',
-           'data_hash', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
+           'data_hash', 'check_kinds', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -200,12 +200,12 @@ class TrainConfig:
             raise ValueError(f"lr, tau and max_grad_norm must be > 0 and lam >= 0, got lr={self.lr}, tau={self.tau}, max_grad_norm={self.max_grad_norm}, lam={self.lam}")
         if self.kind_weights is not None:
             from ctlrepro.data import KINDS
-            if self.objective in ("dpo", "rl"): raise ValueError(f"kind_weights applies to the clm and exmate objectives, not {self.objective!r}: set it per objective (objective_overrides)")
+            if self.objective in ("dpo", "rl"): raise ValueError(f"kind_weights applies to the clm and exmate objectives, not {self.objective!r}")
             if not isinstance(self.kind_weights, dict) or not self.kind_weights: raise TypeError(f"kind_weights={self.kind_weights!r}: give a non-empty mapping of prompt kind to weight, e.g. {{'harmful': 2.0}}, or None")
-            bad = sorted(set(self.kind_weights) - set(KINDS))
-            if bad: raise ValueError(f"kind_weights: unknown kind(s) {bad}; accepted are {list(KINDS)}")
+            bad = sorted(map(repr, set(self.kind_weights) - set(KINDS)))
+            if bad: raise ValueError(f"kind_weights: unknown kind(s) {', '.join(bad)}; accepted are {list(KINDS)}")
             for k, w in self.kind_weights.items():
-                if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"): raise ValueError(f"kind_weights[{k!r}]={w!r}: give a finite number >= 0")
+                if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w <= 1e6: raise ValueError(f"kind_weights[{k!r}]={w!r}: give a number from 0 to 1e6")
             if not any(self.kind_weights.get(k, 1) > 0 for k in KINDS): raise ValueError(f"kind_weights={self.kind_weights!r}: at least one kind needs a weight > 0")
         if self.lr_schedule not in LR_SCHEDULES: raise ValueError(f"lr_schedule={self.lr_schedule!r}: accepted are {', '.join(map(repr, LR_SCHEDULES))}")
         if self.mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={self.mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")
@@ -269,7 +269,7 @@ def train(
     rows = data[["prompt", "response", *(spec.attributes if cfg.control else [])]].to_dict("records")
     weights = None                                        # cumulative sampling weights by prompt kind (`TrainConfig.kind_weights`)
     if cfg.kind_weights is not None:
-        if "kind" not in data.columns: raise ValueError(f"kind_weights={cfg.kind_weights!r} needs a `kind` column in the training data (the selfgen stage writes one)")
+        check_kinds(data, cfg)
         weights = np.cumsum([float(cfg.kind_weights.get(k, 1)) for k in data["kind"]]).tolist()
         if weights[-1] <= 0: raise ValueError(f"kind_weights={cfg.kind_weights!r} gives every row of the training data (kinds {sorted(set(data['kind']))}) weight 0")
     labels = {}                                           # every setting a (prompt, response) is labelled with: none is a negative for it
@@ -449,7 +449,7 @@ def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, p
         trainer = DPOTrainer(model=pm, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
         sync_reference(pm)                                  # at step 0 the reference is the start policy: margins are 0
         _quiet(trainer, progress).train()
-    return _finish(trainer, {"loss": "loss", "reward_margin": "rewards/margins", "reward_accuracy": "rewards/accuracies"})
+    return _finish(trainer, {"loss": "loss", "lr": "learning_rate", "reward_margin": "rewards/margins", "reward_accuracy": "rewards/accuracies"})
 
 def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSpec=SPEC, progress:bool=True, on_step=None)->tuple:
     "On-policy RL with TRL's GRPOTrainer: requested settings drawn uniformly per prompt, reward from `reward_fn`, KL to the start model"
@@ -475,12 +475,20 @@ def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSp
         trainer = GRPOTrainer(model=pm, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
         sync_reference(pm)                                  # at step 0 the reference is the start policy: KL is 0
         _quiet(trainer, progress).train()
-    return _finish(trainer, {"loss": "loss", "reward": "reward", "kl": "kl"})
+    return _finish(trainer, {"loss": "loss", "lr": "learning_rate", "reward": "reward", "kl": "kl"})
 
 # %% ../nbs/11_objectives.ipynb #37f3c396
 def data_hash(df:pd.DataFrame)->str:
     "A hash of a frame's values (the reuse key of the data a model is trained on)"
     return stable_hash(pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).tolist())
+
+def check_kinds(data:pd.DataFrame, cfg)->None:
+    "Under `cfg.kind_weights` the data need a `kind` column holding only the prompt kinds (`data.KINDS`); raises ValueError naming what is wrong"
+    if getattr(cfg, "kind_weights", None) is None: return
+    from ctlrepro.data import KINDS
+    if "kind" not in data.columns: raise ValueError(f"kind_weights={cfg.kind_weights!r} needs a `kind` column in the training data (the selfgen stage writes one)")
+    bad = sorted(map(repr, set(data["kind"].tolist()) - set(KINDS)))
+    if bad: raise ValueError(f"kind_weights={cfg.kind_weights!r}: the training data's `kind` column holds {', '.join(bad)}; accepted are {list(KINDS)}")
 
 def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, binners:dict, device:str|None=None, spec:ControlSpec=SPEC,
                    probe_prompts:pd.DataFrame|None=None,  # held-out prompts for `evaluate.control_probe` at step 0 and every `cfg.probe_every` updates
@@ -488,7 +496,8 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
                    )->pd.DataFrame:
     "Train one objective from the aligned model `src` and save it as a controllable model (and its learning curve, probe.csv); reuse a saved one of the same config"
     folder = Path(folder)
-    cols = ["prompt", "response", *spec.attributes, *(["kind"] if cfg.kind_weights is not None and "kind" in data.columns else [])]   # the kinds weigh rows only under kind_weights
+    check_kinds(data, cfg)                                                # before anything loads
+    cols = ["prompt", "response", *spec.attributes, *(["kind"] if cfg.kind_weights is not None else [])]   # the kinds weigh rows only under kind_weights
     probing = probe_prompts is not None and cfg.probe_every > 0
     used = asdict(cfg) | ({"max_response_tokens": None} if cfg.objective in ("dpo", "rl") else {}) | {"activation_checkpointing": None}   # a knob the objective ignores, or that changes speed and memory but not the result, does not retrain it
     free = free_attributes(data, spec) if cfg.objective == "rl" else {}

@@ -16,7 +16,7 @@ from .objectives import OBJECTIVES
 from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
-__all__ = ['STAGES', 'SIZE_KNOBS', 'Stage', 'preset_path', 'merge', 'load_preset', 'notebook_params', 'stage_params',
+__all__ = ['STAGES', 'WHOLE', 'SIZE_KNOBS', 'Stage', 'preset_path', 'merge', 'load_preset', 'notebook_params', 'stage_params',
            'check_sizes', 'check_stage_values', 'stage_key', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
@@ -50,10 +50,12 @@ def preset_path(preset:str|Path)->Path:
     if not p.exists(): raise ValueError(f"unknown preset {preset!r}: accepted are {sorted(q.stem for q in folder.glob('*.yaml'))} or a .yaml file")
     return p
 
+WHOLE = ("kind_weights",)   # config fields whose value is itself a mapping: a preset replaces them whole, never key by key
+
 def merge(base:dict, over:dict)->dict:
-    "`over` on top of `base`, mappings merged key by key at every depth (a config section keeps the fields `over` does not set)"
+    "`over` on top of `base`, mappings merged key by key at every depth (a config section keeps the fields `over` does not set), except the fields in `WHOLE`"
     out = dict(base)
-    for k, v in (over or {}).items(): out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    for k, v in (over or {}).items(): out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in WHOLE else v
     return out
 
 def load_preset(preset:str|Path, _seen:tuple=())->dict:

@@ -353,10 +353,12 @@ def test_kind_weights_draw_rows_by_prompt_kind(monkeypatch):
 
 
 def test_kind_weights_are_checked():
-    with pytest.raises(ValueError, match=r"unknown kind\(s\) \['toxic'\]"):
-        TrainConfig(kind_weights={"toxic": 1.0})
-    with pytest.raises(ValueError, match=r"kind_weights\['harmful'\]=-1: give a finite number >= 0"):
-        TrainConfig(kind_weights={"harmful": -1})
+    with pytest.raises(ValueError, match=r"unknown kind\(s\) 'toxic', 1; accepted are"):
+        TrainConfig(kind_weights={"toxic": 1.0, 1: 2})
+    for w in (-1, float("nan"), float("inf"), 1e308, "2", True):
+        with pytest.raises(ValueError, match=r"kind_weights\['harmful'\]=.*: give a number from 0 to 1e6"):
+            TrainConfig(kind_weights={"harmful": w})
+    assert TrainConfig(kind_weights={"harmful": np.int64(2), "benign": np.float32(0.5)}).kind_weights["harmful"] == 2   # numpy numbers, as a YAML or pandas reader may give
     with pytest.raises(ValueError, match="at least one kind needs a weight > 0"):
         TrainConfig(kind_weights={"harmful": 0, "benign": 0, "borderline": 0})
     with pytest.raises(ValueError, match="applies to the clm and exmate objectives, not 'dpo'"):
@@ -369,6 +371,16 @@ def test_kind_weights_are_checked():
         train(model, tok, data, TrainConfig(kind_weights={"harmful": 2}), progress=False)
     with pytest.raises(ValueError, match=r"gives every row of the training data \(kinds \['benign'\]\) weight 0"):
         train(model, tok, data.assign(kind="benign"), TrainConfig(kind_weights={"benign": 0}), progress=False)
+    with pytest.raises(ValueError, match=r"the training data's `kind` column holds 'Harmful'; accepted are"):
+        train(model, tok, data.assign(kind="Harmful"), TrainConfig(kind_weights={"harmful": 2}), progress=False)
+
+
+def test_train_or_reuse_checks_the_kinds_before_loading_anything(tmp_path):
+    from ctlrepro.objectives import train_or_reuse
+    data = pd.DataFrame([{"prompt": "Q", "response": "no", "helpful": 0, "harmless": 4}])
+    with pytest.raises(ValueError, match="needs a `kind` column"):               # the model id does not exist: it would fail later if loaded
+        train_or_reuse("no/such-model", data, TrainConfig(kind_weights={"harmful": 2}), tmp_path / "m", None, {})
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize("schedule, factors", [("constant", [1, 1, 1, 1]), ("linear", [1, 0.75, 0.5, 0.25]), ("cosine", [1, 0.8536, 0.5, 0.1464])])
@@ -384,3 +396,8 @@ def test_lr_schedule_is_checked_and_reaches_the_trl_trainers(tmp_path):
     with pytest.raises(ValueError, match="lr_schedule='step': accepted are 'constant', 'linear', 'cosine'"):
         TrainConfig(lr_schedule="step")
     assert _trl_args(TrainConfig(objective="dpo", lr_schedule="linear"), str(tmp_path), False)["lr_scheduler_type"] == "linear"
+
+
+def test_dpo_log_records_the_scheduled_learning_rate():
+    _, log = train(*tiny_llama(), _TOY, TrainConfig(objective="dpo", steps=3, batch_size=4, lr=1e-3, lr_schedule="linear"), progress=False)
+    assert np.allclose(log.lr, [1e-3, 2e-3 / 3, 1e-3 / 3], rtol=1e-3)

@@ -183,3 +183,9 @@ def test_a_launcher_is_accepted_when_no_objective_probes(tmp_path):
     pre = load_preset(tmp_path / "p.yaml")
     params = {s.name: stage_params(s, pre, NBS) for s in STAGES}
     check_sizes(params); check_stage_values(params)                    # no error: nothing would probe under the launcher
+
+
+def test_a_preset_replaces_a_mapping_valued_field_whole(tmp_path):
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": "small-balanced", "stages": {"finetune": {"objective_overrides": {"exmate": {"kind_weights": {"benign": 0.5}}}}}}))
+    ov = stage_params(next(s for s in STAGES if s.name == "finetune"), load_preset(tmp_path / "p.yaml"), NBS)["objective_overrides"]["exmate"]
+    assert ov["kind_weights"] == {"benign": 0.5} and ov["steps"] == 144           # the field is replaced, the section around it still merged
