@@ -224,6 +224,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ctlrepro.pipeline.notebook_params': ('pipeline.html#notebook_params', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.preset_path': ('pipeline.html#preset_path', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.reproduce': ('pipeline.html#reproduce', 'ctlrepro/pipeline.py'),
+                                   'ctlrepro.pipeline.shipped_presets': ('pipeline.html#shipped_presets', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.stage_key': ('pipeline.html#stage_key', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.stage_params': ('pipeline.html#stage_params', 'ctlrepro/pipeline.py')},
             'ctlrepro.rewards': { 'ctlrepro.rewards.HFRewardScorer': ('rewards.html#hfrewardscorer', 'ctlrepro/rewards.py'),

@@ -8,7 +8,7 @@ import argparse, json, os, sys
 from pathlib import Path
 
 from .tokens import SPEC, WHERE
-from .pipeline import STAGES, reproduce
+from .pipeline import STAGES, reproduce, shipped_presets
 from .scorers import train_default_scorers, default_scorer_dir
 from .models import ModelLoadError, load_any
 from .generate import GenConfig, generate
@@ -40,7 +40,7 @@ def parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ctlrepro", description="Controllable safety and helpfulness with control tokens")
     sub = p.add_subparsers(dest="cmd", required=True)
     rp = sub.add_parser("reproduce", help="the study: run the experiment notebooks of a preset in order (papermill), reusing finished stages")
-    rp.add_argument("--preset", default="small", help="a shipped preset (nbs/presets: small, small-balanced, control, smoke, rewind-cpu, full) or a YAML file")
+    rp.add_argument("--preset", default="small", help=f"a shipped preset (nbs/presets: {', '.join(shipped_presets())}) or a YAML file")
     rp.add_argument("--only", nargs="+", default=None, choices=[s.name for s in STAGES], metavar="STAGE", help=f"run only these stages: {', '.join(s.name for s in STAGES)}")
     rp.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="device for every stage (default: the preset's, else cuda when present)")
     rp.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")

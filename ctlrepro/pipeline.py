@@ -5,19 +5,19 @@
 # %% ../nbs/16_pipeline.ipynb #09dc2f9f
 from __future__ import annotations
 import json, time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
 
 from .core import Cached, atomic_write_json, source_fingerprint, stable_hash, versions, git_commit, repo_root
 from .stage import check_launcher, check_value, stage_configs
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, TrainConfig
 from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
-__all__ = ['STAGES', 'WHOLE', 'SIZE_KNOBS', 'Stage', 'preset_path', 'merge', 'load_preset', 'notebook_params', 'stage_params',
-           'check_sizes', 'check_stage_values', 'stage_key', 'reproduce']
+__all__ = ['STAGES', 'WHOLE', 'SIZE_KNOBS', 'Stage', 'shipped_presets', 'preset_path', 'merge', 'load_preset', 'notebook_params',
+           'stage_params', 'check_sizes', 'check_stage_values', 'stage_key', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -39,18 +39,21 @@ STAGES = (
     Stage("figures", "27_figures.ipynb", ("validate", "baseline", "aligned", "selfgen", "training_free", "evaluate", "rewind", "benchmarks")),
 )
 
+def shipped_presets()->list:
+    "Names of the presets in nbs/presets, sorted"
+    return sorted(q.stem for q in (repo_root() / "nbs" / "presets").glob("*.yaml"))
+
 def preset_path(preset:str|Path)->Path:
     "A preset name ('small', 'full') or a YAML file"
     p = Path(preset)
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file(): raise FileNotFoundError(f"preset file {p} not found" + (" (it is a folder)" if p.is_dir() else ""))
         return p
-    folder = repo_root() / "nbs" / "presets"
-    p = folder / f"{preset}.yaml"
-    if not p.exists(): raise ValueError(f"unknown preset {preset!r}: accepted are {sorted(q.stem for q in folder.glob('*.yaml'))} or a .yaml file")
+    p = repo_root() / "nbs" / "presets" / f"{preset}.yaml"
+    if not p.exists(): raise ValueError(f"unknown preset {preset!r}: accepted are {shipped_presets()} or a .yaml file")
     return p
 
-WHOLE = ("kind_weights",)   # config fields whose value is itself a mapping: a preset replaces them whole, never key by key
+WHOLE = tuple(f.name for f in fields(TrainConfig) if "dict" in str(f.type))   # config fields whose value is itself a mapping (kind_weights): a preset replaces them whole, never key by key
 
 def merge(base:dict, over:dict)->dict:
     "`over` on top of `base`, mappings merged key by key at every depth (a config section keeps the fields `over` does not set), except the fields in `WHOLE`"

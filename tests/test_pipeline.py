@@ -8,12 +8,12 @@ import torch
 import yaml
 
 from ctlrepro.core import pick_device, pick_dtype
-from ctlrepro.pipeline import STAGES, Stage, load_preset, repo_root, reproduce, stage_params
+from ctlrepro.pipeline import STAGES, Stage, load_preset, repo_root, reproduce, shipped_presets, stage_params
 
 NBS = repo_root() / "nbs"
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (NBS / "presets").glob("*.yaml")))   # every shipped preset
+@pytest.mark.parametrize("preset", shipped_presets())
 def test_shipped_presets_match_every_notebook(preset):
     pre = load_preset(preset)
     for s in STAGES:
