@@ -186,6 +186,6 @@ def test_a_launcher_is_accepted_when_no_objective_probes(tmp_path):
 
 
 def test_a_preset_replaces_a_mapping_valued_field_whole(tmp_path):
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": "small-balanced", "stages": {"finetune": {"objective_overrides": {"exmate": {"kind_weights": {"benign": 0.5}}}}}}))
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": "small", "stages": {"finetune": {"objective_overrides": {"exmate": {"kind_weights": {"benign": 0.5}}}}}}))
     ov = stage_params(next(s for s in STAGES if s.name == "finetune"), load_preset(tmp_path / "p.yaml"), NBS)["objective_overrides"]["exmate"]
     assert ov["kind_weights"] == {"benign": 0.5} and ov["steps"] == 144           # the field is replaced, the section around it still merged
