@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #9da5d855
 from __future__ import annotations
-import argparse, json, os, sys
+import argparse, dataclasses, json, os, sys
 from pathlib import Path
 
 from .tokens import SPEC, WHERE
@@ -126,8 +126,12 @@ def _run(a:argparse.Namespace):
         try:
             given = json.loads(a.config)
             if not isinstance(given, dict): raise ValueError(f"a JSON {type(given).__name__}, not an object")
-            cfg = TrainConfig(**given)
-        except (json.JSONDecodeError, TypeError, ValueError) as e: raise SystemExit(f"ctlrepro train: --config {a.config!r}: {e}; give TrainConfig fields as a JSON object")
+        except ValueError as e: raise SystemExit(f"ctlrepro train: --config {a.config!r}: {e}; give TrainConfig fields as a JSON object")   # JSONDecodeError is a ValueError
+        known = [f.name for f in dataclasses.fields(TrainConfig)]
+        unknown = sorted(set(given) - set(known))
+        if unknown: raise SystemExit(f"ctlrepro train: --config: unknown TrainConfig field(s) {', '.join(map(repr, unknown))}; accepted are {', '.join(known)}")
+        try: cfg = TrainConfig(**given)
+        except (TypeError, ValueError) as e: raise SystemExit(f"ctlrepro train: --config: {e}") from None   # the field's own check names the value and what is accepted
         log = train_from_selfgen(a.model, a.selfgen, a.out, cfg, a.helpful_rm, a.harmless_rm, a.harmless_rm_kind)
         print(f"{cfg.objective}: {len(log)} steps, final loss {log.loss.tail(5).mean():.3f}; saved {a.out}")
     elif a.cmd == "validate":

@@ -5,7 +5,7 @@
 # %% ../nbs/11_objectives.ipynb #6cbe8268
 from __future__ import annotations
 import json, math, numbers, random, time
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +189,12 @@ class TrainConfig:
     temperature:float = 0.9      # RL: sampling temperature
 
     def __post_init__(self):
+        for f in fields(self):   # types first, so that a string where a number belongs is named, not compared
+            v, t = getattr(self, f.name), str(f.type).replace(" ", "")   # annotations are strings here (from __future__ import annotations)
+            if t.endswith("|None") and v is None: continue
+            ok = {"int": lambda: isinstance(v, numbers.Integral) and not isinstance(v, bool), "float": lambda: isinstance(v, numbers.Real) and not isinstance(v, bool),
+                  "str": lambda: isinstance(v, str), "bool": lambda: isinstance(v, bool)}.get(t.removesuffix("|None"))
+            if ok is not None and not ok(): raise TypeError(f"{f.name}={v!r}: give a{'n' if t.startswith('int') else ''} {t.removesuffix('|None')}" + (" or None" if t.endswith("|None") else ""))
         if self.objective not in OBJECTIVES: raise ValueError(f"objective={self.objective!r}: accepted are {', '.join(map(repr, OBJECTIVES))}")
         if self.objective == "rl" and (self.num_generations < 2 or self.batch_size % self.num_generations):
             raise ValueError(f"RL: num_generations={self.num_generations} must be >= 2 and divide batch_size={self.batch_size}")

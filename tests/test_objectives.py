@@ -1,4 +1,5 @@
 import math
+import re
 import random
 
 import numpy as np
@@ -162,6 +163,14 @@ def test_bad_training_config_and_data():
     model, tok = tiny_llama()
     with pytest.raises(ValueError, match="lacks column"):
         train(model, tok, pd.DataFrame({"prompt": ["a"], "response": ["b"]}), progress=False)
+
+
+def test_training_config_refuses_a_value_of_the_wrong_type():
+    for kw, says in [({"steps": "ten"}, "steps='ten': give an int"), ({"lr": "5e-4"}, "lr='5e-4': give a float"),   # YAML reads 5e-4 (no dot) as a string
+                     ({"max_response_tokens": 2.5}, "give an int or None"), ({"control": "yes"}, "give a bool"), ({"batch_size": True}, "give an int")]:
+        with pytest.raises(TypeError, match=re.escape(says)): TrainConfig(**kw)
+    cfg = TrainConfig(steps=np.int64(3), lr=np.float32(1e-3), lam=1, max_response_tokens=None)   # numpy numbers and an int for a float are numbers
+    assert cfg.steps == 3
 
 
 def test_plain_sft_without_control_tokens():
