@@ -7,7 +7,9 @@ model away from refusing. Greedy: refusal rates (refusal detector) on borderline
 
 Usage: python bench/control_probe.py [--run runs/small] [--preset small] [--objective exmate] [--chunks 16 16 32] [--train '{"lr": 0.002}']
 Needs the run's 'aligned' and 'selfgen' stages (ctlrepro reproduce --only aligned selfgen). The optimizer restarts at
-each chunk (the adapter carries on), so a chunked run is not step for step the same as one call with all the steps.
+each chunk (the adapter carries on), so a chunked run is not step for step the same as one call with all the steps; a
+decaying lr_schedule (the small preset's ExMATE: linear) would restart at every chunk, so chunks train at the constant
+rate (printed): for a decaying schedule probed during one run, use bench/seed_spread.py.
 
 The training settings are the preset's finetune stage (its `train` section and the objective's override, built by
 `ctlrepro.stage.stage_configs` as the runner builds them); `--train` changes fields on top. The probe's prompts per kind
@@ -66,6 +68,9 @@ def main():
     ap.add_argument("--device", default=None)
     a = ap.parse_args()
     cfg, limit, max_new_tokens = finetune_settings(a.preset, a.objective, {**a.train, "steps": a.chunks[0]})
+    if cfg.lr_schedule != "constant":   # the scheduler spans one train() call: a decay would restart at every chunk
+        print(f"lr_schedule {cfg.lr_schedule!r} -> 'constant': chunks restart the optimizer (bench/seed_spread.py probes one run with the schedule)", flush=True)
+        cfg.lr_schedule = "constant"
     run = Path(a.run)
     data_file = run / "selfgen" / "selfgen.parquet"
     if not data_file.exists(): raise SystemExit(f"{data_file} not found: run `ctlrepro reproduce --only aligned selfgen` first")

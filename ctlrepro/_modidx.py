@@ -174,6 +174,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'ctlrepro.objectives': { 'ctlrepro.objectives.TrainConfig': ('objectives.html#trainconfig', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.TrainConfig.__post_init__': ( 'objectives.html#trainconfig.__post_init__',
                                                                                         'ctlrepro/objectives.py'),
+                                     'ctlrepro.objectives._check_types': ('objectives.html#_check_types', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives._checkpointing_arg': ( 'objectives.html#_checkpointing_arg',
                                                                                  'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives._checkpointing_on': ( 'objectives.html#_checkpointing_on',

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_objectives.ipynb #6cbe8268
 from __future__ import annotations
-import json, math, numbers, random, time
+import json, math, numbers, random, time, types, typing
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 
@@ -156,6 +156,20 @@ def resolve_precision(
     if mixed_precision != "auto": return mixed_precision
     return "bf16" if bf16_supported(pick_device(None)) else "no"
 
+def _check_types(cfg)->None:
+    "Refuse a field value of the wrong type, naming it; numbers (numpy's too) become plain Python ones, so JSON and the reuse key see 3, not np.int64(3)"
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):
+        v, hint = getattr(cfg, f.name), hints[f.name]
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if v is None and type(None) in args: continue
+        base, opt = next(a for a in args if a is not type(None)), " or None" if type(None) in args else ""
+        is_bool = isinstance(v, (bool, np.bool_))
+        ok = {bool: is_bool, int: isinstance(v, numbers.Integral) and not is_bool, float: isinstance(v, numbers.Real) and not is_bool,
+              str: isinstance(v, str), tuple: isinstance(v, (tuple, list))}.get(base, True)   # kind_weights has its own check
+        if not ok: raise TypeError(f"{f.name}={v!r} is a {type(v).__name__}; give a{'n' if base is int else ''} {'list or tuple' if base is tuple else base.__name__}{opt}")
+        if isinstance(v, np.generic) and base in (bool, int, float): setattr(cfg, f.name, base(v))   # Python values stay as given (the reuse key hashes them)
+
 @dataclass
 class TrainConfig:
     "Fine-tuning settings shared by the objectives"
@@ -189,12 +203,7 @@ class TrainConfig:
     temperature:float = 0.9      # RL: sampling temperature
 
     def __post_init__(self):
-        for f in fields(self):   # types first, so that a string where a number belongs is named, not compared
-            v, t = getattr(self, f.name), str(f.type).replace(" ", "")   # annotations are strings here (from __future__ import annotations)
-            if t.endswith("|None") and v is None: continue
-            ok = {"int": lambda: isinstance(v, numbers.Integral) and not isinstance(v, bool), "float": lambda: isinstance(v, numbers.Real) and not isinstance(v, bool),
-                  "str": lambda: isinstance(v, str), "bool": lambda: isinstance(v, bool)}.get(t.removesuffix("|None"))
-            if ok is not None and not ok(): raise TypeError(f"{f.name}={v!r}: give a{'n' if t.startswith('int') else ''} {t.removesuffix('|None')}" + (" or None" if t.endswith("|None") else ""))
+        _check_types(self)
         if self.objective not in OBJECTIVES: raise ValueError(f"objective={self.objective!r}: accepted are {', '.join(map(repr, OBJECTIVES))}")
         if self.objective == "rl" and (self.num_generations < 2 or self.batch_size % self.num_generations):
             raise ValueError(f"RL: num_generations={self.num_generations} must be >= 2 and divide batch_size={self.batch_size}")
@@ -202,8 +211,17 @@ class TrainConfig:
         if self.probe_every < 0: raise ValueError(f"probe_every must be >= 0, got {self.probe_every}")
         for f in ("steps", "batch_size", "lora_r", "m_negatives"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
-        if not self.lr > 0 or not self.tau > 0 or self.lam < 0 or not self.max_grad_norm > 0:
-            raise ValueError(f"lr, tau and max_grad_norm must be > 0 and lam >= 0, got lr={self.lr}, tau={self.tau}, max_grad_norm={self.max_grad_norm}, lam={self.lam}")
+        if not (0 < self.lr < math.inf and 0 < self.tau < math.inf and 0 <= self.lam < math.inf and self.max_grad_norm > 0):
+            raise ValueError(f"lr and tau must be finite and > 0, lam finite and >= 0, max_grad_norm > 0 (inf: no clipping); got lr={self.lr}, tau={self.tau}, max_grad_norm={self.max_grad_norm}, lam={self.lam}")
+        for f in ("lora_alpha", "pairs_per_prompt", "max_length", "max_completion_length", "num_generations"):
+            if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+        for f, lo, hi in (("lora_dropout", 0, 1), ("temperature", 0, math.inf), ("dpo_beta", 0, math.inf), ("kl_beta", 0, math.inf)):
+            v = getattr(self, f)
+            if not (lo <= v < hi) or (f in ("temperature", "dpo_beta") and v == 0): raise ValueError(f"{f}={v}: accepted are {'(' if f in ('temperature', 'dpo_beta') else '['}{lo}, {hi})")
+        if self.seed < 0: raise ValueError(f"seed={self.seed}: give an int >= 0 (transformers' set_seed refuses a negative one)")
+        if not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
+            raise ValueError(f"target_modules={self.target_modules!r}: give a non-empty list of module names, e.g. ['q_proj', 'v_proj']")
+        self.target_modules = tuple(self.target_modules)
         if self.kind_weights is not None:
             from ctlrepro.data import KINDS
             if self.objective in ("dpo", "rl"): raise ValueError(f"kind_weights applies to the clm and exmate objectives, not {self.objective!r}")
@@ -213,6 +231,7 @@ class TrainConfig:
             for k, w in self.kind_weights.items():
                 if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w <= 1e6: raise ValueError(f"kind_weights[{k!r}]={w!r}: give a number from 0 to 1e6")
             if not any(self.kind_weights.get(k, 1) > 0 for k in KINDS): raise ValueError(f"kind_weights={self.kind_weights!r}: at least one kind needs a weight > 0")
+            self.kind_weights = {k: float(w) if isinstance(w, np.generic) else w for k, w in self.kind_weights.items()}   # JSON-safe
         if self.lr_schedule not in LR_SCHEDULES: raise ValueError(f"lr_schedule={self.lr_schedule!r}: accepted are {', '.join(map(repr, LR_SCHEDULES))}")
         if self.mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={self.mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")
         from ctlrepro.tokens import WHERE
