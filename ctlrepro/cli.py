@@ -125,7 +125,9 @@ def _run(a:argparse.Namespace):
     elif a.cmd == "train":
         try:
             given = json.loads(a.config)
-            if not isinstance(given, dict): raise ValueError(f"a JSON {type(given).__name__}, not an object")
+            if not isinstance(given, dict):
+                kind = {type(None): "null", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}[type(given)]
+                raise ValueError(f"a JSON {kind}, not an object")
         except ValueError as e: raise SystemExit(f"ctlrepro train: --config {a.config!r}: {e}; give TrainConfig fields as a JSON object")   # JSONDecodeError is a ValueError
         known = [f.name for f in dataclasses.fields(TrainConfig)]
         unknown = sorted(set(given) - set(known))

@@ -54,7 +54,7 @@ def test_python_dash_m_runs_the_command():
 
 
 def test_train_refuses_a_bad_config_and_a_missing_selfgen_folder(tmp_path):
-    for bad, says in [("not json", "Expecting value"), ("[1, 2]", "a JSON list, not an object"), ('{"objective": "nope"}', "accepted are")]:
+    for bad, says in [("not json", "Expecting value"), ("[1, 2]", "a JSON array, not an object"), ("null", "a JSON null, not an object"), ('{"objective": "nope"}', "accepted are")]:
         with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o"), "--config", bad])
         assert str(e.value).startswith("ctlrepro train: --config") and says in str(e.value)
     for bad, says, not_says in [('{"stpes": 3, "lr": 0.1}', "unknown TrainConfig field(s) 'stpes'; accepted are objective,", "lr'"),
