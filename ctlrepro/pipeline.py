@@ -17,7 +17,7 @@ from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
 __all__ = ['STAGES', 'WHOLE', 'SIZE_KNOBS', 'Stage', 'shipped_presets', 'preset_path', 'merge', 'load_preset', 'notebook_params',
-           'stage_params', 'check_sizes', 'check_stage_values', 'stage_key', 'reproduce']
+           'stage_params', 'check_sizes', 'check_stage_values', 'external_fingerprint', 'stage_key', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -25,9 +25,10 @@ class Stage:
     name:str               # what --only takes
     notebook:str           # file in the notebooks folder
     needs:tuple = ()       # stages whose outputs it reads
+    external:bool = False  # reads public labelled files found beside the checkout or through $CTLREPRO_* (`external_fingerprint`)
 
 STAGES = (
-    Stage("validate", "28_validate.ipynb"),
+    Stage("validate", "28_validate.ipynb", external=True),
     Stage("baseline", "20_baseline.ipynb"),
     Stage("aligned", "21_aligned.ipynb"),
     Stage("selfgen", "22_selfgen.ipynb", ("aligned",)),
@@ -35,7 +36,7 @@ STAGES = (
     Stage("finetune", "24_finetune.ipynb", ("aligned", "selfgen")),
     Stage("evaluate", "25_evaluate.ipynb", ("aligned", "selfgen", "finetune")),
     Stage("rewind", "26_rewind.ipynb", ("aligned", "selfgen", "finetune")),
-    Stage("benchmarks", "29_benchmarks.ipynb", ("aligned", "finetune")),
+    Stage("benchmarks", "29_benchmarks.ipynb", ("aligned", "finetune"), external=True),
     Stage("figures", "27_figures.ipynb", ("validate", "baseline", "aligned", "selfgen", "training_free", "evaluate", "rewind", "benchmarks")),
 )
 
@@ -158,12 +159,19 @@ def check_stage_values(
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
 
 # %% ../nbs/16_pipeline.ipynb #3abece4c
+def external_fingerprint()->list:
+    "Which public labelled files the validate and benchmarks stages would read when no path is given (`validate.shared_file`: $CTLREPRO_XSTEST, $CTLREPRO_HH or ../shared/data beside the checkout), each as [path, size in bytes, mtime in ns], or None where absent"
+    from .validate import shared_file, XSTEST_SHARED, HH_SHARED
+    from .benchmarks import BENCHMARKS
+    found = [shared_file(XSTEST_SHARED, "CTLREPRO_XSTEST"), shared_file(HH_SHARED, "CTLREPRO_HH")] + [shared_file(rel) for _, rel in BENCHMARKS.values() if rel]
+    return [None if p is None else [str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in found]
+
 def stage_key(stage:Stage, params:dict, nbs:Path, upstream:dict)->str:
-    "Hash of the notebook's code cells, the parameters, the upstream stages' keys and the package's code and data (`source_fingerprint`)"
+    "Hash of the notebook's code cells, the parameters, the upstream stages' keys, the package's code and data (`source_fingerprint`) and, for a stage marked `external`, the public files it would find (`external_fingerprint`): a stage that ran without XSTest is not reused once the file is there"
     import nbformat
     nb = nbformat.read(nbs / stage.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    return stable_hash([code, params, {n: upstream[n] for n in stage.needs}, source_fingerprint()])
+    return stable_hash([code, params, {n: upstream[n] for n in stage.needs}, source_fingerprint()] + ([external_fingerprint()] if stage.external else []))
 
 def reproduce(
     preset:str|Path="small",     # 'small', 'full' or a YAML file

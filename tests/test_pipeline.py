@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from ctlrepro.core import pick_device, pick_dtype
-from ctlrepro.pipeline import STAGES, Stage, load_preset, repo_root, reproduce, shipped_presets, stage_params
+from ctlrepro.pipeline import STAGES, Stage, load_preset, repo_root, reproduce, shipped_presets, stage_key, stage_params
 
 NBS = repo_root() / "nbs"
 
@@ -196,3 +196,16 @@ def test_a_preset_replaces_a_mapping_valued_field_whole(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": "small", "stages": {"finetune": {"objective_overrides": {"exmate": {"kind_weights": {"benign": 0.5}}}}}}))
     ov = stage_params(next(s for s in STAGES if s.name == "finetune"), load_preset(tmp_path / "p.yaml"), NBS)["objective_overrides"]["exmate"]
     assert ov["kind_weights"] == {"benign": 0.5} and ov["steps"] == 144           # the field is replaced, the section around it still merged
+
+
+def test_a_stage_reading_public_files_is_keyed_on_them(tmp_path, monkeypatch):
+    "validate without XSTest must not be reused once the file is there (a fresh clone away from ../shared recorded an empty validation table)"
+    st, pre = {s.name: s for s in STAGES}, load_preset("smoke")
+    keys = lambda: {n: stage_key(st[n], stage_params(st[n], pre, NBS), NBS, {}) for n in ("validate", "baseline")}   # neither needs an upstream stage
+    before = keys()
+    f = tmp_path / "xstest.csv"; f.write_text("a")
+    monkeypatch.setenv("CTLREPRO_XSTEST", str(f))
+    after = keys()
+    assert after["validate"] != before["validate"] and after["baseline"] == before["baseline"]
+    f.write_text("ab")
+    assert keys()["validate"] != after["validate"]                  # the file changed: validate again
