@@ -7,7 +7,7 @@ gave harmlessness pairwise accuracy 0.84 and 0.48; is the token that governs ref
 training seed, with the data fixed?
 
 Usage: python bench/seed_spread.py [--run runs/spread] [--preset small] [--objective exmate] [--seeds 0 1 2]
-                                   [--probe-every 48] [--limit 16] [--train '{"lr_schedule": "constant"}' --tag constant]
+                                   [--probe-every 48] [--limit 16] [--train '{"kind_weights": {"harmful": 2}}' --tag harmful2]
 Needs the run's 'aligned' and 'selfgen' stages (`ctlrepro reproduce --only aligned selfgen --out runs/spread`). Each
 seed's model and learning curve go to <run>/seed_spread/<objective>-seed<N> and are reused when the config, data and code
 are unchanged, so an interrupted run resumes at the next seed. Seed 0 is the preset's own finetune run (the probe does
@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--probe-every", type=int, default=48, help="updates between probes (and a probe at step 0)")
     ap.add_argument("--limit", type=int, default=16, help="held-out eval prompts per kind in each probe")
     ap.add_argument("--probe-tokens", type=int, default=None, help="greedy response length of the probe (default: the preset's)")
-    ap.add_argument("--train", type=json.loads, default={}, help="TrainConfig fields as JSON on top of the preset's, e.g. '{\"kind_weights\": null, \"lr_schedule\": \"constant\"}' (uniform draws, constant rate)")
+    ap.add_argument("--train", type=json.loads, default={}, help="TrainConfig fields as JSON on top of the preset's, e.g. '{\"kind_weights\": {\"harmful\": 2}}'")
     ap.add_argument("--tag", default=None, help="name of the --train variant in the model folders (default: a hash of --train)")
     a = ap.parse_args()
     if not isinstance(a.train, dict): raise SystemExit(f"seed_spread: --train {json.dumps(a.train)}: give a JSON object of TrainConfig fields")

@@ -185,15 +185,15 @@ def test_a_launcher_is_accepted_when_no_objective_probes(tmp_path):
     check_sizes(params); check_stage_values(params)                    # no error: nothing would probe under the launcher
 
 
-def test_the_small_presets_exmate_and_the_control_presets_reset():
-    ov = {name: stage_params(next(s for s in STAGES if s.name == "finetune"), load_preset(name), NBS)["objective_overrides"]["exmate"] for name in ("small", "control", "smoke")}
-    assert (ov["small"]["lr_schedule"], ov["small"]["kind_weights"]) == ("linear", {"harmful": 2})   # docs/findings.md, "Weighting the harmful prompts' rows"
-    assert (ov["smoke"]["lr_schedule"], ov["smoke"]["kind_weights"]) == ("linear", {"harmful": 2})   # inherited: the smoke run exercises both
-    assert (ov["control"]["lr_schedule"], ov["control"]["kind_weights"]) == ("constant", None)       # the settings its description's numbers were measured with
+def test_the_small_and_small_balanced_presets_exmate():
+    ov = {name: stage_params(next(s for s in STAGES if s.name == "finetune"), load_preset(name), NBS)["objective_overrides"]["exmate"] for name in ("small", "small-balanced", "control")}
+    assert (ov["small-balanced"]["lr_schedule"], ov["small-balanced"]["kind_weights"], ov["small-balanced"]["steps"]) == ("linear", {"harmful": 2}, 144)   # findings, "Weighting the harmful prompts' rows"
+    for name in ("small", "control"):                                  # uniform draws, constant rate: the settings their descriptions' numbers were measured with
+        assert ov[name].get("lr_schedule", "constant") == "constant" and ov[name].get("kind_weights") is None, name
 
 
 def test_a_preset_replaces_a_mapping_valued_field_whole(tmp_path):
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": "small", "stages": {"finetune": {"objective_overrides": {"exmate": {"kind_weights": {"benign": 0.5}}}}}}))
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": "small-balanced", "stages": {"finetune": {"objective_overrides": {"exmate": {"kind_weights": {"benign": 0.5}}}}}}))
     ov = stage_params(next(s for s in STAGES if s.name == "finetune"), load_preset(tmp_path / "p.yaml"), NBS)["objective_overrides"]["exmate"]
     assert ov["kind_weights"] == {"benign": 0.5} and ov["steps"] == 144           # the field is replaced, the section around it still merged
 
