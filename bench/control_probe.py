@@ -8,7 +8,7 @@ model away from refusing. Greedy: refusal rates (refusal detector) on borderline
 Usage: python bench/control_probe.py [--run runs/small] [--preset small] [--objective exmate] [--chunks 16 16 32] [--train '{"lr": 0.002}']
 Needs the run's 'aligned' and 'selfgen' stages (ctlrepro reproduce --only aligned selfgen). The optimizer restarts at
 each chunk (the adapter carries on), so a chunked run is not step for step the same as one call with all the steps; a
-decaying lr_schedule (the small preset's ExMATE: linear) would restart at every chunk, so chunks train at the constant
+decaying lr_schedule (the small-balanced preset's ExMATE: linear) would restart at every chunk, so chunks train at the constant
 rate (printed): for a decaying schedule probed during one run, use bench/seed_spread.py.
 
 The training settings are the preset's finetune stage (its `train` section and the objective's override, built by

@@ -217,6 +217,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'ctlrepro.objectives.train_rl': ('objectives.html#train_rl', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.wrong_settings': ('objectives.html#wrong_settings', 'ctlrepro/objectives.py')},
             'ctlrepro.pipeline': { 'ctlrepro.pipeline.Stage': ('pipeline.html#stage', 'ctlrepro/pipeline.py'),
+                                   'ctlrepro.pipeline._content_digest': ('pipeline.html#_content_digest', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline._get': ('pipeline.html#_get', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_sizes': ('pipeline.html#check_sizes', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_stage_values': ('pipeline.html#check_stage_values', 'ctlrepro/pipeline.py'),

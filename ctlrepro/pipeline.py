@@ -159,12 +159,26 @@ def check_stage_values(
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
 
 # %% ../nbs/16_pipeline.ipynb #3abece4c
+def _content_digest(p:Path|None)->str|None:
+    "sha256 of a file's bytes (of every file's, in name order, for a folder); None when absent or unreadable (the stage that reads it says so)"
+    import hashlib
+    try:
+        if p is None or not p.exists(): return None
+        h = hashlib.sha256()
+        for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+            if f.is_file(): h.update(f.name.encode()); h.update(f.read_bytes())
+        return h.hexdigest()
+    except OSError: return None
+
 def external_fingerprint()->list:
-    "Which public labelled files the validate and benchmarks stages would read when no path is given (`validate.shared_file`: $CTLREPRO_XSTEST, $CTLREPRO_HH or ../shared/data beside the checkout), each as [path, size in bytes, mtime in ns], or None where absent"
+    "The public labelled files the validate and benchmarks stages would read when no path is given (`validate.shared_file`: $CTLREPRO_XSTEST, $CTLREPRO_HH, else ../shared/data beside the checkout), as [name, sha256 of the content or None where absent]; the content, not the path or mtime, so a copied or moved folder keeps its key"
     from .validate import shared_file, XSTEST_SHARED, HH_SHARED
     from .benchmarks import BENCHMARKS
-    found = [shared_file(XSTEST_SHARED, "CTLREPRO_XSTEST"), shared_file(HH_SHARED, "CTLREPRO_HH")] + [shared_file(rel) for _, rel in BENCHMARKS.values() if rel]
-    return [None if p is None else [str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in found]
+    def found(rel, env=None):
+        try: return shared_file(rel, env)
+        except OSError: return None          # e.g. a parent folder without access
+    wanted = [(XSTEST_SHARED, "CTLREPRO_XSTEST"), (HH_SHARED, "CTLREPRO_HH")] + [(rel, None) for _, rel in BENCHMARKS.values() if rel]
+    return [[env or rel, _content_digest(found(rel, env))] for rel, env in wanted]
 
 def stage_key(stage:Stage, params:dict, nbs:Path, upstream:dict)->str:
     "Hash of the notebook's code cells, the parameters, the upstream stages' keys, the package's code and data (`source_fingerprint`) and, for a stage marked `external`, the public files it would find (`external_fingerprint`): a stage that ran without XSTest is not reused once the file is there"

@@ -59,7 +59,7 @@ def test_train_refuses_a_bad_config_and_a_missing_selfgen_folder(tmp_path):
         assert str(e.value).startswith("ctlrepro train: --config") and says in str(e.value)
     for bad, says, not_says in [('{"stpes": 3, "lr": 0.1}', "unknown TrainConfig field(s) 'stpes'; accepted are objective,", "lr'"),
                                 ('{"kind_weights": {"bogus": 1}}', "unknown kind(s) 'bogus'; accepted are", "JSON object"),
-                                ('{"steps": "ten"}', "steps", "JSON object")]:   # the JSON parsed: the message names the field, not the format
+                                ('{"steps": "ten"}', "steps='ten' is a str; give an int", "JSON object")]:   # the JSON parsed: the message names the field, not the format
         with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o"), "--config", bad])
         assert str(e.value).startswith("ctlrepro train: --config") and says in str(e.value) and not_says not in str(e.value), str(e.value)
     with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path / "nosuch"), "--out", str(tmp_path / "o")])

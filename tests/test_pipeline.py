@@ -208,4 +208,10 @@ def test_a_stage_reading_public_files_is_keyed_on_them(tmp_path, monkeypatch):
     after = keys()
     assert after["validate"] != before["validate"] and after["baseline"] == before["baseline"]
     f.write_text("ab")
-    assert keys()["validate"] != after["validate"]                  # the file changed: validate again
+    changed = keys()["validate"]
+    assert changed != after["validate"]                               # the file changed: validate again
+    g = tmp_path / "copy" / "xstest.csv"; g.parent.mkdir(); g.write_text("ab")
+    monkeypatch.setenv("CTLREPRO_XSTEST", str(g))
+    assert keys()["validate"] == changed                              # same content elsewhere (a copied folder, a moved clone): same key
+    monkeypatch.setenv("CTLREPRO_XSTEST", str(tmp_path / "missing.csv"))
+    assert keys()["validate"] not in (changed, after["validate"])     # a missing file is a state of its own, not a crash before any stage runs
