@@ -212,7 +212,7 @@ class TrainConfig:
         for f in ("steps", "batch_size", "lora_r", "m_negatives"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if not (0 < self.lr < math.inf and 0 < self.tau < math.inf and 0 <= self.lam < math.inf and self.max_grad_norm > 0):
-            raise ValueError(f"lr and tau must be finite and > 0, lam finite and >= 0, max_grad_norm > 0 (inf: no clipping); got lr={self.lr}, tau={self.tau}, max_grad_norm={self.max_grad_norm}, lam={self.lam}")
+            raise ValueError(f"lr and tau must be finite and > 0, lam >= 0 and finite, max_grad_norm > 0 (inf: no clipping); got lr={self.lr}, tau={self.tau}, max_grad_norm={self.max_grad_norm}, lam={self.lam}")
         for f in ("lora_alpha", "pairs_per_prompt", "max_length", "max_completion_length", "num_generations"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         for f, lo, hi in (("lora_dropout", 0, 1), ("temperature", 0, math.inf), ("dpo_beta", 0, math.inf), ("kl_beta", 0, math.inf)):
