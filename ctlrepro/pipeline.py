@@ -160,14 +160,9 @@ def check_stage_values(
 
 # %% ../nbs/16_pipeline.ipynb #3abece4c
 def _content_digest(p:Path|None)->str|None:
-    "sha256 of a file's bytes (of every file's, in name order, for a folder); None when absent or unreadable (the stage that reads it says so)"
-    import hashlib
-    try:
-        if p is None or not p.exists(): return None
-        h = hashlib.sha256()
-        for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
-            if f.is_file(): h.update(f.name.encode()); h.update(f.read_bytes())
-        return h.hexdigest()
+    "`core.sha256_file` of a file, `core.tree_fingerprint` of a folder; None when absent or unreadable (the stage that reads it says so)"
+    from .core import sha256_file, tree_fingerprint
+    try: return None if p is None or not p.exists() else tree_fingerprint(p) if p.is_dir() else sha256_file(p)
     except OSError: return None
 
 def external_fingerprint()->list:
