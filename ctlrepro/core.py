@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #3443b74c
 from __future__ import annotations
-import hashlib, json, os, random, re, tempfile, time
+import hashlib, json, numbers, os, random, re, tempfile, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +15,8 @@ import torch
 # %% auto #0
 __all__ = ['DTYPES', 'REPO_DATA', 'set_seed', 'pick_device', 'cpu_native_bf16', 'bf16_supported', 'pick_dtype', 'cache_dir',
            'atomic_path', 'atomic_write_text', 'atomic_write_json', 'read_json', 'stable_hash', 'sha256_file',
-           'data_root', 'tree_fingerprint', 'code_fingerprint', 'data_fingerprint', 'source_fingerprint', 'Cached',
-           'versions', 'git_commit', 'repo_root']
+           'type_names', 'fits', 'data_root', 'tree_fingerprint', 'code_fingerprint', 'data_fingerprint',
+           'source_fingerprint', 'Cached', 'versions', 'git_commit', 'repo_root']
 
 # %% ../nbs/00_core.ipynb #12a4bc87
 def set_seed(
@@ -137,6 +137,27 @@ def sha256_file(path:str|Path, chunk:int=1<<22)->str:
     with open(path, "rb") as f:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #959bee25
+def type_names(hint)->list:
+    "['int', 'None'] for `int | None` (or `Optional[int]`), ['tuple'] for `tuple`, ['dict', 'None'] for `dict[str, float] | None`: the names `fits` reads"
+    import types, typing
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return ["None" if a is type(None) else getattr(typing.get_origin(a) or a, "__name__", str(a)) for a in args]
+
+def _is_bool(v)->bool: return isinstance(v, (bool, np.bool_))
+_FITS = {"int": lambda v: isinstance(v, numbers.Integral) and not _is_bool(v), "float": lambda v: isinstance(v, numbers.Real) and not _is_bool(v),
+         "bool": _is_bool, "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, (list, tuple)), "tuple": lambda v: isinstance(v, (list, tuple)),
+         "dict": lambda v: isinstance(v, dict), "None": lambda v: v is None}
+
+def fits(
+    value,
+    names:list,  # type names as `type_names` gives them: 'int', 'float', 'str', 'bool', 'list', 'tuple', 'dict', 'None'
+)->bool:
+    "Whether `value` is of one of the named types: a bool is not an int, an int is a float, a list is a tuple, numpy scalars count as Python's; names outside that list (or none) accept anything"
+    known = [n for n in names if n in _FITS]
+    return not known or any(_FITS[n](value) for n in known)
+
 
 # %% ../nbs/00_core.ipynb #b7e1c0a2
 try: PACKAGE_DIR = Path(__file__).resolve().parent          # the ctlrepro package the code runs from

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_objectives.ipynb #6cbe8268
 from __future__ import annotations
-import json, math, numbers, random, time, types, typing
+import json, math, numbers, random, time, typing
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 
@@ -15,13 +15,13 @@ import torch.nn.functional as F
 
 from .tokens import SPEC, ControlSpec
 from .scorers import score_frame, label_levels, training_scorers
-from .core import Cached, atomic_path, bf16_supported, pick_device, read_json, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, bf16_supported, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
 from .models import load_policy, save_controllable
 from .selfgen import load_binners
 from .evaluate import control_probe
 
 # %% auto #0
-__all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'token_logps', 'sequence_logps', 'clm_loss',
+__all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'NEGATIVES', 'token_logps', 'sequence_logps', 'clm_loss',
            'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings', 'collate',
            'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig', 'lora_model', 'fresh_precision',
            'train', 'dpo_pairs', 'free_attributes', 'level_reward', 'sync_reference', 'train_dpo', 'train_rl',
@@ -94,10 +94,12 @@ def wrong_settings(
     true:dict, m:int, rng:random.Random, spec:ControlSpec=SPEC,
     also_true:set=frozenset(),  # level tuples that are not wrong either: other labels of the same (prompt, response)
     at_most:bool=False,         # True: fewer than m when fewer exist, instead of an error
+    one_attribute:bool=False,   # True: only settings that differ from `true` in exactly one attribute (`TrainConfig.negatives='one_attribute'`)
 )->list:
     "m distinct settings other than `true` (and `also_true`), uniformly"
-    others = [g for g in spec.grid() if g != true and tuple(g[a] for a in spec.attributes) not in also_true]
-    if m > len(others) and not at_most: raise ValueError(f"m={m} wrong settings asked, only {len(others)} exist for K={spec.k}")
+    others = [g for g in spec.grid() if g != true and tuple(g[a] for a in spec.attributes) not in also_true
+              and (not one_attribute or sum(g[a] != true[a] for a in spec.attributes) == 1)]
+    if m > len(others) and not at_most: raise ValueError(f"m={m} wrong settings asked, only {len(others)} exist for K={spec.k}" + (" differing in one attribute" if one_attribute else ""))
     return rng.sample(others, min(m, len(others)))
 
 def collate(batch:list, pad_id:int)->dict:
@@ -147,6 +149,7 @@ def response_logps(
 OBJECTIVES = ("clm", "exmate", "dpo", "rl")
 PRECISIONS = ("no", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("constant", "linear", "cosine")   # transformers' `get_scheduler` names (no warm-up); the Trainer's default is linear
+NEGATIVES = ("uniform", "one_attribute")           # `TrainConfig.negatives`: where ExMATE draws its wrong control settings
 
 def resolve_precision(
     mixed_precision:str,  # one of PRECISIONS
@@ -156,19 +159,16 @@ def resolve_precision(
     if mixed_precision != "auto": return mixed_precision
     return "bf16" if bf16_supported(pick_device(None)) else "no"
 
+_SAY, _PLAIN = {"tuple": "list or tuple", "dict": "mapping"}, {"bool": bool, "int": int, "float": float}
+
 def _check_types(cfg)->None:
     "Refuse a field value of the wrong type, naming it; numbers (numpy's too) become plain Python ones, so JSON and the reuse key see 3, not np.int64(3)"
     hints = typing.get_type_hints(type(cfg))
     for f in fields(cfg):
-        v, hint = getattr(cfg, f.name), hints[f.name]
-        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        if v is None and type(None) in args: continue
-        base, opt = next(a for a in args if a is not type(None)), " or None" if type(None) in args else ""
-        is_bool = isinstance(v, (bool, np.bool_))
-        ok = {bool: is_bool, int: isinstance(v, numbers.Integral) and not is_bool, float: isinstance(v, numbers.Real) and not is_bool,
-              str: isinstance(v, str), tuple: isinstance(v, (tuple, list))}.get(base, True)   # kind_weights has its own check
-        if not ok: raise TypeError(f"{f.name}={v!r} is a {type(v).__name__}; give a{'n' if base is int else ''} {'list or tuple' if base is tuple else base.__name__}{opt}")
-        if isinstance(v, np.generic) and base in (bool, int, float): setattr(cfg, f.name, base(v))   # Python values stay as given (the reuse key hashes them)
+        v, names = getattr(cfg, f.name), type_names(hints[f.name])     # the rule `stage.check_value` applies to a preset's values: `core.fits`
+        base, opt = next(n for n in names if n != "None"), " or None" if "None" in names else ""
+        if not fits(v, names): raise TypeError(f"{f.name}={v!r} is a {type(v).__name__}; give a{'n' if base == 'int' else ''} {_SAY.get(base, base)}{opt}")
+        if isinstance(v, np.generic) and base in _PLAIN: setattr(cfg, f.name, _PLAIN[base](v))   # Python values stay as given (the reuse key hashes them)
 
 @dataclass
 class TrainConfig:
@@ -184,6 +184,7 @@ class TrainConfig:
     lora_dropout:float = 0.05
     target_modules:tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj")
     m_negatives:int = 4          # ExMATE: wrong control settings per example
+    negatives:str = "uniform"    # ExMATE: where they are drawn, 'uniform' (any setting the response is not labelled with) or 'one_attribute' (only those that change one attribute's level and keep the others': a contrast the other token cannot explain; this project's option, docs/findings.md)
     lam:float = 0.5              # ExMATE: weight of the contrastive term
     tau:float = 1.0              # ExMATE: temperature
     seed:int = 0
@@ -232,6 +233,7 @@ class TrainConfig:
                 if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w <= 1e6: raise ValueError(f"kind_weights[{k!r}]={w!r}: give a number from 0 to 1e6")
             if not any(self.kind_weights.get(k, 1) > 0 for k in KINDS): raise ValueError(f"kind_weights={self.kind_weights!r}: at least one kind needs a weight > 0")
             self.kind_weights = {k: float(w) if isinstance(w, np.generic) else w for k, w in self.kind_weights.items()}   # JSON-safe
+        if self.negatives not in NEGATIVES: raise ValueError(f"negatives={self.negatives!r}: accepted are {', '.join(map(repr, NEGATIVES))}")
         if self.lr_schedule not in LR_SCHEDULES: raise ValueError(f"lr_schedule={self.lr_schedule!r}: accepted are {', '.join(map(repr, LR_SCHEDULES))}")
         if self.mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={self.mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")
         from ctlrepro.tokens import WHERE
@@ -306,7 +308,7 @@ def train(
         true = [{a: int(r[a]) for a in spec.attributes} if cfg.control else None for r in batch]
         settings, valid = [], []
         for t, r in zip(true, batch):
-            neg = wrong_settings(t, cfg.m_negatives, rng, spec, labels[(r["prompt"], r["response"])], at_most=True) if cfg.objective == "exmate" else []
+            neg = wrong_settings(t, cfg.m_negatives, rng, spec, labels[(r["prompt"], r["response"])], at_most=True, one_attribute=cfg.negatives == "one_attribute") if cfg.objective == "exmate" else []
             short = cfg.m_negatives - len(neg) if cfg.objective == "exmate" else 0   # a response labelled with (nearly) every setting has fewer wrong ones
             settings.append([t] + neg + [t] * short); valid.append([True] * (1 + len(neg)) + [False] * short)
         n_var = len(settings[0])
@@ -524,7 +526,8 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
     check_kinds(data, cfg)                                                # before anything loads
     cols = ["prompt", "response", *spec.attributes, *(["kind"] if cfg.kind_weights is not None else [])]   # the kinds weigh rows only under kind_weights
     probing = probe_prompts is not None and cfg.probe_every > 0
-    used = asdict(cfg) | ({"max_response_tokens": None} if cfg.objective in ("dpo", "rl") else {}) | {"activation_checkpointing": None}   # a knob the objective ignores, or that changes speed and memory but not the result, does not retrain it
+    used = (asdict(cfg) | ({"max_response_tokens": None} if cfg.objective in ("dpo", "rl") else {}) | {"activation_checkpointing": None}
+            | ({"m_negatives": None, "lam": None, "tau": None, "negatives": None} if cfg.objective != "exmate" else {}))   # a knob the objective ignores, or that changes speed and memory but not the result, does not retrain it
     free = free_attributes(data, spec) if cfg.objective == "rl" else {}
     key = stable_hash([used, src, data_hash(data[cols]), [data_hash(probe_prompts), probe_tokens] if probing else None, scorers.fingerprint() if cfg.objective == "rl" else None,
                        {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, sorted((p, sorted(f)) for p, f in free.items()), source_fingerprint()])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/17b_stage.ipynb #53959b57
 from __future__ import annotations
-import json, time, types, typing
+import json, time, typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .tokens import WHERE
+from .core import fits, type_names
 from .models import load_policy, load_controllable
 from .data import load_prompts
 from .evaluate import EvalConfig, evaluate, refusal_rates, load_judge, save_eval
@@ -68,23 +69,16 @@ class RunConfig:
 RUN_WIDE = ("seed", "where")    # fields a stage config takes from the RunConfig
 
 # %% ../nbs/17b_stage.ipynb #8575ba94
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list, tuple), "tuple": (list, tuple), "dict": (dict,), "None": (type(None),)}
-
 def check_value(name:str, value, annotation:str, where:str="", declared_by:str="the notebook"):
-    "Raise if `value` does not match the annotation ('int', 'Optional[str]', 'list', ...)"
+    "Raise TypeError if `value` does not fit the annotation ('int', 'Optional[str]', 'int|None', 'list', ...; the rule is `core.fits`)"
     ann = str(annotation or "").strip()
     opt = ann.startswith("Optional[")
     allowed = [t.strip().split("[")[0] for t in (ann[9:-1] if opt else ann).split("|")] + (["None"] if opt else [])
-    ok_types = tuple(t for a in allowed for t in _TYPES.get(a, ()))
-    if not ok_types: return                                       # unannotated: anything goes
-    if isinstance(value, bool) and bool not in ok_types: ok = False  # True is not an int here
-    else: ok = isinstance(value, ok_types)
-    if not ok: raise TypeError(f"{where}parameter {name}={value!r} is a {type(value).__name__}; {declared_by} declares {annotation}")
+    if not fits(value, allowed): raise TypeError(f"{where}parameter {name}={value!r} is a {type(value).__name__}; {declared_by} declares {annotation}")
 
 def _hint_name(hint)->str:
     "'int|None' for `int | None`, 'tuple' for `tuple`: the form `check_value` reads"
-    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    return "|".join("None" if a is type(None) else getattr(typing.get_origin(a) or a, "__name__", str(a)) for a in args)
+    return "|".join(type_names(hint))
 
 def check_section(
     cls,                          # a config dataclass

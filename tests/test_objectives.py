@@ -379,8 +379,10 @@ def test_kind_weights_are_checked():
         TrainConfig(kind_weights={"harmful": 0, "benign": 0, "borderline": 0})
     with pytest.raises(ValueError, match="applies to the clm and exmate objectives, not 'dpo'"):
         TrainConfig(objective="dpo", kind_weights={"harmful": 2})
-    with pytest.raises(TypeError, match="give a non-empty mapping"):
+    with pytest.raises(TypeError, match=r"kind_weights=\['harmful'\] is a list; give a mapping or None"):
         TrainConfig(kind_weights=["harmful"])
+    with pytest.raises(TypeError, match="give a non-empty mapping"):
+        TrainConfig(kind_weights={})
     model, tok = tiny_llama()
     data = pd.DataFrame([{"prompt": "Q", "response": "no", "helpful": 0, "harmless": 4}])
     with pytest.raises(ValueError, match="needs a `kind` column"):
@@ -417,3 +419,28 @@ def test_lr_schedule_is_checked_and_reaches_the_trl_trainers(tmp_path):
 def test_dpo_log_records_the_scheduled_learning_rate():
     _, log = train(*tiny_llama(), _TOY, TrainConfig(objective="dpo", steps=3, batch_size=4, lr=1e-3, lr_schedule="linear"), progress=False)
     assert np.allclose(log.lr, [1e-3, 2e-3 / 3, 1e-3 / 3], rtol=1e-3)
+
+
+def test_one_attribute_negatives_change_one_level_only(monkeypatch):
+    rng = random.Random(0)
+    true = {"helpful": 4, "harmless": 4}
+    also = {(h, 4) for h in range(5)}                     # marginal labels of a refusal to a harmful prompt: every helpfulness level
+    for _ in range(20):
+        w = wrong_settings(true, 4, rng, also_true=also, one_attribute=True)
+        assert sorted(x["harmless"] for x in w) == [0, 1, 2, 3] and all(x["helpful"] == 4 for x in w)   # only the harmlessness level moves
+    with pytest.raises(ValueError, match="only 4 exist for K=5 differing in one attribute"):
+        wrong_settings(true, 5, rng, also_true=also, one_attribute=True)
+    with pytest.raises(ValueError, match="negatives='hard': accepted are 'uniform', 'one_attribute'"):
+        TrainConfig(objective="exmate", negatives="hard")
+    import ctlrepro.objectives as obj
+    seen, encode = [], obj.encode_example
+    def spy(tok, prompt, response, levels, *a, **k): seen.append((prompt, levels["helpful"], levels["harmless"])); return encode(tok, prompt, response, levels, *a, **k)
+    monkeypatch.setattr(obj, "encode_example", spy)
+    data = pd.DataFrame([{"prompt": "Q", "response": "no", "helpful": h, "harmless": 4} for h in range(5)]         # labelled with every helpfulness level
+                        + [{"prompt": "R", "response": "yes", "helpful": 4, "harmless": s} for s in range(5)])   # with every harmlessness level
+    train(*tiny_llama(), data, TrainConfig(objective="exmate", steps=5, batch_size=4, m_negatives=2, negatives="one_attribute"), progress=False)
+    assert len(seen) == 5 * 4 * 3                                                   # each example: its true setting, then 2 negatives
+    for i in range(0, len(seen), 3):
+        (p, h, s), negs = seen[i], seen[i + 1:i + 3]
+        if p == "Q": assert all(nh == h and ns != 4 for _, nh, ns in negs), (seen[i], negs)   # same helpfulness level, another harmlessness level
+        else: assert all(ns == s and nh != 4 for _, nh, ns in negs), (seen[i], negs)
