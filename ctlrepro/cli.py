@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #9da5d855
 from __future__ import annotations
-import argparse, dataclasses, difflib, json, os, sys
+import argparse, json, os, sys
 from pathlib import Path
 
 from .tokens import SPEC, WHERE
@@ -16,6 +16,7 @@ from .evaluate import EvalConfig, run_generation, load_judge
 from .align import AlignConfig, aligned_stage
 from .objectives import TrainConfig, train_from_selfgen
 from .rewind import CLAIM_SETTINGS
+from .stage import unknown_fields
 from .validate import validate_instruments
 
 # %% auto #0
@@ -129,12 +130,7 @@ def _run(a:argparse.Namespace):
                 kind = {type(None): "null", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}[type(given)]
                 raise ValueError(f"a JSON {kind}, not an object")
         except ValueError as e: raise SystemExit(f"ctlrepro train: --config {a.config!r}: {e}; give TrainConfig fields as a JSON object")   # JSONDecodeError is a ValueError
-        known = [f.name for f in dataclasses.fields(TrainConfig)]
-        unknown = sorted(set(given) - set(known))
-        if unknown:
-            near = [f"{u!r} -> {m[0]!r}" for u in unknown if (m := difflib.get_close_matches(u, known, n=1))]
-            raise SystemExit(f"ctlrepro train: --config: unknown TrainConfig field(s) {', '.join(map(repr, unknown))}" + (f" (did you mean {', '.join(near)}?)" if near else "")
-                             + f"; accepted TrainConfig fields are {', '.join(known)}")
+        if (msg := unknown_fields(TrainConfig, given)): raise SystemExit(f"ctlrepro train: --config: {msg}")   # the message a preset's unknown field gets
         try: cfg = TrainConfig(**given)
         except (TypeError, ValueError) as e: raise SystemExit(f"ctlrepro train: --config: {e}") from None   # the field's own check names the value and what is accepted
         log = train_from_selfgen(a.model, a.selfgen, a.out, cfg, a.helpful_rm, a.harmless_rm, a.harmless_rm_kind)

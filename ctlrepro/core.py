@@ -138,7 +138,7 @@ def sha256_file(path:str|Path, chunk:int=1<<22)->str:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/00_core.ipynb #959bee25
+# %% ../nbs/00_core.ipynb #6eb88b56
 def type_names(hint)->list:
     "['int', 'None'] for `int | None` (or `Optional[int]`), ['tuple'] for `tuple`, ['dict', 'None'] for `dict[str, float] | None`: the names `fits` reads"
     import types, typing

@@ -4,7 +4,7 @@
 
 # %% ../nbs/17b_stage.ipynb #53959b57
 from __future__ import annotations
-import json, time, typing
+import difflib, json, time, typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -23,12 +23,12 @@ from .objectives import OBJECTIVES, TrainConfig, train_or_reuse, run_launched
 from .rewind import CLAIMS, CLAIM_SETTINGS, rewind_claims, alpha_curve
 
 # %% auto #0
-__all__ = ['RUN_WIDE', 'SECTIONS', 'RunConfig', 'check_value', 'check_section', 'build_config', 'train_configs', 'check_launcher',
-           'stage_configs', 'evaluate_and_save', 'json', 'time', 'asdict', 'Path', 'np', 'pd', 'load_policy',
-           'load_controllable', 'load_prompts', 'EvalConfig', 'evaluate', 'refusal_rates', 'load_judge', 'save_eval',
-           'training_scorers', 'AlignConfig', 'aligned_source', 'aligned_stage', 'SelfGenConfig', 'self_generate',
-           'plot_coverage', 'load_binners', 'OBJECTIVES', 'TrainConfig', 'train_or_reuse', 'run_launched', 'CLAIMS',
-           'CLAIM_SETTINGS', 'rewind_claims', 'alpha_curve']
+__all__ = ['RUN_WIDE', 'SECTIONS', 'RunConfig', 'check_value', 'unknown_fields', 'check_section', 'build_config', 'train_configs',
+           'check_launcher', 'stage_configs', 'evaluate_and_save', 'json', 'time', 'asdict', 'Path', 'np', 'pd',
+           'load_policy', 'load_controllable', 'load_prompts', 'EvalConfig', 'evaluate', 'refusal_rates', 'load_judge',
+           'save_eval', 'training_scorers', 'AlignConfig', 'aligned_source', 'aligned_stage', 'SelfGenConfig',
+           'self_generate', 'plot_coverage', 'load_binners', 'OBJECTIVES', 'TrainConfig', 'train_or_reuse',
+           'run_launched', 'CLAIMS', 'CLAIM_SETTINGS', 'rewind_claims', 'alpha_curve']
 
 # %% ../nbs/17b_stage.ipynb #11c434db
 _all_ = ["json", "time", "asdict", "Path", "np", "pd", "load_policy", "load_controllable", "load_prompts", "EvalConfig", "evaluate", "refusal_rates",
@@ -80,6 +80,17 @@ def _hint_name(hint)->str:
     "'int|None' for `int | None`, 'tuple' for `tuple`: the form `check_value` reads"
     return "|".join(type_names(hint))
 
+def unknown_fields(
+    cls,                          # a config dataclass
+    keys,                         # the field names given (a preset's section, a JSON object)
+)->str:                           # '' when every key is a field of `cls`, else the message
+    "\"unknown field(s) ['stpes']; TrainConfig accepts [...]; did you mean 'steps' for 'stpes'?\" (the closest field by `difflib`)"
+    accepted = [f.name for f in fields(cls)]
+    unknown = sorted(set(keys) - set(accepted), key=str)
+    if not unknown: return ""
+    near = [f"{m[0]!r} for {u!r}" for u in unknown if (m := difflib.get_close_matches(str(u), accepted, n=1))]
+    return f"unknown field(s) {unknown}; {cls.__name__} accepts {accepted}" + (f"; did you mean {', '.join(near)}?" if near else "")
+
 def check_section(
     cls,                          # a config dataclass
     section:dict,                 # field -> value, e.g. a preset's `train:` section
@@ -88,9 +99,8 @@ def check_section(
 )->None:                          # raises ValueError (unknown or run-wide field) or TypeError (wrong type)
     "Refuse a key that is not a field of `cls` and a value that is not of the field's declared type"
     if not isinstance(section, dict): raise TypeError(f"{where}{name}={section!r} is a {type(section).__name__}; give a mapping of {cls.__name__} fields")
-    hints, accepted = typing.get_type_hints(cls), [f.name for f in fields(cls)]
-    unknown = sorted(set(section) - set(accepted))
-    if unknown: raise ValueError(f"{where}{name}: unknown field(s) {unknown}; {cls.__name__} accepts {accepted}")
+    hints = typing.get_type_hints(cls)
+    if (msg := unknown_fields(cls, section)): raise ValueError(f"{where}{name}: {msg}")
     shared = sorted(set(section) & set(RUN_WIDE)) if cls is not RunConfig else []
     if shared: raise ValueError(f"{where}{name}: {shared} is run-wide: set it under run_config")
     for k, v in section.items(): check_value(f"{name}.{k}", v, _hint_name(hints[k]), where, declared_by=cls.__name__)
