@@ -186,8 +186,10 @@ def test_a_launcher_is_accepted_when_no_objective_probes(tmp_path):
 
 
 def test_the_small_and_small_balanced_presets_exmate():
-    ov = {name: stage_params(next(s for s in STAGES if s.name == "finetune"), load_preset(name), NBS)["objective_overrides"]["exmate"] for name in ("small", "small-balanced", "control")}
+    ov = {name: stage_params(next(s for s in STAGES if s.name == "finetune"), load_preset(name), NBS)["objective_overrides"]["exmate"] for name in ("small", "small-balanced", "small-one-attribute", "control")}
     assert (ov["small-balanced"]["lr_schedule"], ov["small-balanced"]["kind_weights"], ov["small-balanced"]["steps"]) == ("linear", {"harmful": 2}, 144)   # findings, "Weighting the harmful prompts' rows"
+    assert ov["small-balanced"].get("negatives", "uniform") == "uniform"
+    assert ov["small-one-attribute"] == {**ov["small-balanced"], "negatives": "one_attribute"}   # findings, "One-attribute negatives": only the negatives differ
     for name in ("small", "control"):                                  # uniform draws, constant rate: the settings their descriptions' numbers were measured with
         assert ov[name].get("lr_schedule", "constant") == "constant" and ov[name].get("kind_weights") is None, name
 
