@@ -280,3 +280,8 @@ def test_train_or_reuse_ignores_knobs_the_objective_does_not_use(tmp_path, monke
         for t in (None, 8):
             train_or_reuse(str(tmp_path / "base"), data, TrainConfig(objective=obj, steps=1, batch_size=2, max_response_tokens=t), tmp_path / obj, StubScorers(), {}, device="cpu")
         assert len(runs) == (3 if changed else 1), (obj, len(runs))   # DPO: trained once, then reused; CLM: trained twice more
+    for obj, changed in [("clm", False), ("exmate", True)]:              # ExMATE's own knobs: only ExMATE reads them
+        runs.clear()
+        for kw in ({}, {"negatives": "one_attribute", "lam": 2.0, "m_negatives": 1}):
+            train_or_reuse(str(tmp_path / "base"), data, TrainConfig(objective=obj, steps=1, batch_size=2, **kw), tmp_path / f"{obj}-knobs", StubScorers(), {}, device="cpu")
+        assert len(runs) == (2 if changed else 1), (obj, len(runs))
