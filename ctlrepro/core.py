@@ -154,7 +154,7 @@ def fits(
     value,
     names:list,  # type names as `type_names` gives them: 'int', 'float', 'str', 'bool', 'list', 'tuple', 'dict', 'None'
 )->bool:
-    "Whether `value` is of one of the named types: a bool is not an int, an int is a float, a list is a tuple, numpy scalars count as Python's; names outside that list (or none) accept anything"
+    "Whether `value` is of one of the named types: a bool is not an int, an int is a float, a list is a tuple, numpy scalars count as Python's; when no name is one of those (unannotated, 'Path'), anything fits"
     known = [n for n in names if n in _FITS]
     return not known or any(_FITS[n](value) for n in known)
 

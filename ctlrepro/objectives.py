@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_objectives.ipynb #6cbe8268
 from __future__ import annotations
-import json, math, numbers, random, time, typing
+import json, math, numbers, random, time, typing, warnings
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 
@@ -184,7 +184,7 @@ class TrainConfig:
     lora_dropout:float = 0.05
     target_modules:tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj")
     m_negatives:int = 4          # ExMATE: wrong control settings per example
-    negatives:str = "uniform"    # ExMATE: where they are drawn, 'uniform' (any setting the response is not labelled with) or 'one_attribute' (only those that change one attribute's level and keep the others': a contrast the other token cannot explain; this project's option, docs/findings.md)
+    negatives:str = "uniform"    # ExMATE: where they are drawn, 'uniform' (any setting the response is not labelled with) or 'one_attribute' (only those that change one attribute's level and keep the others': a contrast the other token cannot explain; this project's option, docs/findings.md); the other objectives ignore it, as they do m_negatives, lam and tau
     lam:float = 0.5              # ExMATE: weight of the contrastive term
     tau:float = 1.0              # ExMATE: temperature
     seed:int = 0
@@ -302,7 +302,7 @@ def train(
     labels = {}                                           # every setting a (prompt, response) is labelled with: none is a negative for it
     for r in rows: labels.setdefault((r["prompt"], r["response"]), set()).add(tuple(int(r[a]) for a in spec.attributes) if cfg.control else None)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    log, t0 = [], time.perf_counter()
+    log, t0, n_short = [], time.perf_counter(), 0
     for step in tqdm(range(cfg.steps), desc=f"train {cfg.objective}", disable=not progress, leave=False):
         batch = [rows[rng.randrange(len(rows))] for _ in range(cfg.batch_size)] if weights is None else rng.choices(rows, cum_weights=weights, k=cfg.batch_size)
         true = [{a: int(r[a]) for a in spec.attributes} if cfg.control else None for r in batch]
@@ -325,9 +325,13 @@ def train(
         gn = acc.clip_grad_norm_(peft_model.parameters(), cfg.max_grad_norm)
         lr_now = sched.get_last_lr()[0]; opt.step(); sched.step()
         if on_step is not None and cfg.probe_every and (step + 1) % cfg.probe_every == 0: _probe(peft_model, on_step, step + 1, acc.unwrap_model)
+        n_short += sum(1 for v in valid if not all(v))
         log.append({"step": step, "loss": loss.item(), "clm": clm.item(), "contrastive": con.item(), "grad_norm": float(gn),
+                    "negatives": sum(map(sum, valid)) / len(valid) - 1 if cfg.objective == "exmate" else float("nan"),   # wrong settings per example (fewer than m_negatives when the labels cover the rest)
                     "tokens": int(enc["attention_mask"].sum()), "lr": lr_now, "seconds": round(time.perf_counter() - t0, 3)})
     peft_model.eval()
+    if n_short: warnings.warn(f"ExMATE: {n_short} of {cfg.steps * cfg.batch_size} examples had fewer than m_negatives={cfg.m_negatives} wrong settings "
+                              f"(their labels cover the rest of the grid{' one attribute away' if cfg.negatives == 'one_attribute' else ''}); train_log's 'negatives' column gives the number per step")
     return acc.unwrap_model(peft_model), pd.DataFrame(log)
 
 # %% ../nbs/11_objectives.ipynb #eea55dce

@@ -438,9 +438,16 @@ def test_one_attribute_negatives_change_one_level_only(monkeypatch):
     monkeypatch.setattr(obj, "encode_example", spy)
     data = pd.DataFrame([{"prompt": "Q", "response": "no", "helpful": h, "harmless": 4} for h in range(5)]         # labelled with every helpfulness level
                         + [{"prompt": "R", "response": "yes", "helpful": 4, "harmless": s} for s in range(5)])   # with every harmlessness level
-    train(*tiny_llama(), data, TrainConfig(objective="exmate", steps=5, batch_size=4, m_negatives=2, negatives="one_attribute"), progress=False)
-    assert len(seen) == 5 * 4 * 3                                                   # each example: its true setting, then 2 negatives
+    _, log = train(*tiny_llama(), data, TrainConfig(objective="exmate", steps=5, batch_size=4, m_negatives=2, negatives="one_attribute"), progress=False)
+    assert len(seen) == 5 * 4 * 3 and (log.negatives == 2).all()                  # each example: its true setting, then 2 negatives
     for i in range(0, len(seen), 3):
         (p, h, s), negs = seen[i], seen[i + 1:i + 3]
         if p == "Q": assert all(nh == h and ns != 4 for _, nh, ns in negs), (seen[i], negs)   # same helpfulness level, another harmlessness level
         else: assert all(ns == s and nh != 4 for _, nh, ns in negs), (seen[i], negs)
+
+
+def test_examples_short_of_negatives_are_counted_and_warned():
+    data = pd.DataFrame([{"prompt": "Q", "response": "no", "helpful": h, "harmless": s} for h in range(5) for s in range(5) if (h, s) != (0, 0)])   # 24 of 25 settings
+    with pytest.warns(UserWarning, match=r"ExMATE: 6 of 6 examples had fewer than m_negatives=2 wrong settings"):
+        _, log = train(*tiny_llama(), data, TrainConfig(objective="exmate", steps=3, batch_size=2, m_negatives=2), progress=False)
+    assert (log.negatives == 1).all()                                              # only [helpful=0][harmless=0] is wrong for that response
