@@ -84,12 +84,12 @@ def unknown_fields(
     cls,                          # a config dataclass
     keys,                         # the field names given (a preset's section, a JSON object)
 )->str:                           # '' when every key is a field of `cls`, else the message
-    "\"unknown field(s) ['stpes']; TrainConfig accepts [...]; did you mean 'steps' for 'stpes'?\" (the closest field by `difflib`)"
+    "\"unknown field(s) ['stpes'] (did you mean 'steps' for 'stpes'?); TrainConfig accepts [...]\" (the closest field by `difflib`)"
     accepted = [f.name for f in fields(cls)]
     unknown = sorted(set(keys) - set(accepted), key=str)
     if not unknown: return ""
     near = [f"{m[0]!r} for {u!r}" for u in unknown if (m := difflib.get_close_matches(str(u), accepted, n=1))]
-    return f"unknown field(s) {unknown}; {cls.__name__} accepts {accepted}" + (f"; did you mean {', '.join(near)}?" if near else "")
+    return f"unknown field(s) {unknown}" + (f" (did you mean {', '.join(near)}?)" if near else "") + f"; {cls.__name__} accepts {accepted}"
 
 def check_section(
     cls,                          # a config dataclass

@@ -57,8 +57,8 @@ def test_train_refuses_a_bad_config_and_a_missing_selfgen_folder(tmp_path):
     for bad, says in [("not json", "Expecting value"), ("[1, 2]", "a JSON array, not an object"), ("null", "a JSON null, not an object"), ('{"objective": "nope"}', "accepted are")]:
         with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o"), "--config", bad])
         assert str(e.value).startswith("ctlrepro train: --config") and says in str(e.value)
-    for bad, says, not_says in [('{"stpes": 3, "lr": 0.1}', "unknown field(s) ['stpes']; TrainConfig accepts ['objective', 'steps', ", "JSON object"),
-                                ('{"stpes": 3, "lr": 0.1}', "; did you mean 'steps' for 'stpes'?", "'lr']"),
+    for bad, says, not_says in [('{"stpes": 3, "lr": 0.1}', "unknown field(s) ['stpes'] (did you mean 'steps' for 'stpes'?); TrainConfig accepts ['objective', 'steps', ", "JSON object"),
+                                ('{"stpes": 3, "lr": 0.1}', "unknown field(s) ['stpes'] (", "'lr']"),
                                 ('{"kind_weights": {"bogus": 1}}', "unknown kind(s) 'bogus'; accepted are", "JSON object"),
                                 ('{"steps": "ten"}', "steps='ten' is a str; give an int", "JSON object")]:   # the JSON parsed: the message names the field, not the format
         with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o"), "--config", bad])

@@ -26,7 +26,7 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['stepz'\].*accepts \[.*'train'"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"train": {"stepz": 3}}}}))       # a key inside a config section
-    with pytest.raises(ValueError, match=r"stage 'finetune': train \(objective clm\): unknown field\(s\) \['stepz'\]; TrainConfig accepts \['objective', 'steps'"):
+    with pytest.raises(ValueError, match=r"stage 'finetune': train \(objective clm\): unknown field\(s\) \['stepz'\] \(did you mean 'steps' for 'stepz'\?\); TrainConfig accepts \['objective', 'steps'"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"train": {"steps": "many"}}}}))
     with pytest.raises(TypeError, match=r"train \(objective clm\).steps='many' is a str; TrainConfig declares int"):
