@@ -313,7 +313,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'ctlrepro.stage.RunConfig.load': ('stage.html#runconfig.load', 'ctlrepro/stage.py'),
                                 'ctlrepro.stage.RunConfig.load_judge': ('stage.html#runconfig.load_judge', 'ctlrepro/stage.py'),
                                 'ctlrepro.stage.RunConfig.scorers': ('stage.html#runconfig.scorers', 'ctlrepro/stage.py'),
-                                'ctlrepro.stage._hint_name': ('stage.html#_hint_name', 'ctlrepro/stage.py'),
                                 'ctlrepro.stage.build_config': ('stage.html#build_config', 'ctlrepro/stage.py'),
                                 'ctlrepro.stage.check_launcher': ('stage.html#check_launcher', 'ctlrepro/stage.py'),
                                 'ctlrepro.stage.check_section': ('stage.html#check_section', 'ctlrepro/stage.py'),

@@ -76,10 +76,6 @@ def check_value(name:str, value, annotation:str, where:str="", declared_by:str="
     allowed = [t.strip().split("[")[0] for t in (ann[9:-1] if opt else ann).split("|")] + (["None"] if opt else [])
     if not fits(value, allowed): raise TypeError(f"{where}parameter {name}={value!r} is a {type(value).__name__}; {declared_by} declares {annotation}")
 
-def _hint_name(hint)->str:
-    "'int|None' for `int | None`, 'tuple' for `tuple`: the form `check_value` reads"
-    return "|".join(type_names(hint))
-
 def unknown_fields(
     cls,                          # a config dataclass
     keys,                         # the field names given (a preset's section, a JSON object)
@@ -103,7 +99,7 @@ def check_section(
     if (msg := unknown_fields(cls, section)): raise ValueError(f"{where}{name}: {msg}")
     shared = sorted(set(section) & set(RUN_WIDE)) if cls is not RunConfig else []
     if shared: raise ValueError(f"{where}{name}: {shared} is run-wide: set it under run_config")
-    for k, v in section.items(): check_value(f"{name}.{k}", v, _hint_name(hints[k]), where, declared_by=cls.__name__)
+    for k, v in section.items(): check_value(f"{name}.{k}", v, "|".join(type_names(hints[k])), where, declared_by=cls.__name__)   # 'int|None': the form a notebook's annotation takes
 
 def build_config(
     cls,                          # a config dataclass (`TrainConfig`, `EvalConfig`, ...)
