@@ -22,10 +22,10 @@ from .evaluate import control_probe
 
 # %% auto #0
 __all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'NEGATIVES', 'token_logps', 'sequence_logps', 'clm_loss',
-           'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings', 'collate',
-           'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig', 'lora_model', 'fresh_precision',
-           'train', 'dpo_pairs', 'free_attributes', 'level_reward', 'sync_reference', 'train_dpo', 'train_rl',
-           'data_hash', 'check_kinds', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
+           'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings',
+           'check_negatives', 'collate', 'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig',
+           'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'free_attributes', 'level_reward', 'sync_reference',
+           'train_dpo', 'train_rl', 'data_hash', 'check_kinds', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -101,6 +101,13 @@ def wrong_settings(
               and (not one_attribute or sum(g[a] != true[a] for a in spec.attributes) == 1)]
     if m > len(others) and not at_most: raise ValueError(f"m={m} wrong settings asked, only {len(others)} exist for K={spec.k}" + (" differing in one attribute" if one_attribute else ""))
     return rng.sample(others, min(m, len(others)))
+
+def check_negatives(cfg, spec:ControlSpec=SPEC)->None:
+    "Refuse (ValueError) an ExMATE `m_negatives` above the wrong settings the grid holds: K^A - 1, or A(K - 1) under `negatives='one_attribute'`"
+    if cfg.objective != "exmate": return
+    one = cfg.negatives == "one_attribute"
+    most = len(spec.attributes) * (spec.k - 1) if one else spec.k ** len(spec.attributes) - 1
+    if cfg.m_negatives > most: raise ValueError(f"m_negatives={cfg.m_negatives}: only {most} wrong settings exist{' one attribute away' if one else ''} for K={spec.k} and {len(spec.attributes)} attributes; give m_negatives <= {most}")
 
 def collate(batch:list, pad_id:int)->dict:
     "Right-pad (input_ids, labels) pairs into tensors"
@@ -281,6 +288,7 @@ def train(
     if cfg.objective == "rl":
         if reward_fn is None: raise ValueError("objective='rl' needs reward_fn, e.g. level_reward(scorers, binners)")
         return train_rl(model, tokenizer, data, cfg, reward_fn, spec, progress, on_step)
+    check_negatives(cfg, spec)
     torch.manual_seed(cfg.seed)
     peft_model = model if hasattr(model, "peft_config") else lora_model(model, tokenizer, cfg, spec)
     if cfg.activation_checkpointing: _checkpointing_on(peft_model)
@@ -331,7 +339,7 @@ def train(
                     "tokens": int(enc["attention_mask"].sum()), "lr": lr_now, "seconds": round(time.perf_counter() - t0, 3)})
     peft_model.eval()
     if n_short: warnings.warn(f"ExMATE: {n_short} of {cfg.steps * cfg.batch_size} examples had fewer than m_negatives={cfg.m_negatives} wrong settings "
-                              f"(their labels cover the rest of the grid{' one attribute away' if cfg.negatives == 'one_attribute' else ''}); train_log's 'negatives' column gives the number per step")
+                              f"(their labels cover the rest of the grid{' one attribute away' if cfg.negatives == 'one_attribute' else ''}); train_log's 'negatives' column gives their mean per example in each step")
     return acc.unwrap_model(peft_model), pd.DataFrame(log)
 
 # %% ../nbs/11_objectives.ipynb #eea55dce

@@ -19,7 +19,7 @@ from .evaluate import EvalConfig, evaluate, refusal_rates, load_judge, save_eval
 from .scorers import training_scorers
 from .align import AlignConfig, aligned_source, aligned_stage
 from .selfgen import SelfGenConfig, self_generate, plot_coverage, load_binners
-from .objectives import OBJECTIVES, TrainConfig, train_or_reuse, run_launched
+from .objectives import OBJECTIVES, TrainConfig, check_negatives, train_or_reuse, run_launched
 from .rewind import CLAIMS, CLAIM_SETTINGS, rewind_claims, alpha_curve
 
 # %% auto #0
@@ -130,8 +130,12 @@ def train_configs(
     for o, over in (objective_overrides or {}).items():
         if not isinstance(over, dict): raise ValueError(f"{where}objective_overrides.{o}={over!r}: accepted is a mapping of TrainConfig fields, e.g. {{lr: 0.0001}}")
         if "objective" in over: raise ValueError(f"{where}objective_overrides.{o}.objective: an override changes the fields of objective {o!r}, not which objective it is")
-    return {o: build_config(TrainConfig, {**train, **(objective_overrides or {}).get(o, {}), "objective": o}, run, f"train (objective {o})", where)
+    cfgs = {o: build_config(TrainConfig, {**train, **(objective_overrides or {}).get(o, {}), "objective": o}, run, f"train (objective {o})", where)
             for o in objectives}
+    for o, c in cfgs.items():                                         # the grid the pipeline trains on is `tokens.SPEC`
+        try: check_negatives(c)
+        except ValueError as e: raise ValueError(f"{where}train (objective {o}): {e}") from None
+    return cfgs
 
 def check_launcher(
     launcher:str|None,            # the finetune stage's launcher, e.g. 'accelerate launch --multi_gpu' (None: train in this process)

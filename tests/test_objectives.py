@@ -451,3 +451,18 @@ def test_examples_short_of_negatives_are_counted_and_warned():
     with pytest.warns(UserWarning, match=r"ExMATE: 6 of 6 examples had fewer than m_negatives=2 wrong settings"):
         _, log = train(*tiny_llama(), data, TrainConfig(objective="exmate", steps=3, batch_size=2, m_negatives=2), progress=False)
     assert (log.negatives == 1).all()                                              # only [helpful=0][harmless=0] is wrong for that response
+
+
+def test_more_negatives_than_the_grid_holds_are_refused_before_training(tmp_path):
+    import yaml
+    from ctlrepro.pipeline import STAGES, check_stage_values, load_preset, repo_root, stage_params
+    NBS = repo_root() / "nbs"
+    data = pd.DataFrame([{"prompt": "Q", "response": "No.", "helpful": 0, "harmless": 4}])
+    for kw, says in [({"negatives": "one_attribute", "m_negatives": 9}, "m_negatives=9: only 8 wrong settings exist one attribute away for K=5 and 2 attributes; give m_negatives <= 8"),
+                     ({"m_negatives": 25}, "m_negatives=25: only 24 wrong settings exist for K=5")]:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            train(*tiny_llama(), data, TrainConfig(objective="exmate", steps=1, batch_size=1, **kw), progress=False)
+    train(*tiny_llama(), data, TrainConfig(objective="clm", steps=1, batch_size=1, m_negatives=25), progress=False)   # CLM draws no negatives
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": "small-one-attribute", "stages": {"finetune": {"objective_overrides": {"exmate": {"m_negatives": 12}}}}}))
+    with pytest.raises(ValueError, match=re.escape("stage 'finetune': train (objective exmate): m_negatives=12: only 8 wrong settings exist one attribute away")):
+        check_stage_values({s.name: stage_params(s, load_preset(tmp_path / "p.yaml"), NBS) for s in STAGES})   # the pre-run checks: before any stage runs
