@@ -35,6 +35,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'ctlrepro.core._digest': ('core.html#_digest', 'ctlrepro/core.py'),
                                'ctlrepro.core._is_bool': ('core.html#_is_bool', 'ctlrepro/core.py'),
                                'ctlrepro.core._relpath': ('core.html#_relpath', 'ctlrepro/core.py'),
+                               'ctlrepro.core.a_type': ('core.html#a_type', 'ctlrepro/core.py'),
                                'ctlrepro.core.atomic_path': ('core.html#atomic_path', 'ctlrepro/core.py'),
                                'ctlrepro.core.atomic_write_json': ('core.html#atomic_write_json', 'ctlrepro/core.py'),
                                'ctlrepro.core.atomic_write_text': ('core.html#atomic_write_text', 'ctlrepro/core.py'),

@@ -15,7 +15,7 @@ import torch
 # %% auto #0
 __all__ = ['DTYPES', 'REPO_DATA', 'set_seed', 'pick_device', 'cpu_native_bf16', 'bf16_supported', 'pick_dtype', 'cache_dir',
            'atomic_path', 'atomic_write_text', 'atomic_write_json', 'read_json', 'stable_hash', 'sha256_file',
-           'type_names', 'fits', 'data_root', 'tree_fingerprint', 'code_fingerprint', 'data_fingerprint',
+           'type_names', 'a_type', 'fits', 'data_root', 'tree_fingerprint', 'code_fingerprint', 'data_fingerprint',
            'source_fingerprint', 'Cached', 'versions', 'git_commit', 'repo_root']
 
 # %% ../nbs/00_core.ipynb #12a4bc87
@@ -144,6 +144,11 @@ def type_names(hint)->list:
     import types, typing
     args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     return ["None" if a is type(None) else getattr(typing.get_origin(a) or a, "__name__", str(a)) for a in args]
+
+def a_type(value)->str:
+    "'an int', 'a str', 'a NoneType': the type of `value` with its article, for error messages ('steps='ten' is a str')"
+    n = type(value).__name__
+    return ("an " if n[:1].lower() in "aeiou" else "a ") + n
 
 def _is_bool(v)->bool: return isinstance(v, (bool, np.bool_))
 _FITS = {"int": lambda v: isinstance(v, numbers.Integral) and not _is_bool(v), "float": lambda v: isinstance(v, numbers.Real) and not _is_bool(v),

@@ -15,14 +15,14 @@ import torch.nn.functional as F
 
 from .tokens import SPEC, ControlSpec
 from .scorers import score_frame, label_levels, training_scorers
-from .core import Cached, atomic_path, bf16_supported, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
+from .core import Cached, a_type, atomic_path, bf16_supported, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
 from .models import load_policy, save_controllable
 from .selfgen import load_binners
 from .evaluate import control_probe
 
 # %% auto #0
-__all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'NEGATIVES', 'token_logps', 'sequence_logps', 'clm_loss',
-           'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings',
+__all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'NEGATIVES', 'OBJECTIVE_FIELDS', 'token_logps', 'sequence_logps',
+           'clm_loss', 'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings',
            'check_negatives', 'collate', 'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig',
            'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'free_attributes', 'level_reward', 'sync_reference',
            'train_dpo', 'train_rl', 'data_hash', 'check_kinds', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
@@ -157,6 +157,11 @@ OBJECTIVES = ("clm", "exmate", "dpo", "rl")
 PRECISIONS = ("no", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("constant", "linear", "cosine")   # transformers' `get_scheduler` names (no warm-up); the Trainer's default is linear
 NEGATIVES = ("uniform", "one_attribute")           # `TrainConfig.negatives`: where ExMATE draws its wrong control settings
+OBJECTIVE_FIELDS = {                               # `TrainConfig` fields that only some objectives read: field -> those objectives (the others ignore it)
+    **dict.fromkeys(("m_negatives", "negatives", "lam", "tau"), ("exmate",)),
+    **dict.fromkeys(("max_response_tokens", "kind_weights"), ("clm", "exmate")),
+    **dict.fromkeys(("dpo_beta", "pairs_per_prompt", "max_length"), ("dpo",)),
+    **dict.fromkeys(("kl_beta", "num_generations", "max_completion_length", "temperature"), ("rl",))}
 
 def resolve_precision(
     mixed_precision:str,  # one of PRECISIONS
@@ -174,7 +179,7 @@ def _check_types(cfg)->None:
     for f in fields(cfg):
         v, names = getattr(cfg, f.name), type_names(hints[f.name])     # the rule `stage.check_value` applies to a preset's values: `core.fits`
         base, opt = next(n for n in names if n != "None"), " or None" if "None" in names else ""
-        if not fits(v, names): raise TypeError(f"{f.name}={v!r} is a {type(v).__name__}; give a{'n' if base == 'int' else ''} {_SAY.get(base, base)}{opt}")
+        if not fits(v, names): raise TypeError(f"{f.name}={v!r} is {a_type(v)}; give a{'n' if base == 'int' else ''} {_SAY.get(base, base)}{opt}")
         if isinstance(v, np.generic) and base in _PLAIN: setattr(cfg, f.name, _PLAIN[base](v))   # Python values stay as given (the reuse key hashes them)
 
 @dataclass
@@ -538,8 +543,8 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
     check_kinds(data, cfg)                                                # before anything loads
     cols = ["prompt", "response", *spec.attributes, *(["kind"] if cfg.kind_weights is not None else [])]   # the kinds weigh rows only under kind_weights
     probing = probe_prompts is not None and cfg.probe_every > 0
-    used = (asdict(cfg) | ({"max_response_tokens": None} if cfg.objective in ("dpo", "rl") else {}) | {"activation_checkpointing": None}
-            | ({"m_negatives": None, "lam": None, "tau": None, "negatives": None} if cfg.objective != "exmate" else {}))   # a knob the objective ignores, or that changes speed and memory but not the result, does not retrain it
+    used = (asdict(cfg) | {"activation_checkpointing": None}
+            | {f: None for f, objs in OBJECTIVE_FIELDS.items() if cfg.objective not in objs})   # a knob the objective ignores, or that changes speed and memory but not the result, does not retrain it
     free = free_attributes(data, spec) if cfg.objective == "rl" else {}
     key = stable_hash([used, src, data_hash(data[cols]), [data_hash(probe_prompts), probe_tokens] if probing else None, scorers.fingerprint() if cfg.objective == "rl" else None,
                        {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, sorted((p, sorted(f)) for p, f in free.items()), source_fingerprint()])

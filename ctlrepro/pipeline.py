@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import Cached, atomic_write_json, source_fingerprint, stable_hash, versions, git_commit, repo_root
+from .core import Cached, a_type, atomic_write_json, source_fingerprint, stable_hash, versions, git_commit, repo_root
 from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .benchmarks import BENCHMARKS, check_benchmarks
@@ -70,13 +70,13 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
     try: d = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e: raise ValueError(f"preset {p} is not valid UTF-8 YAML: {' '.join(str(e).split())}") from None
     d = {} if d is None else d
-    if not isinstance(d, dict): raise ValueError(f"preset {p}: the top level is a {type(d).__name__}; give a mapping with keys 'common', 'stages', 'description', 'extends'")
+    if not isinstance(d, dict): raise ValueError(f"preset {p}: the top level is {a_type(d)}; give a mapping with keys 'common', 'stages', 'description', 'extends'")
     bad = set(map(str, d)) - {"common", "stages", "description", "extends"}
     if bad: raise ValueError(f"preset {p}: unknown top-level key(s) {sorted(bad)}; accepted are 'common', 'stages', 'description', 'extends'")
     for k in ("common", "stages"):
-        if d.get(k) is not None and not isinstance(d[k], dict): raise TypeError(f"preset {p}: {k}={d[k]!r} is a {type(d[k]).__name__}; give a mapping")
+        if d.get(k) is not None and not isinstance(d[k], dict): raise TypeError(f"preset {p}: {k}={d[k]!r} is {a_type(d[k])}; give a mapping")
     for s, v in (d.get("stages") or {}).items():
-        if v is not None and not isinstance(v, dict): raise TypeError(f"preset {p}: stages.{s}={v!r} is a {type(v).__name__}; give a mapping of the stage's parameters")
+        if v is not None and not isinstance(v, dict): raise TypeError(f"preset {p}: stages.{s}={v!r} is {a_type(v)}; give a mapping of the stage's parameters")
     ext = d.get("extends")
     if ext is not None and (not isinstance(ext, str) or not ext.strip()): raise TypeError(f"preset {p}: extends={ext!r}; give a preset name (e.g. small) or a .yaml file")
     if ext and Path(str(ext)).suffix in (".yaml", ".yml"): ext = p.parent / ext              # a file is found beside this one

@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 
 from .tokens import WHERE
-from .core import fits, type_names
+from .core import a_type, fits, type_names
 from .models import load_policy, load_controllable
 from .data import load_prompts
 from .evaluate import EvalConfig, evaluate, refusal_rates, load_judge, save_eval
 from .scorers import training_scorers
 from .align import AlignConfig, aligned_source, aligned_stage
 from .selfgen import SelfGenConfig, self_generate, plot_coverage, load_binners
-from .objectives import OBJECTIVES, TrainConfig, check_negatives, train_or_reuse, run_launched
+from .objectives import OBJECTIVES, OBJECTIVE_FIELDS, TrainConfig, check_negatives, train_or_reuse, run_launched
 from .rewind import CLAIMS, CLAIM_SETTINGS, rewind_claims, alpha_curve
 
 # %% auto #0
@@ -74,7 +74,7 @@ def check_value(name:str, value, annotation:str, where:str="", declared_by:str="
     ann = str(annotation or "").strip()
     opt = ann.startswith("Optional[")
     allowed = [t.strip().split("[")[0] for t in (ann[9:-1] if opt else ann).split("|")] + (["None"] if opt else [])
-    if not fits(value, allowed): raise TypeError(f"{where}parameter {name}={value!r} is a {type(value).__name__}; {declared_by} declares {annotation}")
+    if not fits(value, allowed): raise TypeError(f"{where}parameter {name}={value!r} is {a_type(value)}; {declared_by} declares {annotation}")
 
 def unknown_fields(
     cls,                          # a config dataclass
@@ -94,7 +94,7 @@ def check_section(
     where:str="",                 # prefix of the error, e.g. "stage 'finetune': "
 )->None:                          # raises ValueError (unknown or run-wide field) or TypeError (wrong type)
     "Refuse a key that is not a field of `cls` and a value that is not of the field's declared type"
-    if not isinstance(section, dict): raise TypeError(f"{where}{name}={section!r} is a {type(section).__name__}; give a mapping of {cls.__name__} fields")
+    if not isinstance(section, dict): raise TypeError(f"{where}{name}={section!r} is {a_type(section)}; give a mapping of {cls.__name__} fields")
     hints = typing.get_type_hints(cls)
     if (msg := unknown_fields(cls, section)): raise ValueError(f"{where}{name}: {msg}")
     shared = sorted(set(section) & set(RUN_WIDE)) if cls is not RunConfig else []
@@ -123,18 +123,24 @@ def train_configs(
     objectives:list,              # the objectives to train
     where:str="",                 # prefix of the errors
 )->dict:                          # objective -> TrainConfig
-    "One `TrainConfig` per objective: the shared section, then its override; raises ValueError for an unknown objective or field"
+    "One `TrainConfig` per objective: the shared section, then its override; raises ValueError for an unknown objective or field, or an override setting a field its objective ignores (`OBJECTIVE_FIELDS`)"
     bad = sorted(set(objectives) - set(OBJECTIVES)) + sorted(set(objective_overrides or {}) - set(OBJECTIVES))
     if bad: raise ValueError(f"{where}unknown objective(s) {bad}: accepted are {list(OBJECTIVES)}")
     if "objective" in train: raise ValueError(f"{where}train: set the objectives with `objectives`, not train.objective")
-    for o, over in (objective_overrides or {}).items():
+    check_section(TrainConfig, train, "train", where)                 # a key or type error names the section that holds it
+    overrides = objective_overrides or {}
+    for o, over in overrides.items():
         if not isinstance(over, dict): raise ValueError(f"{where}objective_overrides.{o}={over!r}: accepted is a mapping of TrainConfig fields, e.g. {{lr: 0.0001}}")
         if "objective" in over: raise ValueError(f"{where}objective_overrides.{o}.objective: an override changes the fields of objective {o!r}, not which objective it is")
-    cfgs = {o: build_config(TrainConfig, {**train, **(objective_overrides or {}).get(o, {}), "objective": o}, run, f"train (objective {o})", where)
-            for o in objectives}
+        check_section(TrainConfig, over, f"objective_overrides.{o}", where)
+        ignored = {k: OBJECTIVE_FIELDS[k] for k in over if o not in OBJECTIVE_FIELDS.get(k, (o,))}
+        if ignored: raise ValueError(f"{where}objective_overrides.{o}: objective {o!r} ignores {sorted(ignored)}; "
+                                     + "; ".join(f"{k} is read by {list(v)}" for k, v in sorted(ignored.items())))
+    names = {o: f"train + objective_overrides.{o} (objective {o})" if o in overrides else f"train (objective {o})" for o in objectives}
+    cfgs = {o: build_config(TrainConfig, {**train, **overrides.get(o, {}), "objective": o}, run, names[o], where) for o in objectives}
     for o, c in cfgs.items():                                         # the grid the pipeline trains on is `tokens.SPEC`
         try: check_negatives(c)
-        except ValueError as e: raise ValueError(f"{where}train (objective {o}): {e}") from None
+        except ValueError as e: raise ValueError(f"{where}{names[o]}: {e}") from None
     return cfgs
 
 def check_launcher(

@@ -464,5 +464,5 @@ def test_more_negatives_than_the_grid_holds_are_refused_before_training(tmp_path
             train(*tiny_llama(), data, TrainConfig(objective="exmate", steps=1, batch_size=1, **kw), progress=False)
     train(*tiny_llama(), data, TrainConfig(objective="clm", steps=1, batch_size=1, m_negatives=25), progress=False)   # CLM draws no negatives
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": "small-one-attribute", "stages": {"finetune": {"objective_overrides": {"exmate": {"m_negatives": 12}}}}}))
-    with pytest.raises(ValueError, match=re.escape("stage 'finetune': train (objective exmate): m_negatives=12: only 8 wrong settings exist one attribute away")):
+    with pytest.raises(ValueError, match=re.escape("stage 'finetune': train + objective_overrides.exmate (objective exmate): m_negatives=12: only 8 wrong settings exist one attribute away")):
         check_stage_values({s.name: stage_params(s, load_preset(tmp_path / "p.yaml"), NBS) for s in STAGES})   # the pre-run checks: before any stage runs

@@ -26,10 +26,10 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['stepz'\].*accepts \[.*'train'"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"train": {"stepz": 3}}}}))       # a key inside a config section
-    with pytest.raises(ValueError, match=r"stage 'finetune': train \(objective clm\): unknown field\(s\) \['stepz'\] \(did you mean 'steps' for 'stepz'\?\); TrainConfig accepts \['objective', 'steps'"):
+    with pytest.raises(ValueError, match=r"stage 'finetune': train: unknown field\(s\) \['stepz'\] \(did you mean 'steps' for 'stepz'\?\); TrainConfig accepts \['objective', 'steps'"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"train": {"steps": "many"}}}}))
-    with pytest.raises(TypeError, match=r"train \(objective clm\).steps='many' is a str; TrainConfig declares int"):
+    with pytest.raises(TypeError, match=r"stage 'finetune': parameter train.steps='many' is a str; TrainConfig declares int"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"common": {"eval": {"limit": "4"}}}))                      # common sections are checked in every stage that takes them
     with pytest.raises(TypeError, match=r"stage 'baseline': parameter eval.limit='4' is a str; EvalConfig declares int\|None"):
@@ -72,9 +72,9 @@ def test_a_preset_extends_another_stage_by_stage(tmp_path):
     with pytest.raises(ValueError, match=r"b\.yaml: extends 'nosuch': unknown preset 'nosuch'"): load_preset(tmp_path / "a.yaml")   # names the file that extends
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "gone.yaml"}))
     with pytest.raises(FileNotFoundError, match=r"a\.yaml: extends 'b.yaml': preset .*b\.yaml: extends 'gone.yaml': preset file .*gone\.yaml not found"): load_preset(tmp_path / "a.yaml")
-    for text, err, msg in [("[a, b]", ValueError, "top level is a list"), ("5", ValueError, "top level is a int"), ("extends: [small]", TypeError, r"extends=\['small'\]"),
+    for text, err, msg in [("[a, b]", ValueError, "top level is a list"), ("5", ValueError, "top level is an int"), ("extends: [small]", TypeError, r"extends=\['small'\]"),
                            ("extends: ''", TypeError, "extends=''"), ("common: [1, 2]", TypeError, r"common=\[1, 2\] is a list"),
-                           ("stages: {finetune: 5}", TypeError, "stages.finetune=5 is a int")]:
+                           ("stages: {finetune: 5}", TypeError, "stages.finetune=5 is an int")]:
         (tmp_path / "bad.yaml").write_text(text)
         with pytest.raises(err, match=msg): load_preset(tmp_path / "bad.yaml")   # a malformed preset is named with what it should be
     (tmp_path / "bad.yaml").write_bytes(b"common: {a: \xff}")

@@ -285,3 +285,8 @@ def test_train_or_reuse_ignores_knobs_the_objective_does_not_use(tmp_path, monke
         for kw in ({}, {"negatives": "one_attribute", "lam": 2.0, "m_negatives": 1}):
             train_or_reuse(str(tmp_path / "base"), data, TrainConfig(objective=obj, steps=1, batch_size=2, **kw), tmp_path / f"{obj}-knobs", StubScorers(), {}, device="cpu")
         assert len(runs) == (2 if changed else 1), (obj, len(runs))
+    for obj, changed in [("clm", False), ("exmate", False), ("dpo", True)]:   # DPO's and RL's own knobs (`OBJECTIVE_FIELDS`): the token-level objectives ignore them
+        runs.clear()
+        for kw in ({}, {"dpo_beta": 0.5, "kl_beta": 0.2, "pairs_per_prompt": 2}):
+            train_or_reuse(str(tmp_path / "base"), data, TrainConfig(objective=obj, steps=1, batch_size=2, **kw), tmp_path / f"{obj}-pref-knobs", StubScorers(), {}, device="cpu")
+        assert len(runs) == (2 if changed else 1), (obj, len(runs))
