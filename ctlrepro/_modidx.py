@@ -45,6 +45,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'ctlrepro.core.cpu_native_bf16': ('core.html#cpu_native_bf16', 'ctlrepro/core.py'),
                                'ctlrepro.core.data_fingerprint': ('core.html#data_fingerprint', 'ctlrepro/core.py'),
                                'ctlrepro.core.data_root': ('core.html#data_root', 'ctlrepro/core.py'),
+                               'ctlrepro.core.did_you_mean': ('core.html#did_you_mean', 'ctlrepro/core.py'),
                                'ctlrepro.core.fits': ('core.html#fits', 'ctlrepro/core.py'),
                                'ctlrepro.core.git_commit': ('core.html#git_commit', 'ctlrepro/core.py'),
                                'ctlrepro.core.pick_device': ('core.html#pick_device', 'ctlrepro/core.py'),

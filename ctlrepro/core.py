@@ -15,8 +15,8 @@ import torch
 # %% auto #0
 __all__ = ['DTYPES', 'REPO_DATA', 'set_seed', 'pick_device', 'cpu_native_bf16', 'bf16_supported', 'pick_dtype', 'cache_dir',
            'atomic_path', 'atomic_write_text', 'atomic_write_json', 'read_json', 'stable_hash', 'sha256_file',
-           'type_names', 'a_type', 'fits', 'data_root', 'tree_fingerprint', 'code_fingerprint', 'data_fingerprint',
-           'source_fingerprint', 'Cached', 'versions', 'git_commit', 'repo_root']
+           'type_names', 'a_type', 'did_you_mean', 'fits', 'data_root', 'tree_fingerprint', 'code_fingerprint',
+           'data_fingerprint', 'source_fingerprint', 'Cached', 'versions', 'git_commit', 'repo_root']
 
 # %% ../nbs/00_core.ipynb #12a4bc87
 def set_seed(
@@ -149,6 +149,15 @@ def a_type(value)->str:
     "'an int', 'a str', 'a NoneType': the type of `value` with its article, for error messages ('steps='ten' is a str')"
     n = type(value).__name__
     return ("an " if n[:1].lower() in "aeiou" else "a ") + n
+
+def did_you_mean(
+    unknown,                     # the names given that are not accepted, e.g. ['stpes']
+    accepted,                    # the names that are
+)->str:                         # " (did you mean 'steps' for 'stpes'?)", or '' when none is close (`difflib.get_close_matches`)
+    "The closest accepted name for each unknown one, as a clause for an error message"
+    import difflib
+    near = [f"{m[0]!r} for {u!r}" for u in unknown if (m := difflib.get_close_matches(str(u), [str(a) for a in accepted], n=1))]
+    return f" (did you mean {', '.join(near)}?)" if near else ""
 
 def _is_bool(v)->bool: return isinstance(v, (bool, np.bool_))
 _FITS = {"int": lambda v: isinstance(v, numbers.Integral) and not _is_bool(v), "float": lambda v: isinstance(v, numbers.Real) and not _is_bool(v),

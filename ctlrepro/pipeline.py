@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import Cached, a_type, atomic_write_json, source_fingerprint, stable_hash, versions, git_commit, repo_root
+from .core import Cached, a_type, atomic_write_json, did_you_mean, source_fingerprint, stable_hash, versions, git_commit, repo_root
 from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
-__all__ = ['STAGES', 'WHOLE', 'SIZE_KNOBS', 'Stage', 'shipped_presets', 'preset_path', 'merge', 'load_preset', 'notebook_params',
-           'stage_params', 'check_sizes', 'check_stage_values', 'external_fingerprint', 'stage_key', 'reproduce']
+__all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'SIZE_KNOBS', 'Stage', 'shipped_presets', 'preset_path', 'merge', 'load_preset',
+           'notebook_params', 'stage_params', 'check_sizes', 'check_stage_values', 'external_fingerprint', 'stage_key',
+           'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ STAGES = (
     Stage("figures", "27_figures.ipynb", ("validate", "baseline", "aligned", "selfgen", "training_free", "evaluate", "rewind", "benchmarks")),
 )
 
+TOP_KEYS = ["common", "stages", "description", "extends"]   # what a preset file may hold at its top level
+
 def shipped_presets()->list:
     "Names of the presets in nbs/presets, sorted"
     return sorted(q.stem for q in (repo_root() / "nbs" / "presets").glob("*.yaml"))
@@ -51,7 +54,7 @@ def preset_path(preset:str|Path)->Path:
         if not p.is_file(): raise FileNotFoundError(f"preset file {p} not found" + (" (it is a folder)" if p.is_dir() else ""))
         return p
     p = repo_root() / "nbs" / "presets" / f"{preset}.yaml"
-    if not p.exists(): raise ValueError(f"unknown preset {preset!r}: accepted are {shipped_presets()} or a .yaml file")
+    if not p.exists(): raise ValueError(f"unknown preset {preset!r}{did_you_mean([preset], shipped_presets())}: accepted are {shipped_presets()} or a .yaml file")
     return p
 
 WHOLE = tuple(f.name for f in fields(TrainConfig) if "dict" in str(f.type))   # config fields whose value is itself a mapping (kind_weights): a preset replaces them whole, never key by key
@@ -70,9 +73,9 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
     try: d = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e: raise ValueError(f"preset {p} is not valid UTF-8 YAML: {' '.join(str(e).split())}") from None
     d = {} if d is None else d
-    if not isinstance(d, dict): raise ValueError(f"preset {p}: the top level is {a_type(d)}; give a mapping with keys 'common', 'stages', 'description', 'extends'")
-    bad = set(map(str, d)) - {"common", "stages", "description", "extends"}
-    if bad: raise ValueError(f"preset {p}: unknown top-level key(s) {sorted(bad)}; accepted are 'common', 'stages', 'description', 'extends'")
+    if not isinstance(d, dict): raise ValueError(f"preset {p}: the top level is {a_type(d)}; give a mapping with keys {TOP_KEYS}")
+    bad = set(map(str, d)) - set(TOP_KEYS)
+    if bad: raise ValueError(f"preset {p}: unknown top-level key(s) {sorted(bad)}{did_you_mean(sorted(bad), TOP_KEYS)}; accepted are {TOP_KEYS}")
     for k in ("common", "stages"):
         if d.get(k) is not None and not isinstance(d[k], dict): raise TypeError(f"preset {p}: {k}={d[k]!r} is {a_type(d[k])}; give a mapping")
     for s, v in (d.get("stages") or {}).items():
@@ -103,7 +106,8 @@ def stage_params(
     declared = notebook_params(nbs / stage.notebook)
     own = dict(preset["stages"].get(stage.name) or {})
     unknown = sorted(set(own) - set(declared))
-    if unknown: raise ValueError(f"preset {preset['name']!r}, stage {stage.name!r}: unknown parameter(s) {unknown}; {stage.notebook} accepts {sorted(k for k in declared if k not in ('out', 'run'))}")
+    accepts = sorted(k for k in declared if k not in ('out', 'run'))
+    if unknown: raise ValueError(f"preset {preset['name']!r}, stage {stage.name!r}: unknown parameter(s) {unknown}{did_you_mean(unknown, accepts)}; {stage.notebook} accepts {accepts}")
     params = {k: v for k, v in merge(merge(preset["common"], own), extra).items() if k in declared}
     where = f"stage {stage.name!r}: "
     for k, v in params.items(): check_value(k, v, declared[k][0], where)
@@ -199,7 +203,7 @@ def reproduce(
     out = Path(out) if out else repo_root() / "runs" / pre["name"]
     names = [s.name for s in stages]
     unknown = sorted(set(pre["stages"]) - set(names)) + sorted(set(only or []) - set(names))
-    if unknown: raise ValueError(f"unknown stage(s) {unknown}: accepted are {names}")
+    if unknown: raise ValueError(f"unknown stage(s) {unknown}{did_you_mean(unknown, names)}: accepted are {names}")
     extra = {"run_config": {"device": device}} if device else {}
     params = {s.name: stage_params(s, pre, nbs, extra) for s in stages}          # every stage checked before any runs
     check_sizes(params)                                                         # and every prompts-per-kind knob against its data

@@ -4,7 +4,7 @@
 
 # %% ../nbs/17b_stage.ipynb #53959b57
 from __future__ import annotations
-import difflib, json, time, typing
+import json, time, typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .tokens import WHERE
-from .core import a_type, fits, type_names
+from .core import a_type, did_you_mean, fits, type_names
 from .models import load_policy, load_controllable
 from .data import load_prompts
 from .evaluate import EvalConfig, evaluate, refusal_rates, load_judge, save_eval
@@ -80,12 +80,11 @@ def unknown_fields(
     cls,                          # a config dataclass
     keys,                         # the field names given (a preset's section, a JSON object)
 )->str:                           # '' when every key is a field of `cls`, else the message
-    "\"unknown field(s) ['stpes'] (did you mean 'steps' for 'stpes'?); TrainConfig accepts [...]\" (the closest field by `difflib`)"
+    "\"unknown field(s) ['stpes'] (did you mean 'steps' for 'stpes'?); TrainConfig accepts [...]\" (the closest field by `core.did_you_mean`)"
     accepted = [f.name for f in fields(cls)]
     unknown = sorted(set(keys) - set(accepted), key=str)
     if not unknown: return ""
-    near = [f"{m[0]!r} for {u!r}" for u in unknown if (m := difflib.get_close_matches(str(u), accepted, n=1))]
-    return f"unknown field(s) {unknown}" + (f" (did you mean {', '.join(near)}?)" if near else "") + f"; {cls.__name__} accepts {accepted}"
+    return f"unknown field(s) {unknown}{did_you_mean(unknown, accepted)}; {cls.__name__} accepts {accepted}"
 
 def check_section(
     cls,                          # a config dataclass

@@ -23,7 +23,10 @@ def test_shipped_presets_match_every_notebook(preset):
 def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"stepz": 3}}}))
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['stepz'\].*accepts \[.*'train'"):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['stepz'\]; 24_finetune.ipynb accepts \[.*'train'"):   # no parameter is close
+        reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    bad.write_text(yaml.safe_dump({"stages": {"finetune": {"lanucher": "accelerate launch"}}}))
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['lanucher'\] \(did you mean 'launcher' for 'lanucher'\?\)"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"train": {"stepz": 3}}}}))       # a key inside a config section
     with pytest.raises(ValueError, match=r"stage 'finetune': train: unknown field\(s\) \['stepz'\] \(did you mean 'steps' for 'stepz'\?\); TrainConfig accepts \['objective', 'steps'"):
@@ -50,9 +53,9 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="stage 'selfgen': selfgen.per_kind=9999 train prompts per kind"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetuning": {}}}))
-    with pytest.raises(ValueError, match="unknown stage"):
+    with pytest.raises(ValueError, match=r"unknown stage\(s\) \['finetuning'\] \(did you mean 'finetune' for 'finetuning'\?\)"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
-    with pytest.raises(ValueError, match="unknown preset 'smal'"):
+    with pytest.raises(ValueError, match=r"unknown preset 'smal' \(did you mean 'small' for 'smal'\?\)"):
         load_preset("smal")
     assert not (tmp_path / "run").exists()                 # nothing ran
 
