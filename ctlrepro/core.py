@@ -146,7 +146,8 @@ def type_names(hint)->list:
     return ["None" if a is type(None) else getattr(typing.get_origin(a) or a, "__name__", str(a)) for a in args]
 
 def a_type(value)->str:
-    "'an int', 'a str', 'a NoneType': the type of `value` with its article, for error messages ('steps='ten' is a str')"
+    "'an int', 'a str', 'None': the type of `value` with its article, for error messages (\"steps='ten' is a str\")"
+    if value is None: return "None"
     n = type(value).__name__
     return ("an " if n[:1].lower() in "aeiou" else "a ") + n
 

@@ -218,6 +218,7 @@ class TrainConfig:
     def __post_init__(self):
         _check_types(self)
         if self.objective not in OBJECTIVES: raise ValueError(f"objective={self.objective!r}: accepted are {', '.join(map(repr, OBJECTIVES))}")
+        if not self.control and self.objective != "clm": raise ValueError(f"control=False trains plain SFT: only objective='clm' applies, not {self.objective!r}")
         if self.objective == "rl" and (self.num_generations < 2 or self.batch_size % self.num_generations):
             raise ValueError(f"RL: num_generations={self.num_generations} must be >= 2 and divide batch_size={self.batch_size}")
         if self.max_response_tokens is not None and self.max_response_tokens < 1: raise ValueError(f"max_response_tokens must be >= 1 or None, got {self.max_response_tokens}")
@@ -285,7 +286,6 @@ def train(
     from accelerate import Accelerator
     from tqdm.auto import tqdm
     cfg = cfg or TrainConfig()
-    if not cfg.control and cfg.objective != "clm": raise ValueError("control=False trains plain SFT: only objective='clm' applies")
     missing = [c for c in ["prompt", "response", *(spec.attributes if cfg.control else [])] if c not in data.columns]
     if missing: raise ValueError(f"training data lacks column(s) {missing}")
     if len(data) == 0: raise ValueError("training data is empty")

@@ -17,8 +17,8 @@ from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
 __all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'SIZE_KNOBS', 'Stage', 'shipped_presets', 'preset_path', 'merge', 'load_preset',
-           'notebook_params', 'stage_params', 'check_sizes', 'check_stage_values', 'external_fingerprint', 'stage_key',
-           'reproduce']
+           'notebook_params', 'stage_params', 'check_common', 'check_sizes', 'check_stage_values',
+           'external_fingerprint', 'stage_key', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def preset_path(preset:str|Path)->Path:
         if not p.is_file(): raise FileNotFoundError(f"preset file {p} not found" + (" (it is a folder)" if p.is_dir() else ""))
         return p
     p = repo_root() / "nbs" / "presets" / f"{preset}.yaml"
-    if not p.exists(): raise ValueError(f"unknown preset {preset!r}{did_you_mean([preset], shipped_presets())}: accepted are {shipped_presets()} or a .yaml file")
+    if not p.exists(): raise ValueError(f"unknown preset {str(preset)!r}{did_you_mean([str(preset)], shipped_presets())}: accepted are {shipped_presets()} or a .yaml file")
     return p
 
 WHOLE = tuple(f.name for f in fields(TrainConfig) if "dict" in str(f.type))   # config fields whose value is itself a mapping (kind_weights): a preset replaces them whole, never key by key
@@ -105,7 +105,7 @@ def stage_params(
     "The checked parameters of one stage: notebook defaults < preset common < preset stage < extra; raises ValueError/TypeError naming the stage"
     declared = notebook_params(nbs / stage.notebook)
     own = dict(preset["stages"].get(stage.name) or {})
-    unknown = sorted(set(own) - set(declared))
+    unknown = sorted(set(own) - set(declared), key=str)
     accepts = sorted(k for k in declared if k not in ('out', 'run'))
     if unknown: raise ValueError(f"preset {preset['name']!r}, stage {stage.name!r}: unknown parameter(s) {unknown}{did_you_mean(unknown, accepts)}; {stage.notebook} accepts {accepts}")
     params = {k: v for k, v in merge(merge(preset["common"], own), extra).items() if k in declared}
@@ -113,6 +113,16 @@ def stage_params(
     for k, v in params.items(): check_value(k, v, declared[k][0], where)
     (configs or stage_configs)(params, where)
     return params
+
+def check_common(
+    preset:dict,                 # `load_preset`'s result
+    stages=STAGES, nbs:Path|None=None,
+)->None:                         # raises ValueError naming the key and what the stages declare
+    "Refuse a `common:` key that no stage's notebook declares (`stage_params` passes each stage only the keys it declares, so a typo there would be dropped)"
+    nbs = Path(nbs) if nbs else repo_root() / "nbs"
+    declared = sorted({k for s in stages for k in notebook_params(nbs / s.notebook)} - {"out", "run"})
+    unknown = sorted(set(preset["common"]) - set(declared), key=str)
+    if unknown: raise ValueError(f"preset {preset['name']!r}: common: unknown parameter(s) {unknown}{did_you_mean(unknown, declared)}; the stages declare {declared}")
 
 # %% ../nbs/16_pipeline.ipynb #31585608
 SIZE_KNOBS = {"eval.limit": "eval", "examples_limit": "eval", "rates_limit": "eval", "probe_limit": "eval", "selfgen.per_kind": "train"}   # parameter (section.field) -> the split it counts prompts per kind of
@@ -202,9 +212,10 @@ def reproduce(
     pre = load_preset(preset)
     out = Path(out) if out else repo_root() / "runs" / pre["name"]
     names = [s.name for s in stages]
-    unknown = sorted(set(pre["stages"]) - set(names)) + sorted(set(only or []) - set(names))
+    unknown = sorted(set(pre["stages"]) - set(names), key=str) + sorted(set(only or []) - set(names), key=str)
     if unknown: raise ValueError(f"unknown stage(s) {unknown}{did_you_mean(unknown, names)}: accepted are {names}")
     extra = {"run_config": {"device": device}} if device else {}
+    check_common(pre, stages, nbs)                                              # a `common:` key no stage declares would be dropped silently
     params = {s.name: stage_params(s, pre, nbs, extra) for s in stages}          # every stage checked before any runs
     check_sizes(params)                                                         # and every prompts-per-kind knob against its data
     check_stage_values(params)                                                  # and the values a notebook would refuse only when it runs

@@ -123,7 +123,7 @@ def train_configs(
     where:str="",                 # prefix of the errors
 )->dict:                          # objective -> TrainConfig
     "One `TrainConfig` per objective: the shared section, then its override; raises ValueError for an unknown objective or field, or an override setting a field its objective ignores (`OBJECTIVE_FIELDS`)"
-    bad = sorted(set(objectives) - set(OBJECTIVES)) + sorted(set(objective_overrides or {}) - set(OBJECTIVES))
+    bad = sorted(set(objectives) - set(OBJECTIVES), key=str) + sorted(set(objective_overrides or {}) - set(OBJECTIVES), key=str)
     if bad: raise ValueError(f"{where}unknown objective(s) {bad}: accepted are {list(OBJECTIVES)}")
     if "objective" in train: raise ValueError(f"{where}train: set the objectives with `objectives`, not train.objective")
     check_section(TrainConfig, train, "train", where)                 # a key or type error names the section that holds it
@@ -135,12 +135,20 @@ def train_configs(
         ignored = {k: OBJECTIVE_FIELDS[k] for k in over if o not in OBJECTIVE_FIELDS.get(k, (o,))}
         if ignored: raise ValueError(f"{where}objective_overrides.{o}: objective {o!r} ignores {sorted(ignored)}; "
                                      + "; ".join(f"{k} is read by {list(v)}" for k, v in sorted(ignored.items())))
-    names = {o: f"train + objective_overrides.{o} (objective {o})" if o in overrides else f"train (objective {o})" for o in objectives}
-    cfgs = {o: build_config(TrainConfig, {**train, **overrides.get(o, {}), "objective": o}, run, names[o], where) for o in objectives}
-    for o, c in cfgs.items():                                         # the grid the pipeline trains on is `tokens.SPEC`
-        try: check_negatives(c)
-        except ValueError as e: raise ValueError(f"{where}{names[o]}: {e}") from None
-    return cfgs
+    def build(o, section):                                            # -> (TrainConfig, None) or (None, why it is refused)
+        try:
+            c = TrainConfig(**{k: getattr(run, k) for k in RUN_WIDE}, **section, objective=o)
+            check_negatives(c)                                        # the grid the pipeline trains on is `tokens.SPEC`
+            return c, None
+        except ValueError as e: return None, str(e)
+    built = {o: build(o, {**train, **overrides.get(o, {})}) for o in objectives}
+    refused = {o: err for o, (_, err) in built.items() if err}
+    if refused:                                                       # name the section that gives the refused value
+        o, err = next(iter(refused.items()))
+        if o in overrides and build(o, train)[1] != err: raise ValueError(f"{where}train + objective_overrides.{o} (objective {o}): {err}")
+        same = [p for p in objectives if build(p, train)[1] == err]
+        raise ValueError(f"{where}train" + ("" if same == list(objectives) else f" (objective{'s' if len(same) > 1 else ''} {', '.join(same)})") + f": {err}")
+    return {o: c for o, (c, _) in built.items()}
 
 def check_launcher(
     launcher:str|None,            # the finetune stage's launcher, e.g. 'accelerate launch --multi_gpu' (None: train in this process)

@@ -38,7 +38,7 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(TypeError, match=r"stage 'baseline': parameter eval.limit='4' is a str; EvalConfig declares int\|None"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"train": {"max_response_tokens": 0}}}}))   # refused by TrainConfig.__post_init__
-    with pytest.raises(ValueError, match="stage 'finetune': train .*max_response_tokens must be >= 1"):
+    with pytest.raises(ValueError, match="stage 'finetune': train: max_response_tokens must be >= 1"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"objective_overrides": {"ppo": {"lr": 0.1}}}}}))
     with pytest.raises(ValueError, match=r"unknown objective\(s\) \['ppo'\]"):
@@ -55,6 +55,13 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     bad.write_text(yaml.safe_dump({"stages": {"finetuning": {}}}))
     with pytest.raises(ValueError, match=r"unknown stage\(s\) \['finetuning'\] \(did you mean 'finetune' for 'finetuning'\?\)"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
+    for preset, says in [({"common": {"evl": {"limit": 4}}}, r"common: unknown parameter\(s\) \['evl'\] \(did you mean 'eval' for 'evl'\?\)"),   # not dropped
+                         ({"stages": {"finetune": {"objective_overrides": {"exmate": {"control": False}}}}}, r"train \+ objective_overrides.exmate \(objective exmate\): control=False"),
+                         ({"stages": {"finetune": {1: 2, "lanucher": "x"}}}, r"unknown parameter\(s\) \[1, 'lanucher'\]"),   # YAML keys of mixed types
+                         ({"stages": {1: {}, "finetuning": {}}}, r"unknown stage\(s\) \[1, 'finetuning'\]")]:
+        bad.write_text(yaml.safe_dump(preset))
+        with pytest.raises(ValueError, match=says):
+            reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     with pytest.raises(ValueError, match=r"unknown preset 'smal' \(did you mean 'small' for 'smal'\?\)"):
         load_preset("smal")
     assert not (tmp_path / "run").exists()                 # nothing ran
