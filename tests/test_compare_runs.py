@@ -1,0 +1,45 @@
+"bench/compare_runs.py: the table shows each run's own numbers, in the column of its file"
+import importlib.util, json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "bench" / "compare_runs.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def _results(pairwise, refused):
+    m = lambda model, att, kinds, v: {"model": model, "family": "optimization", "metric": "pairwise_accuracy", "attribute": att, "kinds": kinds, "value": v, "lo": v - 0.05, "hi": v + 0.05, "n": 8}
+    return {"preset": "p", "commit": "abcdef0123", "seconds": {"finetune": 10.0, "total": 12.0},
+            "metrics": [m("exmate", "helpful", "benign+borderline", pairwise), m("exmate", "harmless", "harmful", 1 - pairwise)],
+            "claims": [{"model": "exmate", "kind": "harmful", "setting": "[helpful=4][harmless=4]", "n": 8, "refused": refused, "answers_aligned_refusals": None}],
+            "benchmarks": [{"model": "rewound (exmate)", "control": "[helpful=4][harmless=4]", "benchmark": "advbench", "judge": "training refusal decision",
+                            "answered_safe": None, "n_safe": 0, "refused_unsafe": 0.5, "n_unsafe": 12}]}
+
+
+def test_compare_runs_puts_each_runs_numbers_in_its_column(tmp_path, capsys):
+    for name, (p, r) in {"a": (0.9, 0.25), "b": (0.6, 1.0)}.items():
+        (tmp_path / name).mkdir(); (tmp_path / name / "results.json").write_text(json.dumps(_results(p, r)))
+    _load().main([str(tmp_path / "a" / "results.json"), str(tmp_path / "b" / "results.json")])
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in capsys.readouterr().out.splitlines()]
+    rows = {c[0]: c[1:] for c in cells}
+    assert rows[""] == ["a", "b"]
+    assert rows["exmate pairwise accuracy helpful (benign+borderline), optimization"] == ["0.90 [0.85, 0.95]", "0.60 [0.55, 0.65]"]
+    assert rows["exmate pairwise accuracy harmless (harmful), optimization"] == ["0.10 [0.05, 0.15]", "0.40 [0.35, 0.45]"]
+    assert rows["exmate harmful refused at [helpful=4][harmless=4]"] == ["2 of 8", "8 of 8"]
+    assert rows["benchmarks advbench at [h4][s4], rewound: answered safe / refused unsafe"] == ["- / 0.50 (n 12)"] * 2
+    assert rows["exmate pairwise accuracy helpful (benign+borderline), generalization"] == ["-", "-"]   # not in the file: shown as missing
+    assert rows["seconds: total"] == ["12", "12"]
+
+
+def test_compare_runs_refuses_an_unreadable_file(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="bad.json: not a readable results.json"):
+        _load().main([str(tmp_path / "bad.json")])
+    with pytest.raises(SystemExit, match="--labels gives 2 names for 1 files"):
+        _load().main([str(ROOT / "figures" / "results.json"), "--labels", "x", "y"])
