@@ -226,6 +226,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ctlrepro.pipeline._content_digest': ('pipeline.html#_content_digest', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline._get': ('pipeline.html#_get', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_common': ('pipeline.html#check_common', 'ctlrepro/pipeline.py'),
+                                   'ctlrepro.pipeline.check_preset': ('pipeline.html#check_preset', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_sizes': ('pipeline.html#check_sizes', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_stage_values': ('pipeline.html#check_stage_values', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.external_fingerprint': ('pipeline.html#external_fingerprint', 'ctlrepro/pipeline.py'),

@@ -18,7 +18,7 @@ from .benchmarks import BENCHMARKS, check_benchmarks
 # %% auto #0
 __all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'SIZE_KNOBS', 'Stage', 'shipped_presets', 'preset_path', 'merge', 'load_preset',
            'notebook_params', 'stage_params', 'check_common', 'check_sizes', 'check_stage_values',
-           'external_fingerprint', 'stage_key', 'reproduce']
+           'external_fingerprint', 'stage_key', 'check_preset', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -196,6 +196,23 @@ def stage_key(stage:Stage, params:dict, nbs:Path, upstream:dict)->str:
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     return stable_hash([code, params, {n: upstream[n] for n in stage.needs}, source_fingerprint()] + ([external_fingerprint()] if stage.external else []))
 
+def check_preset(
+    pre:dict,                    # `load_preset`'s result
+    stages:tuple=STAGES, nbs:str|Path|None=None,
+    extra:dict|None=None,        # on top of every stage's parameters, e.g. {'run_config': {'device': 'cpu'}}
+    only:list|None=None,         # stage names asked for (each must exist)
+)->dict:                         # stage name -> its checked parameters
+    "Every check `reproduce` makes before any stage runs: stage names, `common:` keys, each stage's parameters and config sections, the prompts-per-kind sizes, the values a notebook would refuse only when it runs"
+    nbs = Path(nbs) if nbs else repo_root() / "nbs"
+    names = [s.name for s in stages]
+    unknown = sorted(set(pre["stages"]) - set(names), key=str) + sorted(set(only or []) - set(names), key=str)
+    if unknown: raise ValueError(f"unknown stage(s) {unknown}{did_you_mean(unknown, names)}: accepted are {names}")
+    check_common(pre, stages, nbs)                                              # a `common:` key no stage declares would be dropped silently
+    params = {s.name: stage_params(s, pre, nbs, extra) for s in stages}          # every stage checked before any runs
+    check_sizes(params)                                                         # and every prompts-per-kind knob against its data
+    check_stage_values(params)                                                  # and the values a notebook would refuse only when it runs
+    return params
+
 def reproduce(
     preset:str|Path="small",     # 'small', 'full' or a YAML file
     out:str|Path|None=None,      # run folder (default: runs/<preset>)
@@ -211,14 +228,7 @@ def reproduce(
     nbs = Path(nbs) if nbs else repo_root() / "nbs"
     pre = load_preset(preset)
     out = Path(out) if out else repo_root() / "runs" / pre["name"]
-    names = [s.name for s in stages]
-    unknown = sorted(set(pre["stages"]) - set(names), key=str) + sorted(set(only or []) - set(names), key=str)
-    if unknown: raise ValueError(f"unknown stage(s) {unknown}{did_you_mean(unknown, names)}: accepted are {names}")
-    extra = {"run_config": {"device": device}} if device else {}
-    check_common(pre, stages, nbs)                                              # a `common:` key no stage declares would be dropped silently
-    params = {s.name: stage_params(s, pre, nbs, extra) for s in stages}          # every stage checked before any runs
-    check_sizes(params)                                                         # and every prompts-per-kind knob against its data
-    check_stage_values(params)                                                  # and the values a notebook would refuse only when it runs
+    params = check_preset(pre, stages, nbs, {"run_config": {"device": device}} if device else {}, only)
     keys, rows = {}, []
     for s in stages:
         folder = out / s.name

@@ -8,16 +8,14 @@ import torch
 import yaml
 
 from ctlrepro.core import pick_device, pick_dtype
-from ctlrepro.pipeline import STAGES, Stage, load_preset, repo_root, reproduce, shipped_presets, stage_key, stage_params
+from ctlrepro.pipeline import STAGES, Stage, check_preset, load_preset, repo_root, reproduce, shipped_presets, stage_key, stage_params
 
 NBS = repo_root() / "nbs"
 
 
 @pytest.mark.parametrize("preset", shipped_presets())
 def test_shipped_presets_match_every_notebook(preset):
-    pre = load_preset(preset)
-    for s in STAGES:
-        stage_params(s, pre, NBS)                          # raises on an unknown name or a wrong type, in a section too
+    check_preset(load_preset(preset), STAGES, NBS)         # every pre-run check of `reproduce` (names, types, sizes against the data, values): the full preset asked for 32 probe prompts of 21
 
 
 def test_bad_presets_are_refused_before_anything_runs(tmp_path):
