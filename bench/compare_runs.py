@@ -10,9 +10,14 @@ import argparse, json
 from pathlib import Path
 
 
+def num(v):
+    "0.73, or '-' for a missing value (results.json writes null for a NaN, e.g. an interval over one prompt)"
+    return "-" if v is None else f"{v:.2f}"
+
+
 def fmt(m):
     "value [lo, hi] of one metric row, or '-'"
-    return "-" if m is None else f"{m['value']:.2f} [{m['lo']:.2f}, {m['hi']:.2f}]"
+    return "-" if m is None else f"{num(m['value'])} [{num(m['lo'])}, {num(m['hi'])}]"
 
 
 def metric(r, model, metric, attribute, kinds, family):
@@ -28,13 +33,18 @@ def main(argv=None):
     a = ap.parse_args(argv)
     runs = []
     for p in a.results:
-        try: runs.append(json.loads(p.read_text()))
+        try: r = json.loads(p.read_text())
         except (OSError, ValueError) as e: raise SystemExit(f"{p}: not a readable results.json ({e}); the figures stage writes one per run")
+        missing = [k for k in ("preset", "commit", "seconds", "metrics", "claims", "benchmarks") if not isinstance(r, dict) or k not in r]
+        if missing: raise SystemExit(f"{p}: not a results.json of the figures stage: it lacks {missing}")
+        runs.append(r)
+    models = sorted({m["model"] for r in runs for m in r["metrics"]})
+    if a.model not in models: raise SystemExit(f"--model {a.model!r} is in none of the files; accepted are {models}")
     labels = a.labels or [p.parent.name for p in a.results]
     if len(labels) != len(runs): raise SystemExit(f"--labels gives {len(labels)} names for {len(runs)} files")
     out = ["| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(runs)]
     row = lambda name, cells: out.append(f"| {name} | " + " | ".join(cells) + " |")
-    row("preset, commit", [f"{r['preset']} {r['commit'][:7]}" for r in runs])
+    row("preset, commit", [f"{r['preset']} {(r['commit'] or 'no git')[:7]}" for r in runs])
     for fam in ("optimization", "generalization"):
         for att, kinds in (("helpful", "benign+borderline"), ("harmless", "harmful")):
             row(f"{a.model} pairwise accuracy {att} ({kinds}), {fam}", [fmt(metric(r, a.model, "pairwise_accuracy", att, kinds, fam)) for r in runs])
@@ -56,10 +66,9 @@ def main(argv=None):
             rate = lambda v, n: "-" if v is None or not n else f"{v:.2f} (n {n})"      # a benchmark with no safe (or unsafe) prompts
             cells.append(f"{rate(b[0]['answered_safe'], b[0]['n_safe'])} / {rate(b[0]['refused_unsafe'], b[0]['n_unsafe'])}" if b else "-")
         row(f"benchmarks {bench} at [h4][s4], rewound: answered safe / refused unsafe", cells)
-    models = sorted({m["model"] for r in runs for m in r["metrics"]} - {"base", "aligned"})
-    for model in models:
+    for model in (m for m in models if m not in ("base", "aligned")):
         row(f"{model} pairwise helpful / harmless, optimization",
-            [" / ".join(f"{m['value']:.2f}" if (m := metric(r, model, "pairwise_accuracy", att, kinds, "optimization")) else "-"
+            [" / ".join(num(m["value"]) if (m := metric(r, model, "pairwise_accuracy", att, kinds, "optimization")) else "-"
                         for att, kinds in (("helpful", "benign+borderline"), ("harmless", "harmful"))) for r in runs])
     for stage in dict.fromkeys(k for r in runs for k in r["seconds"]):
         row(f"seconds: {stage}", [f"{r['seconds'][stage]:.0f}" if stage in r["seconds"] else "-" for r in runs])

@@ -37,9 +37,24 @@ def test_compare_runs_puts_each_runs_numbers_in_its_column(tmp_path, capsys):
     assert rows["seconds: total"] == ["12", "12"]
 
 
+def test_compare_runs_shows_a_missing_interval_and_commit_as_such(tmp_path, capsys):
+    r = _results(0.5, 0.5)
+    r["commit"] = None                                               # written outside a git checkout
+    r["metrics"][0].update(lo=None, hi=None)                         # a NaN interval (one prompt)
+    (tmp_path / "results.json").write_text(json.dumps(r))
+    _load().main([str(tmp_path / "results.json")])
+    out = capsys.readouterr().out
+    assert "| p no git |" in out and "| 0.50 [-, -] |" in out
+
+
 def test_compare_runs_refuses_an_unreadable_file(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SystemExit, match="bad.json: not a readable results.json"):
         _load().main([str(tmp_path / "bad.json")])
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"empty.json: not a results.json of the figures stage: it lacks \['preset'"):
+        _load().main([str(tmp_path / "empty.json")])
+    with pytest.raises(SystemExit, match=r"--model 'exmat' is in none of the files; accepted are \["):
+        _load().main([str(ROOT / "figures" / "results.json"), "--model", "exmat"])
     with pytest.raises(SystemExit, match="--labels gives 2 names for 1 files"):
         _load().main([str(ROOT / "figures" / "results.json"), "--labels", "x", "y"])
