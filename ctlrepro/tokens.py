@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import atomic_write_json, read_json
+from .core import atomic_write_json, did_you_mean, read_json
 
 # %% auto #0
 __all__ = ['SPEC', 'WHERE', 'ATTRIBUTE_WORDS', 'DEGREE_WORDS', 'ControlSpec', 'with_control', 'degree_words',
@@ -25,17 +25,18 @@ class ControlSpec:
     k:int = 5                                    # number of levels; levels are 0..k-1
 
     def __post_init__(self):
+        if isinstance(self.attributes, str): raise ValueError(f"attributes={self.attributes!r} is one string: give a tuple of names, e.g. ({self.attributes!r},)")
         attrs = tuple(self.attributes)
         object.__setattr__(self, "attributes", attrs)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2: raise ValueError(f"k must be an integer >= 2, got {self.k!r}")
         if not attrs or len(set(attrs)) != len(attrs): raise ValueError(f"attributes must be distinct and non-empty, got {attrs!r}")
         for a in attrs:
             if not re.fullmatch(r"[a-z][a-z_]*", str(a)): raise ValueError(f"attribute {a!r} must be lower-case letters and '_'")
-        object.__setattr__(self, "_re", re.compile(r"\[(" + "|".join(attrs) + r")=(\d+)\]"))
+        object.__setattr__(self, "_re", re.compile(r"\[(" + "|".join(attrs) + r")=(-?\d+)\]"))   # a negative level is found, so refused by `check`
 
     def check(self, attr:str, level)->int:
         "Validate one level, returning it as an int"
-        if attr not in self.attributes: raise ValueError(f"unknown attribute {attr!r}: accepted are {list(self.attributes)}")
+        if attr not in self.attributes: raise ValueError(f"unknown attribute {attr!r}{did_you_mean([attr], self.attributes)}: accepted are {list(self.attributes)}")
         if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, np.integer)):
             raise ValueError(f"{attr} level must be an integer in 0..{self.k-1}, got {level!r}")
         if not 0 <= level < self.k: raise ValueError(f"{attr} level {level} is out of range: accepted levels are 0..{self.k-1} (K={self.k})")
@@ -43,6 +44,7 @@ class ControlSpec:
 
     def levels(self, *args, **kwargs)->dict:
         "Normalise a setting given positionally (in attribute order), by keyword or as one dict/tuple"
+        if len(args) == 1 and not kwargs and args[0] is None: raise ValueError(f"no setting given (None): give a level for each of {list(self.attributes)}")
         if len(args) == 1 and not kwargs and isinstance(args[0], dict): kwargs, args = dict(args[0]), ()
         elif len(args) == 1 and not kwargs and isinstance(args[0], (tuple, list)): args = tuple(args[0])
         if len(args) > len(self.attributes): raise ValueError(f"{len(args)} levels given, but the attributes are {list(self.attributes)}")
@@ -50,6 +52,8 @@ class ControlSpec:
         for a in kwargs:
             if a in lv: raise ValueError(f"level of {a!r} given twice")
         lv.update(kwargs)
+        unknown = [a for a in lv if a not in self.attributes]
+        if unknown: raise ValueError(f"unknown attribute(s) {unknown}{did_you_mean(unknown, self.attributes)}: accepted are {list(self.attributes)}")
         missing = [a for a in self.attributes if a not in lv]
         if missing: raise ValueError(f"missing level(s) for {missing}: a setting gives every attribute in {list(self.attributes)}")
         return {a: self.check(a, lv[a]) for a in self.attributes}
