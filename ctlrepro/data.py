@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #a9a5ff31
 from __future__ import annotations
-import hashlib, importlib.util, json, os, re
+import hashlib, importlib.util, json, numbers, os, re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -92,6 +92,8 @@ def load_prompts(
 )->pd.DataFrame:
     "Load a prompt set in the schema"
     if split is not None and split not in SPLITS: raise ValueError(f"split={split!r}: accepted are {list(SPLITS)} or None")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+        raise ValueError(f"limit={limit!r}: give at least 1 prompt per kind, or None for all")   # head(-1) would drop each kind's last prompt
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         bad = [k for k in kinds if k not in KINDS]

@@ -127,6 +127,7 @@ def generate(
     extra = prompts.reset_index(drop=True) if isinstance(prompts, pd.DataFrame) else None
     plist = list(extra["prompt"]) if extra is not None else list(prompts)
     n = len(plist)
+    if n == 0: raise ValueError("no prompts to generate for (an empty list or frame)")
     lv, pf, sy = _per_prompt(levels, n, "levels"), _per_prompt(prefill, n, "prefill"), _per_prompt(system, n, "system")
     lv = [None if l is None else spec.levels(l) for l in lv]                   # validate before any work
     texts = [render(tokenizer, p, l, f, s, cfg.where, spec) for p, l, f, s in zip(plist, lv, pf, sy)]

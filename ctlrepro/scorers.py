@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_scorers.ipynb #b4ccbe85
 from __future__ import annotations
-import re, time
+import numbers, re, time
 from pathlib import Path
 
 import numpy as np
@@ -150,12 +150,16 @@ def train_default_scorers(
     encoder:Encoder|None=None,
 )->EmbeddedScorers:
     "Sample refusal data, fit the refusal and prompt-harm heads, and save them"
+    train = load_prompts(split="train")
+    fewest = train.kind.value_counts()
+    if isinstance(per_kind, bool) or not isinstance(per_kind, numbers.Integral) or not 1 <= per_kind <= fewest.min():
+        raise ValueError(f"per_kind={per_kind!r}: give 1 to {fewest.min()} (the train split's {fewest.idxmin()} prompts; per kind {fewest.to_dict()})")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     if model is None:
         model, tokenizer = load_policy()
     enc = encoder or Encoder()
     t = time.time()
-    prompts = load_prompts(split="train").groupby("kind").sample(per_kind, random_state=seed)
+    prompts = train.groupby("kind").sample(per_kind, random_state=seed)
     data = refusal_samples(model, tokenizer, prompts.reset_index(drop=True), REFUSAL_OPENINGS_TRAIN, COMPLY_OPENINGS, max_new_tokens, seed)
     with atomic_path(out / "refusal_data.parquet") as tmp: data.to_parquet(tmp, index=False)
     refusal = LogisticHead().fit(enc.encode([opening(r) for r in data.response]), data.refusal.values, C=1.0, encoder="all-MiniLM-L6-v2", features="opening",

@@ -155,3 +155,10 @@ def test_where_is_a_parameter_of_presets_cli_and_trainconfig():
     assert EvalConfig(where="user").where == "user" and TrainConfig(where="user").where == "user"
     for make in (lambda: EvalConfig(where="assistant"), lambda: TrainConfig(where="assistant")):
         with pytest.raises(ValueError, match="where='assistant': accepted are 'system', 'user'"): make()
+
+
+def test_generate_refuses_no_prompts():
+    from ctlrepro.generate import generate
+    from ctlrepro.testing import tiny_llama
+    with pytest.raises(ValueError, match="no prompts to generate for"):      # was a KeyError 'pidx' (ctlrepro generate --limit 0)
+        generate(*tiny_llama(), [], progress=False)

@@ -48,3 +48,11 @@ def test_llm_judge_is_batch_invariant():
     judge.batch_size = 1
     assert np.allclose(judge.score(P, R, progress=False), s, atol=1e-5)
     assert StringMatchRefusal().score(P, ["I'm sorry, I can't.", "Sure.", "I won't."], progress=False).tolist() == [1, 0, 1]
+
+
+def test_train_default_scorers_refuses_per_kind_beyond_the_train_split(tmp_path):
+    from ctlrepro.scorers import train_default_scorers
+    for bad in (0, 100):                                     # 100 failed inside pandas' sample without naming per_kind
+        with pytest.raises(ValueError, match=rf"per_kind={bad}: give 1 to \d+ \(the train split's \w+ prompts"):
+            train_default_scorers(tmp_path / "s", per_kind=bad)
+    assert not (tmp_path / "s").exists()                     # refused before anything is written or loaded
