@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .core import Cached, atomic_path, atomic_write_json, read_json, source_fingerprint, stable_hash
-from .generate import generate
+from .generate import GenConfig, generate
 from .objectives import TrainConfig, train
 from .scorers import REFUSAL_OPENINGS_TRAIN, prefilled
 from .data import load_prompts
@@ -39,6 +39,10 @@ class AlignConfig:
 
     def __post_init__(self):
         if not 0 <= self.borderline_refusal_share <= 1: raise ValueError(f"borderline_refusal_share must be in [0, 1], got {self.borderline_refusal_share}")
+        if self.benign_per_kind is not None and (isinstance(self.benign_per_kind, bool) or not isinstance(self.benign_per_kind, int) or self.benign_per_kind < 1):
+            raise ValueError(f"benign_per_kind={self.benign_per_kind!r}: give at least 1 prompt, or None for all")   # 0 meant all
+        GenConfig(max_new_tokens=self.max_new_tokens)                        # the rules of the configs these values go to, checked now (not after the data are made)
+        TrainConfig(objective="clm", control=False, steps=self.steps, batch_size=self.batch_size, lr=self.lr, lora_r=self.lora_r, seed=self.seed)
 
 COMPLIANCE_TURN = re.compile(r"\b(however|but here|here('s| is| are)|step \d|first,|sure)\b", re.I)
 
@@ -54,7 +58,7 @@ def alignment_data(model, tokenizer, cfg:AlignConfig|None=None, progress:bool=Tr
     rng = np.random.default_rng(cfg.seed)
     tr = load_prompts(cfg.prompts, split="train")
     harmful, border, benign = (tr[tr.kind == k] for k in ("harmful", "borderline", "benign"))
-    if cfg.benign_per_kind: benign = benign.sample(min(cfg.benign_per_kind, len(benign)), random_state=cfg.seed)
+    if cfg.benign_per_kind is not None: benign = benign.sample(min(cfg.benign_per_kind, len(benign)), random_state=cfg.seed)
     refuse_border = border.sample(frac=cfg.borderline_refusal_share, random_state=cfg.seed)
     to_refuse = pd.concat([harmful, refuse_border], ignore_index=True)
     to_answer = pd.concat([benign, border.drop(refuse_border.index)], ignore_index=True)

@@ -53,6 +53,10 @@ class EvalConfig:
         if not self.grid_levels: raise ValueError("grid_levels must not be empty")
         if self.method not in METHODS: raise ValueError(f"method={self.method!r}: accepted are {', '.join(map(repr, METHODS))}")
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
+        GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, batch_size=self.batch_size, seed=self.seed)   # checked now, not at generation
+        for f in ("n_boot", "rerank_n"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{f} must be a positive integer, got {v!r}")
 
     def settings(self, spec:ControlSpec=SPEC)->list:
         "The requested settings, None first when `include_none`"

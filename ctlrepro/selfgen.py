@@ -13,7 +13,7 @@ import pandas as pd
 
 from .core import Cached, atomic_path, source_fingerprint, stable_hash
 from .tokens import SPEC, ControlSpec, LevelBinner
-from .generate import generate
+from .generate import GenConfig, generate
 from .data import load_prompts
 from .models import model_fingerprint
 from .scorers import score_frame, label_levels, fit_binner
@@ -46,6 +46,7 @@ class SelfGenConfig:
         if isinstance(self.contrast, bool) or not isinstance(self.contrast, int) or self.contrast < 0: raise ValueError(f"contrast must be an integer >= 0, got {self.contrast!r}")
         if self.binning not in ("auto", "fixed", "quantile"): raise ValueError(f"binning={self.binning!r}: accepted are 'auto', 'fixed', 'quantile'")
         if self.relabel not in RELABEL: raise ValueError(f"relabel={self.relabel!r}: accepted are {', '.join(map(repr, RELABEL))}")
+        GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed)   # sampling rules checked now, not at generation
 
 # %% ../nbs/12_selfgen.ipynb #caaeabc1
 STEERS = {

@@ -56,7 +56,11 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     for preset, says in [({"common": {"evl": {"limit": 4}}}, r"common: unknown parameter\(s\) \['evl'\] \(did you mean 'eval' for 'evl'\?\)"),   # not dropped
                          ({"stages": {"finetune": {"objective_overrides": {"exmate": {"control": False}}}}}, r"train \+ objective_overrides.exmate \(objective exmate\): control=False"),
                          ({"stages": {"finetune": {1: 2, "lanucher": "x"}}}, r"unknown parameter\(s\) \[1, 'lanucher'\]"),   # YAML keys of mixed types
-                         ({"stages": {1: {}, "finetuning": {}}}, r"unknown stage\(s\) \[1, 'finetuning'\]")]:
+                         ({"stages": {1: {}, "finetuning": {}}}, r"unknown stage\(s\) \[1, 'finetuning'\]"),
+                         ({"stages": {"aligned": {"align": {"steps": 0}}}}, r"stage 'aligned': align: steps must be >= 1"),   # each failed inside its stage, after earlier stages ran
+                         ({"stages": {"aligned": {"align": {"benign_per_kind": 0}}}}, r"benign_per_kind=0: give at least 1 prompt"),   # 0 meant all
+                         ({"stages": {"selfgen": {"selfgen": {"temperature": -1.0}}}}, r"stage 'selfgen': selfgen: temperature must be >= 0"),
+                         ({"common": {"eval": {"n_boot": 0}}}, r"eval: n_boot must be a positive integer, got 0")]:
         bad.write_text(yaml.safe_dump(preset))
         with pytest.raises(ValueError, match=says):
             reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
