@@ -32,8 +32,9 @@ def check_benchmarks(
     names,                      # benchmark names (keys of `BENCHMARKS`), or one name
     limit:int|None=None,        # prompts per benchmark and kind at most (None: all)
     paths:dict|None=None,       # name -> local file or folder
+    sources:bool=False,         # also load each benchmark that has no local copy (no path given, none in ../shared/data) from its hub id or package: an offline machine without the copy fails here, not in the benchmarks stage hours later
 )->list:                        # the names as a list
-    "Check `load_benchmarks`' arguments without loading anything (the runner calls it before any stage runs); raises ValueError or FileNotFoundError naming the value"
+    "Check `load_benchmarks`' arguments (the runner calls it before any stage runs, with `sources=True`); raises ValueError or FileNotFoundError naming the value"
     names = [names] if isinstance(names, str) else list(names)
     if not names: raise ValueError(f"no benchmarks given: accepted are {', '.join(map(repr, BENCHMARKS))}")
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -46,6 +47,12 @@ def check_benchmarks(
     if bad: raise ValueError(f"paths given for {bad}, which are not among the benchmarks asked for {names}")
     for name, path in paths.items():
         if path is not None and not Path(path).expanduser().exists(): raise FileNotFoundError(f"benchmark {name!r}: {path} not found")
+    for name in (n for n in names if sources and not paths.get(n)):
+        registered, shared = BENCHMARKS[name]
+        if shared and shared_file(shared): continue
+        try: load_prompts(registered)
+        except ValueError as e:
+            raise ValueError(f"benchmark {name!r} has no local copy (give benchmarks.paths.{name}" + (f", or put {shared} under ../shared/data beside the checkout" if shared else "") + f") and {e}") from None
     return names
 
 def load_benchmarks(
