@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import Cached, a_type, atomic_write_json, did_you_mean, source_fingerprint, stable_hash, versions, git_commit, repo_root
+from .core import Cached, a_type, atomic_write_json, did_you_mean, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
 from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .benchmarks import BENCHMARKS, check_benchmarks
@@ -229,6 +229,11 @@ def reproduce(
     pre = load_preset(preset)
     out = Path(out) if out else repo_root() / "runs" / pre["name"]
     params = check_preset(pre, stages, nbs, {"run_config": {"device": device}} if device else {}, only)
+    for name, ps in params.items():                                             # a device this machine lacks fails now, not when its stage loads a model
+        d = (ps.get("run_config") or {}).get("device")
+        if d not in (None, "auto"):
+            try: pick_device(d)
+            except ValueError as e: raise ValueError(f"stage {name!r}: run_config.device: {e}") from None
     keys, rows = {}, []
     for s in stages:
         folder = out / s.name

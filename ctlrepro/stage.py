@@ -53,6 +53,10 @@ class RunConfig:
     def __post_init__(self):
         if self.harmless_rm_kind not in ("reward", "cost"): raise ValueError(f"harmless_rm_kind={self.harmless_rm_kind!r}: accepted are 'reward', 'cost'")
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
+        if self.device not in (None, "auto"):                           # the name here; whether this machine has it, `pipeline.reproduce` checks before running
+            import torch
+            try: torch.device(self.device)
+            except (RuntimeError, TypeError): raise ValueError(f"device={self.device!r}: accepted are None, 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'") from None
 
     def load(self, path:str|None)->tuple:
         "(model, tokenizer) of a policy (hub id, folder, .gguf; None: the embedded SmolLM2) on this run's device and dtype"

@@ -60,7 +60,10 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
                          ({"stages": {"aligned": {"align": {"steps": 0}}}}, r"stage 'aligned': align: steps must be >= 1"),   # each failed inside its stage, after earlier stages ran
                          ({"stages": {"aligned": {"align": {"benign_per_kind": 0}}}}, r"benign_per_kind=0: give at least 1 prompt"),   # 0 meant all
                          ({"stages": {"selfgen": {"selfgen": {"temperature": -1.0}}}}, r"stage 'selfgen': selfgen: temperature must be >= 0"),
-                         ({"common": {"eval": {"n_boot": 0}}}, r"eval: n_boot must be a positive integer, got 0")]:
+                         ({"common": {"eval": {"n_boot": 0}}}, r"eval: n_boot must be a positive integer, got 0"),
+                         ({"common": {"run_config": {"device": "gpu"}}}, r"device='gpu': accepted are None, 'auto', 'cpu', 'cuda'"),
+                         ({"common": {"run_config": {"device": "cuda"}}} if not torch.cuda.is_available() else {"common": {"run_config": {"device": "cuda:99"}}},
+                          r"stage 'validate': run_config.device: device 'cuda(:99)?' (asked for, but torch sees no CUDA GPU|does not exist)")]:
         bad.write_text(yaml.safe_dump(preset))
         with pytest.raises(ValueError, match=says):
             reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
