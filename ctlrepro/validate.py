@@ -205,6 +205,9 @@ def validate_instruments(
     log=print,
 )->pd.DataFrame:                # `VALIDATION_COLUMNS`; empty when no labelled file is found
     "The validation table of the study's instruments on every labelled file that can be found"
+    for name, v in (("llm_limit", llm_limit), ("hh_n", hh_n), ("n_boot", n_boot)):
+        if (v is not None or name != "llm_limit") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name}={v!r}: give an integer >= 1" + (", or None for all" if name == "llm_limit" else ""))   # llm_limit 0 meant all (slow on a CPU)
     xstest = xstest if xstest is not None else shared_file(XSTEST_SHARED, "CTLREPRO_XSTEST")
     hh = hh if hh is not None else shared_file(HH_SHARED, "CTLREPRO_HH")
     if xstest is None: log("no XSTest completions found: pass xstest= a completions file (or set $CTLREPRO_XSTEST)")
@@ -215,7 +218,7 @@ def validate_instruments(
     if llm is not None:
         llm_inst = {llm_name: study_instruments(scorers, llm, llm_name)[llm_name]}
         xs_l = xs
-        if xs is not None and llm_limit:   # the same share of every verdict and prompt label, drawn with `seed`
+        if xs is not None and llm_limit is not None:   # the same share of every verdict and prompt label, drawn with `seed`
             keep = [i for _, g in xs.groupby(["kind", "verdict"]) for i in g.sample(min(len(g), max(1, round(llm_limit * len(g) / len(xs)))), random_state=seed).index]
             xs_l = xs.loc[sorted(keep)]
         tabs.append(validation_table(llm_inst, xs_l, hh, hh_n=min(hh_n, llm_limit or hh_n), n_boot=n_boot, seed=seed))

@@ -100,3 +100,11 @@ def test_the_registry_keeps_evaluation_sets_out_of_every_train_split(tmp_path):
     for name in eval_only:
         assert len(load_prompts(name, path=f, split="train")) == 0
         assert len(load_prompts(name, path=f, split="eval")) == 200
+
+
+def test_validate_instruments_refuses_a_zero_limit():
+    from ctlrepro.validate import validate_instruments
+    with pytest.raises(ValueError, match=r"llm_limit=0: give an integer >= 1, or None for all"):   # 0 meant all: the LLM judge on every row
+        validate_instruments(llm_limit=0, log=lambda *a: None)
+    with pytest.raises(ValueError, match=r"n_boot=0: give an integer >= 1"):
+        validate_instruments(n_boot=0, log=lambda *a: None)
