@@ -16,9 +16,9 @@ from .objectives import OBJECTIVES, TrainConfig
 from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
-__all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'SIZE_KNOBS', 'Stage', 'shipped_presets', 'preset_path', 'merge', 'load_preset',
-           'notebook_params', 'stage_params', 'check_common', 'check_sizes', 'check_stage_values',
-           'external_fingerprint', 'stage_key', 'check_preset', 'reproduce']
+__all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage', 'shipped_presets', 'preset_path', 'merge',
+           'load_preset', 'notebook_params', 'stage_params', 'check_common', 'check_sizes', 'check_stage_values',
+           'external_fingerprint', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -213,6 +213,15 @@ def check_preset(
     check_stage_values(params)                                                  # and the values a notebook would refuse only when it runs
     return params
 
+TRACKED_PRESET = "small"   # the preset whose figures stage writes the tracked figures/ and the README's results block (`make reproduce`)
+
+def figure_targets(pre:dict)->dict:
+    "`pre` with its figures stage writing figures/<preset name>/ and no README block, unless it is `TRACKED_PRESET` or sets `figures`/`readme` itself (a preset that extends small would otherwise overwrite the tracked results)"
+    if pre["name"] == TRACKED_PRESET: return pre
+    fig = dict(pre["stages"].get("figures") or {})
+    fig.setdefault("figures", f"../figures/{pre['name']}"); fig.setdefault("readme", None)
+    return {**pre, "stages": {**pre["stages"], "figures": fig}}
+
 def reproduce(
     preset:str|Path="small",     # 'small', 'full' or a YAML file
     out:str|Path|None=None,      # run folder (default: runs/<preset>)
@@ -226,7 +235,7 @@ def reproduce(
     "Run the experiment notebooks in order with papermill; reuse finished stages of an identical config"
     import papermill as pm
     nbs = Path(nbs) if nbs else repo_root() / "nbs"
-    pre = load_preset(preset)
+    pre = figure_targets(load_preset(preset))
     out = Path(out) if out else repo_root() / "runs" / pre["name"]
     params = check_preset(pre, stages, nbs, {"run_config": {"device": device}} if device else {}, only)
     for name, ps in params.items():                                             # a device this machine lacks fails now, not when its stage loads a model

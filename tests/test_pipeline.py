@@ -248,3 +248,16 @@ def test_a_benchmark_without_a_local_copy_offline_is_refused_before_anything_run
     bad.write_text(yaml.safe_dump({"extends": "small", "stages": {"benchmarks": {"benchmarks": ["xstest"], "paths": {"xstest": str(csv)}}}}))
     from ctlrepro.pipeline import check_preset
     check_preset(load_preset(bad), STAGES, NBS)                                  # a path given: nothing to load from the hub
+
+
+def test_only_the_small_preset_writes_the_tracked_figures_and_readme_block(tmp_path):
+    from ctlrepro.pipeline import figure_targets
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"extends": "small", "stages": {"finetune": {"train": {"steps": 2}}}}))
+    fig = next(s for s in STAGES if s.name == "figures")
+    ps = stage_params(fig, figure_targets(load_preset(mine)), NBS)
+    assert (ps["figures"], ps["readme"]) == ("../figures/mine", None)        # it wrote ../figures and ../README.md, as small does
+    ps = stage_params(fig, figure_targets(load_preset("small")), NBS)
+    assert ps.get("figures", "../figures") == "../figures" and ps.get("readme", "../README.md") == "../README.md"
+    mine.write_text(yaml.safe_dump({"extends": "small", "stages": {"figures": {"readme": "../README.md"}}}))
+    assert stage_params(fig, figure_targets(load_preset(mine)), NBS)["readme"] == "../README.md"   # asked for explicitly: kept
