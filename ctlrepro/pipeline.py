@@ -13,6 +13,7 @@ import pandas as pd
 from .core import Cached, a_type, atomic_write_json, did_you_mean, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
 from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
+from .tokens import SPEC
 from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
@@ -165,6 +166,14 @@ def check_stage_values(
             raise ValueError(f"stage {stage!r}: objective={ps['objective']!r} is not trained by the finetune stage; accepted are {trained}")
         v = ps.get("max_new_tokens")
         if isinstance(v, int) and not isinstance(v, bool) and v < 1: raise ValueError(f"stage {stage!r}: max_new_tokens={v}: accepted are integers >= 1")
+    r = params.get("rewind") or {}
+    if r:
+        try: [SPEC.levels(list(s)) for s in r.get("settings", [])]
+        except (ValueError, TypeError) as e: raise ValueError(f"stage 'rewind': settings={r.get('settings')!r}: {e}; give [helpful, harmless] level pairs, e.g. [[4, 0], [4, 4]]") from None
+        al = r.get("alphas", [0.0])
+        if not al or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in al): raise ValueError(f"stage 'rewind': alphas={al!r}: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0]")
+    a = (params.get("aligned") or {}).get("aligned_model")
+    if isinstance(a, str) and a.startswith(("/", "~")) and not Path(a).expanduser().exists(): raise ValueError(f"stage 'aligned': aligned_model={a!r}: no such file or folder")
     f = params.get("finetune") or {}
     if f.get("launcher"): check_launcher(f["launcher"], stage_configs(f, "stage 'finetune': ")["train"], "stage 'finetune': ")   # the TrainConfigs the stage will build
     b = params.get("benchmarks")

@@ -53,6 +53,9 @@ class RunConfig:
     def __post_init__(self):
         if self.harmless_rm_kind not in ("reward", "cost"): raise ValueError(f"harmless_rm_kind={self.harmless_rm_kind!r}: accepted are 'reward', 'cost'")
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
+        for f in ("model", "judge", "helpful_rm", "harmless_rm"):     # an absolute local path (a hub id never starts with '/' or '~') must exist
+            v = getattr(self, f)
+            if isinstance(v, str) and v.startswith(("/", "~")) and not Path(v).expanduser().exists(): raise ValueError(f"{f}={v!r}: no such file or folder (give an existing path, a hub id, or None)")
         if self.device not in (None, "auto"):                           # the name here; whether this machine has it, `pipeline.reproduce` checks before running
             import torch
             try: torch.device(self.device)
@@ -129,6 +132,7 @@ def train_configs(
     "One `TrainConfig` per objective: the shared section, then its override; raises ValueError for an unknown objective or field, or an override setting a field its objective ignores (`OBJECTIVE_FIELDS`)"
     bad = sorted(set(objectives) - set(OBJECTIVES), key=str) + sorted(set(objective_overrides or {}) - set(OBJECTIVES), key=str)
     if bad: raise ValueError(f"{where}unknown objective(s) {bad}: accepted are {list(OBJECTIVES)}")
+    if not objectives or len(set(objectives)) != len(objectives): raise ValueError(f"{where}objectives={list(objectives)!r}: give each of {list(OBJECTIVES)} at most once, at least one")
     if "objective" in train: raise ValueError(f"{where}train: set the objectives with `objectives`, not train.objective")
     check_section(TrainConfig, train, "train", where)                 # a key or type error names the section that holds it
     overrides = objective_overrides or {}
@@ -175,7 +179,7 @@ def stage_configs(
     run = build_config(RunConfig, params.get("run_config") or {}, name="run_config", where=where)
     out = {k: build_config(cls, params[k] or {}, run, k, where) for k, cls in SECTIONS.items() if k in params and k != "run_config"}
     if {"train", "objective_overrides", "objectives"} & set(params):   # a stage that names objectives trains (or reads) one TrainConfig each
-        out["train"] = train_configs(run, params.get("train") or {}, params.get("objective_overrides") or {}, params.get("objectives") or list(OBJECTIVES), where)
+        out["train"] = train_configs(run, params.get("train") or {}, params.get("objective_overrides") or {}, list(OBJECTIVES) if params.get("objectives") is None else params["objectives"], where)
     return {"run_config": run, **out}
 
 # %% ../nbs/17b_stage.ipynb #2832b8a3

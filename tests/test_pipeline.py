@@ -61,6 +61,11 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
                          ({"stages": {"aligned": {"align": {"benign_per_kind": 0}}}}, r"benign_per_kind=0: give at least 1 prompt"),   # 0 meant all
                          ({"stages": {"selfgen": {"selfgen": {"temperature": -1.0}}}}, r"stage 'selfgen': selfgen: temperature must be >= 0"),
                          ({"common": {"eval": {"n_boot": 0}}}, r"eval: n_boot must be a positive integer, got 0"),
+                         ({"stages": {"rewind": {"settings": [[9, 0]]}}}, r"stage 'rewind': settings=\[\[9, 0\]\]: helpful level 9 is out of range"),   # failed after finetune, hours in
+                         ({"stages": {"rewind": {"alphas": []}}}, r"stage 'rewind': alphas=\[\]: give a non-empty list"),
+                         ({"common": {"objectives": ["clm", "clm"]}}, r"objectives=\['clm', 'clm'\]: give each of"),
+                         ({"common": {"objectives": []}}, r"objectives=\[\]: give each of"),
+                         ({"common": {"run_config": {"judge": "/no/such/judge"}}}, r"judge='/no/such/judge': no such file or folder"),
                          ({"common": {"run_config": {"device": "gpu"}}}, r"device='gpu': accepted are None, 'auto', 'cpu', 'cuda'"),
                          ({"common": {"run_config": {"device": "cuda"}}} if not torch.cuda.is_available() else {"common": {"run_config": {"device": "cuda:99"}}},
                           r"stage 'validate': run_config.device: device 'cuda(:99)?' (asked for, but torch sees no CUDA GPU|does not exist)")]:
