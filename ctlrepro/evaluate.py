@@ -16,7 +16,7 @@ from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import GenConfig, generate
 from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy
 from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
-from .data import load_prompts
+from .data import SPLITS, load_prompts
 from .control import prompting, rerank
 from .scorers import default_scorers, score_frame
 from .models import load_policy, model_fingerprint
@@ -51,6 +51,7 @@ class EvalConfig:
     def __post_init__(self):
         self.grid_levels = tuple(SPEC.check(SPEC.attributes[0], l) for l in self.grid_levels)
         if not self.grid_levels: raise ValueError("grid_levels must not be empty")
+        if self.split not in SPLITS: raise ValueError(f"split={self.split!r}: accepted are {list(SPLITS)}")
         if self.method not in METHODS: raise ValueError(f"method={self.method!r}: accepted are {', '.join(map(repr, METHODS))}")
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
         GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, batch_size=self.batch_size, seed=self.seed)   # checked now, not at generation
