@@ -168,6 +168,7 @@ def check_stage_values(
         if isinstance(v, int) and not isinstance(v, bool) and v < 1: raise ValueError(f"stage {stage!r}: max_new_tokens={v}: accepted are integers >= 1")
     r = params.get("rewind") or {}
     if r:
+        if not r.get("settings", [[4, 0]]): raise ValueError("stage 'rewind': settings=[]: give at least one [helpful, harmless] level pair, e.g. [[4, 0], [4, 4]]")
         try: [SPEC.levels(list(s)) for s in r.get("settings", [])]
         except (ValueError, TypeError) as e: raise ValueError(f"stage 'rewind': settings={r.get('settings')!r}: {e}; give [helpful, harmless] level pairs, e.g. [[4, 0], [4, 4]]") from None
         al = r.get("alphas", [0.0])
@@ -178,7 +179,7 @@ def check_stage_values(
     if f.get("launcher"): check_launcher(f["launcher"], stage_configs(f, "stage 'finetune': ")["train"], "stage 'finetune': ")   # the TrainConfigs the stage will build
     b = params.get("benchmarks")
     if b is not None:
-        try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"), sources=True)
+        try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"))
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
 
 # %% ../nbs/16_pipeline.ipynb #3abece4c
@@ -211,7 +212,7 @@ def check_preset(
     extra:dict|None=None,        # on top of every stage's parameters, e.g. {'run_config': {'device': 'cpu'}}
     only:list|None=None,         # stage names asked for (each must exist)
 )->dict:                         # stage name -> its checked parameters
-    "Every check `reproduce` makes before any stage runs: stage names, `common:` keys, each stage's parameters and config sections, the prompts-per-kind sizes, the values a notebook would refuse only when it runs"
+    "The checks `reproduce` makes before any stage runs that do not depend on this machine (it adds the devices and the benchmarks' sources): stage names, `common:` keys, each stage's parameters and config sections, the prompts-per-kind sizes, the values a notebook would refuse only when it runs"
     nbs = Path(nbs) if nbs else repo_root() / "nbs"
     names = [s.name for s in stages]
     unknown = sorted(set(pre["stages"]) - set(names), key=str) + sorted(set(only or []) - set(names), key=str)
@@ -253,6 +254,10 @@ def reproduce(
         if d not in (None, "auto"):
             try: pick_device(d)
             except ValueError as e: raise ValueError(f"stage {name!r}: run_config.device: {e}") from None
+    b = params.get("benchmarks")
+    if b is not None and (not only or "benchmarks" in only):                   # the sets it will load: one without a local copy on an offline machine fails now, not hours in
+        try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"), sources=True)
+        except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
     keys, rows = {}, []
     for s in stages:
         folder = out / s.name

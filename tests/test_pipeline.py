@@ -15,7 +15,7 @@ NBS = repo_root() / "nbs"
 
 @pytest.mark.parametrize("preset", shipped_presets())
 def test_shipped_presets_match_every_notebook(preset):
-    check_preset(load_preset(preset), STAGES, NBS)         # every pre-run check of `reproduce` (names, types, sizes against the data, values): the full preset asked for 32 probe prompts of 21
+    check_preset(load_preset(preset), STAGES, NBS)         # the pre-run checks of `reproduce` but this machine's (names, types, sizes against the data, values): the full preset asked for 32 probe prompts of 21
 
 
 def test_bad_presets_are_refused_before_anything_runs(tmp_path):
@@ -63,6 +63,7 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
                          ({"common": {"eval": {"n_boot": 0}}}, r"eval: n_boot must be a positive integer, got 0"),
                          ({"stages": {"rewind": {"settings": [[9, 0]]}}}, r"stage 'rewind': settings=\[\[9, 0\]\]: helpful level 9 is out of range"),   # failed after finetune, hours in
                          ({"stages": {"rewind": {"alphas": []}}}, r"stage 'rewind': alphas=\[\]: give a non-empty list"),
+                         ({"stages": {"rewind": {"settings": []}}}, r"stage 'rewind': settings=\[\]: give at least one"),
                          ({"common": {"objectives": ["clm", "clm"]}}, r"objectives=\['clm', 'clm'\]: give each of"),
                          ({"common": {"objectives": []}}, r"objectives=\[\]: give each of"),
                          ({"common": {"run_config": {"judge": "/no/such/judge"}}}, r"judge='/no/such/judge': no such file or folder"),
