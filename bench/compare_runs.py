@@ -2,8 +2,8 @@
 
     python bench/compare_runs.py figures/results.json figures/small-balanced/results.json figures/small-one-attribute/results.json
 
-Rows: pairwise accuracy and the on/off-attribute slopes per family (value [95% CI], n prompts), the claim settings'
-refusal counts, the public benchmarks at [helpful=4][harmless=4] (training refusal decision), every objective's pairwise
+Rows: pairwise accuracy per family and the on/off-attribute slopes of the optimization family (value [95% CI]), the
+claim settings' refusal counts, the public benchmarks at [helpful=4][harmless=4] (training refusal decision), every objective's pairwise
 accuracy, the stage times. Nothing is computed anew: each number is the run's own (`ctlrepro.figures`' results.json).
 """
 import argparse, json

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_align.ipynb #01e215de
 from __future__ import annotations
-import re, time
+import math, re, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class AlignConfig:
         if self.benign_per_kind is not None and (isinstance(self.benign_per_kind, bool) or not isinstance(self.benign_per_kind, int) or self.benign_per_kind < 1):
             raise ValueError(f"benign_per_kind={self.benign_per_kind!r}: give at least 1 prompt, or None for all")   # 0 meant all
         GenConfig(max_new_tokens=self.max_new_tokens)                        # the rules of the configs these values go to, checked now (not after the data are made)
+        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < math.inf): raise ValueError(f"lr={self.lr!r}: give a finite learning rate > 0")
         TrainConfig(objective="clm", control=False, steps=self.steps, batch_size=self.batch_size, lr=self.lr, lora_r=self.lora_r, seed=self.seed)
 
 COMPLIANCE_TURN = re.compile(r"\b(however|but here|here('s| is| are)|step \d|first,|sure)\b", re.I)

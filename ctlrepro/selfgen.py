@@ -43,6 +43,8 @@ class SelfGenConfig:
         for f in ("n_samples", "max_new_tokens", "min_per_cell", "rounds"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if self.budget < 0: raise ValueError(f"budget must be >= 0, got {self.budget}")
+        if self.per_kind is not None and (isinstance(self.per_kind, bool) or not isinstance(self.per_kind, int) or self.per_kind < 1):
+            raise ValueError(f"per_kind={self.per_kind!r}: give at least 1 prompt per kind, or None for all")   # 0 meant all
         if isinstance(self.contrast, bool) or not isinstance(self.contrast, int) or self.contrast < 0: raise ValueError(f"contrast must be an integer >= 0, got {self.contrast!r}")
         if self.binning not in ("auto", "fixed", "quantile"): raise ValueError(f"binning={self.binning!r}: accepted are 'auto', 'fixed', 'quantile'")
         if self.relabel not in RELABEL: raise ValueError(f"relabel={self.relabel!r}: accepted are {', '.join(map(repr, RELABEL))}")
@@ -141,7 +143,7 @@ def self_generate(
     t0 = time.time()
     rng = np.random.default_rng(cfg.seed)
     prompts = load_prompts(cfg.prompts, split="train")
-    if cfg.per_kind: prompts = prompts.groupby("kind").sample(min(cfg.per_kind, prompts.kind.value_counts().min()), random_state=cfg.seed)
+    if cfg.per_kind is not None: prompts = prompts.groupby("kind").sample(min(cfg.per_kind, prompts.kind.value_counts().min()), random_state=cfg.seed)
     prompts = prompts.reset_index(drop=True)
     pool = generate(model, tokenizer, prompts, n_samples=cfg.n_samples, max_new_tokens=cfg.max_new_tokens,
                     temperature=cfg.temperature, seed=cfg.seed, progress=progress)

@@ -19,3 +19,10 @@ def test_make_aligned_on_the_tiny_model(tmp_path):
     assert (tmp_path / "model" / "config.json").exists() and (tmp_path / "align.json").exists()
     with pytest.raises(ValueError, match="borderline_refusal_share"):
         AlignConfig(borderline_refusal_share=1.5)
+
+
+def test_align_config_names_its_own_learning_rate():
+    from ctlrepro.align import AlignConfig
+    for bad in (-1, 0):
+        with pytest.raises(ValueError, match=f"lr={bad}: give a finite learning rate > 0"):   # not TrainConfig's message about tau and lam
+            AlignConfig(lr=bad)
