@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import Cached, atomic_path, atomic_write_json, read_json, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, check_int, atomic_write_json, read_json, source_fingerprint, stable_hash
 from .generate import GenConfig, generate
 from .objectives import TrainConfig, train
 from .scorers import REFUSAL_OPENINGS_TRAIN, prefilled
@@ -39,8 +39,7 @@ class AlignConfig:
 
     def __post_init__(self):
         if not 0 <= self.borderline_refusal_share <= 1: raise ValueError(f"borderline_refusal_share must be in [0, 1], got {self.borderline_refusal_share}")
-        if self.benign_per_kind is not None and (isinstance(self.benign_per_kind, bool) or not isinstance(self.benign_per_kind, int) or self.benign_per_kind < 1):
-            raise ValueError(f"benign_per_kind={self.benign_per_kind!r}: give at least 1 prompt, or None for all")   # 0 meant all
+        check_int("benign_per_kind", self.benign_per_kind, none="for all")   # 0 meant all
         GenConfig(max_new_tokens=self.max_new_tokens)                        # the rules of the configs these values go to, checked now (not after the data are made)
         if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < math.inf): raise ValueError(f"lr={self.lr!r}: give a finite learning rate > 0")
         TrainConfig(objective="clm", control=False, steps=self.steps, batch_size=self.batch_size, lr=self.lr, lora_r=self.lora_r, seed=self.seed)

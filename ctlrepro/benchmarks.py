@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .core import check_int
 from .tokens import SPEC, ControlSpec
 from .data import load_prompts, REGISTRY
 from .metrics import rate_ci
@@ -41,7 +42,7 @@ def check_benchmarks(
     if twice: raise ValueError(f"benchmark(s) {twice} given more than once")
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown: raise ValueError(f"unknown benchmark {unknown[0]!r}: accepted are {', '.join(map(repr, BENCHMARKS))}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1): raise ValueError(f"limit={limit!r}: accepted are integers >= 1 or None")
+    check_int("limit", limit, none="for all")
     paths = dict(paths or {})
     bad = sorted(set(paths) - set(names))
     if bad: raise ValueError(f"paths given for {bad}, which are not among the benchmarks asked for {names}")

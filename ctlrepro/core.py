@@ -13,18 +13,39 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['DTYPES', 'REPO_DATA', 'set_seed', 'pick_device', 'cpu_native_bf16', 'bf16_supported', 'pick_dtype', 'cache_dir',
-           'atomic_path', 'atomic_write_text', 'atomic_write_json', 'read_json', 'stable_hash', 'sha256_file',
-           'type_names', 'a_type', 'did_you_mean', 'fits', 'data_root', 'tree_fingerprint', 'code_fingerprint',
-           'data_fingerprint', 'source_fingerprint', 'Cached', 'versions', 'git_commit', 'repo_root']
+__all__ = ['DTYPES', 'REPO_DATA', 'check_int', 'check_local_path', 'set_seed', 'pick_device', 'cpu_native_bf16', 'bf16_supported',
+           'pick_dtype', 'cache_dir', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'read_json',
+           'stable_hash', 'sha256_file', 'type_names', 'a_type', 'did_you_mean', 'fits', 'data_root',
+           'tree_fingerprint', 'code_fingerprint', 'data_fingerprint', 'source_fingerprint', 'Cached', 'versions',
+           'git_commit', 'repo_root']
+
+# %% ../nbs/00_core.ipynb #c7a1e2d4
+def check_int(
+    name:str,                    # what the message calls the value: 'per_kind', "stage 'aligned': align.steps"
+    value,
+    low:int=1,                   # the least value accepted
+    none:str|None=None,          # what None means where None is accepted ('for all'); None: None is refused
+)->int|None:                    # `value`, unchanged
+    "`value` when it is an integer >= `low` (a numpy integer counts, a bool or a float does not), or None where `none` says what None means; else ValueError naming `name`, the value and what is accepted"
+    if value is None and none is not None: return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name}={value!r}: give an integer >= {low}" + (f", or None {none}" if none is not None else ""))
+    return value
+
+def check_local_path(
+    name:str,                    # what the message calls the value: 'model', "stage 'aligned': aligned_model"
+    value,                       # a hub id, a path, or None
+)->None:                         # raises ValueError when `value` is an absolute or ~ path that does not exist
+    "An absolute (or `~`) path must exist; a hub id never starts with '/' or '~', so anything else is left to the loader"
+    if isinstance(value, (str, Path)) and str(value).startswith(("/", "~")) and not Path(value).expanduser().exists():
+        raise ValueError(f"{name}={str(value)!r}: no such file or folder (give an existing path, a hub id, or None)")
 
 # %% ../nbs/00_core.ipynb #12a4bc87
 def set_seed(
     seed:int,  # the one seed of a stage
 )->int:        # the seed, for logging
     "Seed Python, NumPy and torch (CPU and every GPU) from one integer"
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int("seed", seed, low=0)
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return int(seed)
 
@@ -172,7 +193,6 @@ def fits(
     "Whether `value` is of one of the named types: a bool is not an int, an int is a float, a list is a tuple, numpy scalars count as Python's; when no name is one of those (unannotated, 'Path'), anything fits"
     known = [n for n in names if n in _FITS]
     return not known or any(_FITS[n](value) for n in known)
-
 
 # %% ../nbs/00_core.ipynb #b7e1c0a2
 try: PACKAGE_DIR = Path(__file__).resolve().parent          # the ctlrepro package the code runs from

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-from .core import data_root
+from .core import check_int, data_root
 
 # %% auto #0
 __all__ = ['COLUMNS', 'KINDS', 'SPLITS', 'REGISTRY', 'check_schema', 'normalize', 'split_of', 'to_schema', 'Source', 'register',
@@ -92,8 +92,7 @@ def load_prompts(
 )->pd.DataFrame:
     "Load a prompt set in the schema"
     if split is not None and split not in SPLITS: raise ValueError(f"split={split!r}: accepted are {list(SPLITS)} or None")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
-        raise ValueError(f"limit={limit!r}: give at least 1 prompt per kind, or None for all")   # head(-1) would drop each kind's last prompt
+    check_int("limit", limit, none="for all")   # head(-1) would drop each kind's last prompt
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         bad = [k for k in kinds if k not in KINDS]

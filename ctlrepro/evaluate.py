@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import Cached, atomic_path, atomic_write_json, cache_dir, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import GenConfig, generate
 from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy
@@ -55,9 +55,7 @@ class EvalConfig:
         if self.method not in METHODS: raise ValueError(f"method={self.method!r}: accepted are {', '.join(map(repr, METHODS))}")
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
         GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, batch_size=self.batch_size, seed=self.seed)   # checked now, not at generation
-        for f in ("n_boot", "rerank_n"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{f} must be a positive integer, got {v!r}")
+        for f in ("n_boot", "rerank_n"): check_int(f, getattr(self, f))
 
     def settings(self, spec:ControlSpec=SPEC)->list:
         "The requested settings, None first when `include_none`"

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import set_seed
+from .core import check_int, set_seed
 from .tokens import SPEC, WHERE, ControlSpec, with_control
 from .models import load_policy, DEFAULT_POLICY, default_policy_folder
 
@@ -34,13 +34,11 @@ class GenConfig:
     where:str = "system"       # where the control string goes: 'system' or 'user'
 
     def __post_init__(self):
-        for f in ("n_samples", "max_new_tokens", "batch_size"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{f} must be a positive integer, got {v!r}")
+        for f in ("n_samples", "max_new_tokens", "batch_size"): check_int(f, getattr(self, f))
         if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0): raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
         if not (0 < self.top_p <= 1): raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.where not in ("system", "user"): raise ValueError(f"where={self.where!r}: accepted are 'system', 'user'")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0: raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_int("seed", self.seed, low=0)
 
 # %% ../nbs/05_generate.ipynb #da38734d
 def render(

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .tokens import SPEC, ControlSpec
 from .scorers import score_frame, label_levels, training_scorers
-from .core import Cached, a_type, atomic_path, bf16_supported, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
+from .core import Cached, a_type, atomic_path, bf16_supported, check_int, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
 from .models import load_policy, save_controllable
 from .selfgen import load_binners
 from .evaluate import control_probe
@@ -219,16 +219,12 @@ class TrainConfig:
         _check_types(self)
         if self.objective not in OBJECTIVES: raise ValueError(f"objective={self.objective!r}: accepted are {', '.join(map(repr, OBJECTIVES))}")
         if not self.control and self.objective != "clm": raise ValueError(f"control=False trains plain SFT: only objective='clm' applies, not {self.objective!r}")
+        for f in ("steps", "batch_size", "lora_r", "m_negatives", "lora_alpha", "pairs_per_prompt", "max_length", "max_completion_length", "num_generations"): check_int(f, getattr(self, f))
+        check_int("max_response_tokens", self.max_response_tokens, none="for the whole response"); check_int("probe_every", self.probe_every, low=0)
         if self.objective == "rl" and (self.num_generations < 2 or self.batch_size % self.num_generations):
             raise ValueError(f"RL: num_generations={self.num_generations} must be >= 2 and divide batch_size={self.batch_size}")
-        if self.max_response_tokens is not None and self.max_response_tokens < 1: raise ValueError(f"max_response_tokens must be >= 1 or None, got {self.max_response_tokens}")
-        if self.probe_every < 0: raise ValueError(f"probe_every must be >= 0, got {self.probe_every}")
-        for f in ("steps", "batch_size", "lora_r", "m_negatives"):
-            if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if not (0 < self.lr < math.inf and 0 < self.tau < math.inf and 0 <= self.lam < math.inf and self.max_grad_norm > 0):
             raise ValueError(f"lr and tau must be finite and > 0, lam >= 0 and finite, max_grad_norm > 0 (inf: no clipping); got lr={self.lr}, tau={self.tau}, max_grad_norm={self.max_grad_norm}, lam={self.lam}")
-        for f in ("lora_alpha", "pairs_per_prompt", "max_length", "max_completion_length", "num_generations"):
-            if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         for f, lo, hi in (("lora_dropout", 0, 1), ("temperature", 0, math.inf), ("dpo_beta", 0, math.inf), ("kl_beta", 0, math.inf)):
             v = getattr(self, f)
             if not (lo <= v < hi) or (f in ("temperature", "dpo_beta") and v == 0): raise ValueError(f"{f}={v}: accepted are {'(' if f in ('temperature', 'dpo_beta') else '['}{lo}, {hi})")

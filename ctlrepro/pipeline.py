@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import Cached, a_type, atomic_write_json, did_you_mean, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
+from .core import Cached, a_type, atomic_write_json, check_int, check_local_path, did_you_mean, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
 from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .tokens import SPEC
@@ -146,7 +146,7 @@ def check_sizes(
             v = _get(ps, knob)
             if not isinstance(v, int) or isinstance(v, bool): continue   # None: all prompts
             if knob == "probe_limit" and not _get(ps, "train.probe_every"): continue   # no learning curve asked for
-            if v < 1: raise ValueError(f"stage {stage!r}: {knob}={v}: give at least 1 prompt per kind, or null for all")
+            check_int(f"stage {stage!r}: {knob}", v, none="(null in YAML) for all")
             name = _get(ps, knob.rsplit(".", 1)[0] + ".prompts") if "." in knob else None
             name = name or "ctlrepro"
             if (name, split) not in counts: counts[(name, split)] = load(name, split).kind.value_counts().to_dict()
@@ -165,7 +165,7 @@ def check_stage_values(
         if "objective" in ps and ps["objective"] not in trained:
             raise ValueError(f"stage {stage!r}: objective={ps['objective']!r} is not trained by the finetune stage; accepted are {trained}")
         v = ps.get("max_new_tokens")
-        if isinstance(v, int) and not isinstance(v, bool) and v < 1: raise ValueError(f"stage {stage!r}: max_new_tokens={v}: accepted are integers >= 1")
+        if v is not None: check_int(f"stage {stage!r}: max_new_tokens", v)
     r = params.get("rewind") or {}
     if r:
         if not r.get("settings", [[4, 0]]): raise ValueError("stage 'rewind': settings=[]: give at least one [helpful, harmless] level pair, e.g. [[4, 0], [4, 4]]")
@@ -174,7 +174,7 @@ def check_stage_values(
         al = r.get("alphas", [0.0])
         if not al or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in al): raise ValueError(f"stage 'rewind': alphas={al!r}: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0]")
     a = (params.get("aligned") or {}).get("aligned_model")
-    if isinstance(a, str) and a.startswith(("/", "~")) and not Path(a).expanduser().exists(): raise ValueError(f"stage 'aligned': aligned_model={a!r}: no such file or folder")
+    check_local_path("stage 'aligned': aligned_model", a)
     f = params.get("finetune") or {}
     if f.get("launcher"): check_launcher(f["launcher"], stage_configs(f, "stage 'finetune': ")["train"], "stage 'finetune': ")   # the TrainConfigs the stage will build
     b = params.get("benchmarks")

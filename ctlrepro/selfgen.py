@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import Cached, atomic_path, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, check_int, source_fingerprint, stable_hash
 from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import GenConfig, generate
 from .data import load_prompts
@@ -40,12 +40,9 @@ class SelfGenConfig:
     seed:int = 0
 
     def __post_init__(self):
-        for f in ("n_samples", "max_new_tokens", "min_per_cell", "rounds"):
-            if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+        for f in ("n_samples", "max_new_tokens", "min_per_cell", "rounds"): check_int(f, getattr(self, f))
         if self.budget < 0: raise ValueError(f"budget must be >= 0, got {self.budget}")
-        if self.per_kind is not None and (isinstance(self.per_kind, bool) or not isinstance(self.per_kind, int) or self.per_kind < 1):
-            raise ValueError(f"per_kind={self.per_kind!r}: give at least 1 prompt per kind, or None for all")   # 0 meant all
-        if isinstance(self.contrast, bool) or not isinstance(self.contrast, int) or self.contrast < 0: raise ValueError(f"contrast must be an integer >= 0, got {self.contrast!r}")
+        check_int("per_kind", self.per_kind, none="for all"); check_int("contrast", self.contrast, low=0)   # per_kind 0 meant all
         if self.binning not in ("auto", "fixed", "quantile"): raise ValueError(f"binning={self.binning!r}: accepted are 'auto', 'fixed', 'quantile'")
         if self.relabel not in RELABEL: raise ValueError(f"relabel={self.relabel!r}: accepted are {', '.join(map(repr, RELABEL))}")
         GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed)   # sampling rules checked now, not at generation

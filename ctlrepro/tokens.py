@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import atomic_write_json, did_you_mean, read_json
+from .core import atomic_write_json, check_int, did_you_mean, read_json
 
 # %% auto #0
 __all__ = ['SPEC', 'WHERE', 'ATTRIBUTE_WORDS', 'DEGREE_WORDS', 'ControlSpec', 'with_control', 'degree_words',
@@ -28,7 +28,7 @@ class ControlSpec:
         if isinstance(self.attributes, str): raise ValueError(f"attributes={self.attributes!r} is one string: give a tuple of names, e.g. ({self.attributes!r},)")
         attrs = tuple(self.attributes)
         object.__setattr__(self, "attributes", attrs)
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2: raise ValueError(f"k must be an integer >= 2, got {self.k!r}")
+        check_int("k", self.k, low=2)
         if not attrs or len(set(attrs)) != len(attrs): raise ValueError(f"attributes must be distinct and non-empty, got {attrs!r}")
         for a in attrs:
             if not re.fullmatch(r"[a-z][a-z_]*", str(a)): raise ValueError(f"attribute {a!r} must be lower-case letters and '_'")
@@ -170,7 +170,7 @@ class LevelBinner:
     edges:list|None = None   # k-1 non-decreasing cut points; a score s gets level #{edges <= s}
 
     def __post_init__(self):
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2: raise ValueError(f"k must be an integer >= 2, got {self.k!r}")
+        check_int("k", self.k, low=2)
         if self.method not in ("quantile", "fixed"): raise ValueError(f"method={self.method!r}: accepted are 'quantile', 'fixed'")
         if self.edges is not None: self.edges = self._check_edges(self.edges)
 

@@ -15,7 +15,7 @@ from .rewards import Scorer, RefusalCues, LLMJudge, REFUSAL_TEMPLATE, SAFETY_TEM
 from .metrics import pairwise_accuracy
 from .data import _read_table
 from .scorers import hh_pairs, default_scorers
-from .core import repo_root
+from .core import check_int, repo_root
 from .evaluate import generalization_judges
 
 # %% auto #0
@@ -205,9 +205,7 @@ def validate_instruments(
     log=print,
 )->pd.DataFrame:                # `VALIDATION_COLUMNS`; empty when no labelled file is found
     "The validation table of the study's instruments on every labelled file that can be found"
-    for name, v in (("llm_limit", llm_limit), ("hh_n", hh_n), ("n_boot", n_boot)):
-        if (v is not None or name != "llm_limit") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name}={v!r}: give an integer >= 1" + (", or None for all" if name == "llm_limit" else ""))   # llm_limit 0 meant all (slow on a CPU)
+    check_int("llm_limit", llm_limit, none="for all"); check_int("hh_n", hh_n); check_int("n_boot", n_boot)   # llm_limit 0 meant all (slow on a CPU)
     xstest = xstest if xstest is not None else shared_file(XSTEST_SHARED, "CTLREPRO_XSTEST")
     hh = hh if hh is not None else shared_file(HH_SHARED, "CTLREPRO_HH")
     if xstest is None: log("no XSTest completions found: pass xstest= a completions file (or set $CTLREPRO_XSTEST)")

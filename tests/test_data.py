@@ -64,6 +64,6 @@ def test_generic_file_and_bad_names(tmp_path):
 def test_load_prompts_refuses_a_limit_below_one():
     from ctlrepro.data import load_prompts
     for bad in (0, -1, 2.5, True):                          # -1 dropped each kind's last prompt (pandas head(-1))
-        with pytest.raises(ValueError, match=re.escape(f"limit={bad!r}: give at least 1 prompt per kind, or None for all")):
+        with pytest.raises(ValueError, match=re.escape(f"limit={bad!r}: give an integer >= 1, or None for all")):
             load_prompts(limit=bad)
     assert load_prompts(split="eval", limit=1).groupby("kind").size().eq(1).all()

@@ -47,7 +47,7 @@ def test_bad_inputs_raise_before_any_work(tiny):
         generate(model, tok, PROMPTS, levels=(0, 9), progress=False)
     with pytest.raises(ValueError, match="one per prompt"):
         generate(model, tok, PROMPTS, levels=[(0, 0)], progress=False)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="give an integer >= 1"):
         GenConfig(n_samples=0)
     with pytest.raises(ValueError, match="accepted are 'system', 'user'"):
         generate(model, tok, PROMPTS, where="assistant", progress=False)

@@ -175,7 +175,7 @@ def test_training_config_refuses_a_value_of_the_wrong_type():
     assert json.loads(json.dumps(asdict(cfg)))["steps"] == 3 and type(cfg.steps) is int and type(cfg.kind_weights["harmful"]) is float   # numpy values become plain ones
     for kw, says in [({"target_modules": "q_proj"}, "give a list or tuple"), ({"target_modules": []}, "non-empty list of module names"),
                      ({"lam": math.nan}, "lam >= 0 and finite"), ({"lr": math.inf}, "lr and tau must be finite"), ({"lora_dropout": 1.0}, "lora_dropout=1.0: accepted are [0, 1)"),
-                     ({"temperature": 0.0}, "temperature=0.0: accepted are (0, inf)"), ({"seed": -1}, "seed=-1"), ({"max_length": 0}, "max_length must be >= 1")]:
+                     ({"temperature": 0.0}, "temperature=0.0: accepted are (0, inf)"), ({"seed": -1}, "seed=-1"), ({"max_length": 0}, "max_length=0: give an integer >= 1")]:
         with pytest.raises((TypeError, ValueError), match=re.escape(says)): TrainConfig(**kw)
     assert TrainConfig(target_modules=["q_proj"]).target_modules == ("q_proj",) and TrainConfig(max_grad_norm=math.inf).max_grad_norm == math.inf
 

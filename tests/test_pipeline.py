@@ -36,7 +36,7 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(TypeError, match=r"stage 'baseline': parameter eval.limit='4' is a str; EvalConfig declares int\|None"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"train": {"max_response_tokens": 0}}}}))   # refused by TrainConfig.__post_init__
-    with pytest.raises(ValueError, match="stage 'finetune': train: max_response_tokens must be >= 1"):
+    with pytest.raises(ValueError, match="stage 'finetune': train: max_response_tokens=0: give an integer >= 1"):
         reproduce(bad, out=tmp_path / "run", log=lambda *a: None)
     bad.write_text(yaml.safe_dump({"stages": {"finetune": {"objective_overrides": {"ppo": {"lr": 0.1}}}}}))
     with pytest.raises(ValueError, match=r"unknown objective\(s\) \['ppo'\]"):
@@ -57,10 +57,10 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
                          ({"stages": {"finetune": {"objective_overrides": {"exmate": {"control": False}}}}}, r"train \+ objective_overrides.exmate \(objective exmate\): control=False"),
                          ({"stages": {"finetune": {1: 2, "lanucher": "x"}}}, r"unknown parameter\(s\) \[1, 'lanucher'\]"),   # YAML keys of mixed types
                          ({"stages": {1: {}, "finetuning": {}}}, r"unknown stage\(s\) \[1, 'finetuning'\]"),
-                         ({"stages": {"aligned": {"align": {"steps": 0}}}}, r"stage 'aligned': align: steps must be >= 1"),   # each failed inside its stage, after earlier stages ran
-                         ({"stages": {"aligned": {"align": {"benign_per_kind": 0}}}}, r"benign_per_kind=0: give at least 1 prompt"),   # 0 meant all
+                         ({"stages": {"aligned": {"align": {"steps": 0}}}}, r"stage 'aligned': align: steps=0: give an integer >= 1"),   # each failed inside its stage, after earlier stages ran
+                         ({"stages": {"aligned": {"align": {"benign_per_kind": 0}}}}, r"benign_per_kind=0: give an integer >= 1, or None for all"),   # 0 meant all
                          ({"stages": {"selfgen": {"selfgen": {"temperature": -1.0}}}}, r"stage 'selfgen': selfgen: temperature must be >= 0"),
-                         ({"common": {"eval": {"n_boot": 0}}}, r"eval: n_boot must be a positive integer, got 0"),
+                         ({"common": {"eval": {"n_boot": 0}}}, r"eval: n_boot=0: give an integer >= 1"),
                          ({"stages": {"rewind": {"settings": [[9, 0]]}}}, r"stage 'rewind': settings=\[\[9, 0\]\]: helpful level 9 is out of range"),   # failed after finetune, hours in
                          ({"stages": {"rewind": {"alphas": []}}}, r"stage 'rewind': alphas=\[\]: give a non-empty list"),
                          ({"stages": {"rewind": {"settings": []}}}, r"stage 'rewind': settings=\[\]: give at least one"),

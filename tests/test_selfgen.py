@@ -125,12 +125,12 @@ def test_contrast_samples_every_prompt_against_its_kind(tmp_path):
     # the cut points come from the plain samples alone: refitting on them gives the same levels
     plain = data[data.how == "plain"]
     assert fit_binner(plain.score_helpful, "quantile", 5).transform(steered.score_helpful).tolist() == steered.helpful.tolist()
-    with pytest.raises(ValueError, match="contrast must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="contrast=-1: give an integer >= 0"):
         SelfGenConfig(contrast=-1)
 
 
 def test_selfgen_config_refuses_per_kind_below_one():
     from ctlrepro.selfgen import SelfGenConfig
     for bad in (0, -3):                                      # 0 meant all; -3 failed inside pandas' sample
-        with pytest.raises(ValueError, match=f"per_kind={bad}: give at least 1 prompt per kind, or None for all"):
+        with pytest.raises(ValueError, match=f"per_kind={bad}: give an integer >= 1, or None for all"):
             SelfGenConfig(per_kind=bad)
