@@ -94,13 +94,18 @@ def wrong_settings(
     true:dict, m:int, rng:random.Random, spec:ControlSpec=SPEC,
     also_true:set=frozenset(),  # level tuples that are not wrong either: other labels of the same (prompt, response)
     at_most:bool=False,         # True: fewer than m when fewer exist, instead of an error
-    one_attribute:bool=False,   # True: only settings that differ from `true` in exactly one attribute (`TrainConfig.negatives='one_attribute'`)
+    negatives:str="uniform",    # `TrainConfig.negatives`: 'uniform' (among all wrong settings), 'one_attribute' (only those that differ from `true` in exactly one attribute) or 'mixed' (half of the m, rounded up, one attribute away, the rest uniformly among all wrong settings left)
 )->list:
-    "m distinct settings other than `true` (and `also_true`), uniformly"
-    others = [g for g in spec.grid() if g != true and tuple(g[a] for a in spec.attributes) not in also_true
-              and (not one_attribute or sum(g[a] != true[a] for a in spec.attributes) == 1)]
-    if m > len(others) and not at_most: raise ValueError(f"m={m} wrong settings asked, only {len(others)} exist for K={spec.k}" + (" differing in one attribute" if one_attribute else ""))
-    return rng.sample(others, min(m, len(others)))
+    "m distinct settings other than `true` (and `also_true`), drawn as `negatives` says"
+    if negatives not in ("uniform", "one_attribute", "mixed"): raise ValueError(f"negatives={negatives!r}: accepted are 'uniform', 'one_attribute', 'mixed'")
+    others = [g for g in spec.grid() if g != true and tuple(g[a] for a in spec.attributes) not in also_true]
+    near = [g for g in others if sum(g[a] != true[a] for a in spec.attributes) == 1]
+    pool = near if negatives == "one_attribute" else others
+    if m > len(pool) and not at_most: raise ValueError(f"m={m} wrong settings asked, only {len(pool)} exist for K={spec.k}" + (" differing in one attribute" if negatives == "one_attribute" else ""))
+    if negatives != "mixed": return rng.sample(pool, min(m, len(pool)))
+    first = rng.sample(near, min(-(-m // 2), len(near)))
+    rest = [g for g in others if g not in first]
+    return first + rng.sample(rest, min(m - len(first), len(rest)))
 
 def check_negatives(cfg, spec:ControlSpec=SPEC)->None:
     "Refuse (ValueError) an ExMATE `m_negatives` above the wrong settings the grid holds: K^A - 1, or A(K - 1) under `negatives='one_attribute'`"
@@ -156,7 +161,7 @@ def response_logps(
 OBJECTIVES = ("clm", "exmate", "dpo", "rl")
 PRECISIONS = ("no", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("constant", "linear", "cosine")   # transformers' `get_scheduler` names (no warm-up); the Trainer's default is linear
-NEGATIVES = ("uniform", "one_attribute")           # `TrainConfig.negatives`: where ExMATE draws its wrong control settings
+NEGATIVES = ("uniform", "one_attribute", "mixed")           # `TrainConfig.negatives`: where ExMATE draws its wrong control settings
 OBJECTIVE_FIELDS = {                               # `TrainConfig` fields that only some objectives read: field -> those objectives (the others ignore it)
     **dict.fromkeys(("m_negatives", "negatives", "lam", "tau"), ("exmate",)),
     **dict.fromkeys(("max_response_tokens", "kind_weights"), ("clm", "exmate")),
@@ -196,7 +201,7 @@ class TrainConfig:
     lora_dropout:float = 0.05
     target_modules:tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj")
     m_negatives:int = 4          # ExMATE: wrong control settings per example
-    negatives:str = "uniform"    # ExMATE: where they are drawn, 'uniform' (any setting the response is not labelled with) or 'one_attribute' (only those that change one attribute's level and keep the others': a contrast the other token cannot explain; this project's option, docs/findings.md); the other objectives ignore it, as they do m_negatives, lam and tau
+    negatives:str = "uniform"    # ExMATE: where they are drawn, 'uniform' (any setting the response is not labelled with), 'one_attribute' (only those that change one attribute's level and keep the others': a contrast the other token cannot explain; this project's option, docs/findings.md) or 'mixed' (half one attribute away, the rest uniform); the other objectives ignore it, as they do m_negatives, lam and tau
     lam:float = 0.5              # ExMATE: weight of the contrastive term
     tau:float = 1.0              # ExMATE: temperature
     seed:int = 0
@@ -317,7 +322,7 @@ def train(
         true = [{a: int(r[a]) for a in spec.attributes} if cfg.control else None for r in batch]
         settings, valid = [], []
         for t, r in zip(true, batch):
-            neg = wrong_settings(t, cfg.m_negatives, rng, spec, labels[(r["prompt"], r["response"])], at_most=True, one_attribute=cfg.negatives == "one_attribute") if cfg.objective == "exmate" else []
+            neg = wrong_settings(t, cfg.m_negatives, rng, spec, labels[(r["prompt"], r["response"])], at_most=True, negatives=cfg.negatives) if cfg.objective == "exmate" else []
             short = cfg.m_negatives - len(neg) if cfg.objective == "exmate" else 0   # a response labelled with (nearly) every setting has fewer wrong ones
             settings.append([t] + neg + [t] * short); valid.append([True] * (1 + len(neg)) + [False] * short)
         n_var = len(settings[0])

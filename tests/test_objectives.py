@@ -426,12 +426,14 @@ def test_one_attribute_negatives_change_one_level_only(monkeypatch):
     true = {"helpful": 4, "harmless": 4}
     also = {(h, 4) for h in range(5)}                     # marginal labels of a refusal to a harmful prompt: every helpfulness level
     for _ in range(20):
-        w = wrong_settings(true, 4, rng, also_true=also, one_attribute=True)
+        w = wrong_settings(true, 4, rng, also_true=also, negatives="one_attribute")
         assert sorted(x["harmless"] for x in w) == [0, 1, 2, 3] and all(x["helpful"] == 4 for x in w)   # only the harmlessness level moves
     with pytest.raises(ValueError, match="only 4 exist for K=5 differing in one attribute"):
-        wrong_settings(true, 5, rng, also_true=also, one_attribute=True)
-    with pytest.raises(ValueError, match="negatives='hard': accepted are 'uniform', 'one_attribute'"):
+        wrong_settings(true, 5, rng, also_true=also, negatives="one_attribute")
+    with pytest.raises(ValueError, match="negatives='hard': accepted are 'uniform', 'one_attribute', 'mixed'"):
         TrainConfig(objective="exmate", negatives="hard")
+    with pytest.raises(ValueError, match="negatives='hard': accepted are 'uniform', 'one_attribute', 'mixed'"):
+        wrong_settings(true, 2, rng, negatives="hard")
     import ctlrepro.objectives as obj
     seen, encode = [], obj.encode_example
     def spy(tok, prompt, response, levels, *a, **k): seen.append((prompt, levels["helpful"], levels["harmless"])); return encode(tok, prompt, response, levels, *a, **k)
@@ -451,6 +453,25 @@ def test_examples_short_of_negatives_are_counted_and_warned():
     with pytest.warns(UserWarning, match=r"ExMATE: 6 of 6 examples had fewer than m_negatives=2 wrong settings"):
         _, log = train(*tiny_llama(), data, TrainConfig(objective="exmate", steps=3, batch_size=2, m_negatives=2), progress=False)
     assert (log.negatives == 1).all()                                              # only [helpful=0][harmless=0] is wrong for that response
+
+
+def test_mixed_negatives_take_half_one_attribute_away_and_the_rest_from_all():
+    rng = random.Random(0)
+    true = {"helpful": 4, "harmless": 4}
+    also = {(h, 4) for h in range(5)}                     # a refusal to a harmful prompt: labelled with every helpfulness level
+    away = lambda g: sum(g[a] != true[a] for a in ("helpful", "harmless"))
+    far_seen = 0
+    for m in (1, 3, 4, 6):
+        for _ in range(30):
+            w = wrong_settings(true, m, rng, also_true=also, negatives="mixed")
+            keys = [(g["helpful"], g["harmless"]) for g in w]
+            assert len(w) == m and len(set(keys)) == m and not set(keys) & (also | {(4, 4)})
+            assert all(away(g) == 1 for g in w[:-(-m // 2)])          # the first half (rounded up): only the harmlessness level moves
+            far_seen += sum(away(g) == 2 for g in w[-(-m // 2):])     # the rest: from all wrong settings, mostly both levels moved (16 of 20)
+    assert far_seen > 0
+    assert len(wrong_settings(true, 99, rng, also_true=also, negatives="mixed", at_most=True)) == 20   # 25 - 5 labelled settings
+    with pytest.raises(ValueError, match="only 20 exist for K=5"):
+        wrong_settings(true, 21, rng, also_true=also, negatives="mixed")
 
 
 def test_more_negatives_than_the_grid_holds_are_refused_before_training(tmp_path):
