@@ -15,7 +15,7 @@ import torch
 # %% auto #0
 __all__ = ['DTYPES', 'REPO_DATA', 'check_int', 'check_local_path', 'set_seed', 'pick_device', 'cpu_native_bf16', 'bf16_supported',
            'pick_dtype', 'cache_dir', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'read_json',
-           'stable_hash', 'sha256_file', 'type_names', 'a_type', 'did_you_mean', 'fits', 'data_root',
+           'stable_hash', 'sha256_file', 'type_names', 'a_type', 'number_hint', 'did_you_mean', 'fits', 'data_root',
            'tree_fingerprint', 'code_fingerprint', 'data_fingerprint', 'source_fingerprint', 'Cached', 'versions',
            'git_commit', 'repo_root']
 
@@ -171,6 +171,16 @@ def a_type(value)->str:
     if value is None: return "None"
     n = type(value).__name__
     return ("an " if n[:1].lower() in "aeiou" else "a ") + n
+
+def number_hint(
+    value,
+    names:list,                  # the accepted type names (`type_names`), e.g. ['float']
+)->str:                         # a clause for a type error's message, or ''
+    "A hint for a number that arrived as a string where a number is accepted: quoted in YAML, or written `1e-3` (YAML 1.1, which PyYAML reads, needs a dot and a signed exponent: `1.0e-3`)"
+    if not isinstance(value, str) or not {"int", "float"} & set(names): return ""
+    try: float(value)
+    except ValueError: return ""
+    return f" (a number that YAML read as a string: write it unquoted, and 1e-3 as 1.0e-3 or 0.001)"
 
 def did_you_mean(
     unknown,                     # the names given that are not accepted, e.g. ['stpes']

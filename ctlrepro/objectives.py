@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .tokens import SPEC, ControlSpec
 from .scorers import score_frame, label_levels, training_scorers
-from .core import Cached, a_type, atomic_path, bf16_supported, check_int, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
+from .core import Cached, a_type, atomic_path, bf16_supported, check_int, number_hint, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
 from .models import load_policy, save_controllable
 from .selfgen import load_binners
 from .evaluate import control_probe
@@ -184,7 +184,7 @@ def _check_types(cfg)->None:
     for f in fields(cfg):
         v, names = getattr(cfg, f.name), type_names(hints[f.name])     # the rule `stage.check_value` applies to a preset's values: `core.fits`
         base, opt = next(n for n in names if n != "None"), " or None" if "None" in names else ""
-        if not fits(v, names): raise TypeError(f"{f.name}={v!r} is {a_type(v)}; give a{'n' if base == 'int' else ''} {_SAY.get(base, base)}{opt}")
+        if not fits(v, names): raise TypeError(f"{f.name}={v!r} is {a_type(v)}; give a{'n' if base == 'int' else ''} {_SAY.get(base, base)}{opt}{number_hint(v, names)}")
         if isinstance(v, np.generic) and base in _PLAIN: setattr(cfg, f.name, _PLAIN[base](v))   # Python values stay as given (the reuse key hashes them)
 
 @dataclass

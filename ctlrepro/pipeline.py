@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_pipeline.ipynb #09dc2f9f
 from __future__ import annotations
-import json, time
+import copy, json, time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -17,9 +17,10 @@ from .tokens import SPEC
 from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
-__all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage', 'shipped_presets', 'preset_path', 'merge',
-           'load_preset', 'notebook_params', 'stage_params', 'check_common', 'check_sizes', 'check_stage_values',
-           'external_fingerprint', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
+__all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage', 'shipped_presets',
+           'preset_path', 'merge', 'load_preset', 'notebook_params', 'stage_params', 'check_common', 'local_paths',
+           'path_digests', 'check_sizes', 'check_stage_values', 'external_fingerprint', 'stage_key', 'check_preset',
+           'figure_targets', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -125,6 +126,45 @@ def check_common(
     unknown = sorted(set(preset["common"]) - set(declared), key=str)
     if unknown: raise ValueError(f"preset {preset['name']!r}: common: unknown parameter(s) {unknown}{did_you_mean(unknown, declared)}; the stages declare {declared}")
 
+# %% ../nbs/16_pipeline.ipynb #5d2e9a71
+PATH_PARAMS = ("run_config.model", "run_config.judge", "run_config.helpful_rm", "run_config.harmless_rm", "aligned_model", "llm_judge",
+               "xstest_completions", "hh_pairs", "align.prompts", "eval.prompts", "selfgen.prompts", "paths.*")   # stage parameters that may name a local file or folder ('paths.*': each value of the benchmarks stage's paths)
+
+def _path_items(params:dict)->list:
+    "[(dotted name, value)] of each path parameter (`PATH_PARAMS`) set in one stage's parameters"
+    items = []
+    for p in PATH_PARAMS:
+        if p.endswith(".*"): items += [(f"{p[:-2]}.{k}", v) for k, v in (_get(params, p[:-2]) or {}).items()]
+        elif _get(params, p) is not None: items.append((p, _get(params, p)))
+    return items
+
+def local_paths(
+    params:dict,                 # one stage's parameters (`stage_params`)
+    base:str|Path|None=None,     # the folder relative paths are read from; None: the working folder `reproduce` is called from
+)->dict:                         # a copy, each path parameter naming a relative path that exists under `base` made absolute
+    "Relative paths in a preset are read from the folder the user runs in: the notebooks run in nbs/, where 'data/mine.jsonl' would not be found, or would be another file"
+    base, out = Path(base or Path.cwd()), copy.deepcopy(params)
+    for name, v in _path_items(params):
+        if isinstance(v, str) and v and not v.startswith(("/", "~")) and (base / v).exists():
+            *head, last = name.split(".")
+            d = out
+            for h in head: d = d[h]
+            d[last] = str((base / v).resolve())
+    return out
+
+def path_digests(
+    params:dict,                 # one stage's parameters, after `local_paths`
+    memo:dict|None=None,         # path -> digest, shared across stages so a model folder is read once per run
+)->list:                         # [[dotted name, sha256 of the content]] for each path parameter naming an existing local path
+    "The content of the local files a stage reads by path, for its key: an edited prompt file or a retrained local model is not answered with results computed from the old one"
+    memo = {} if memo is None else memo
+    out = []
+    for name, v in _path_items(params):
+        if isinstance(v, str) and v.startswith(("/", "~")) and Path(v).expanduser().exists():
+            if v not in memo: memo[v] = _content_digest(Path(v).expanduser())
+            out.append([name, memo[v]])
+    return out
+
 # %% ../nbs/16_pipeline.ipynb #31585608
 SIZE_KNOBS = {"eval.limit": "eval", "examples_limit": "eval", "rates_limit": "eval", "probe_limit": "eval", "selfgen.per_kind": "train"}   # parameter (section.field) -> the split it counts prompts per kind of
 
@@ -173,6 +213,11 @@ def check_stage_values(
         except (ValueError, TypeError) as e: raise ValueError(f"stage 'rewind': settings={r.get('settings')!r}: {e}; give [helpful, harmless] level pairs, e.g. [[4, 0], [4, 4]]") from None
         al = r.get("alphas", [0.0])
         if not al or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in al): raise ValueError(f"stage 'rewind': alphas={al!r}: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0]")
+    from ctlrepro.data import REGISTRY
+    for stage, ps in params.items():
+        for name, v in _path_items(ps):
+            if name.endswith(".prompts") and str(v) not in REGISTRY and not Path(str(v)).expanduser().exists():
+                raise ValueError(f"stage {stage!r}: {name}={v!r}: not one of the registered prompt sets {sorted(REGISTRY)}, and no such file (a relative path is read from the folder ctlrepro runs in, {Path.cwd()})")
     a = (params.get("aligned") or {}).get("aligned_model")
     check_local_path("stage 'aligned': aligned_model", a)
     f = params.get("finetune") or {}
@@ -185,26 +230,27 @@ def check_stage_values(
 # %% ../nbs/16_pipeline.ipynb #3abece4c
 def _content_digest(p:Path|None)->str|None:
     "`core.sha256_file` of a file, `core.tree_fingerprint` of a folder; None when absent or unreadable (the stage that reads it says so)"
-    from .core import sha256_file, tree_fingerprint
+    from ctlrepro.core import sha256_file, tree_fingerprint
     try: return None if p is None or not p.exists() else tree_fingerprint(p) if p.is_dir() else sha256_file(p)
     except OSError: return None
 
 def external_fingerprint()->list:
     "The public labelled files the validate and benchmarks stages would read when no path is given (`validate.shared_file`: $CTLREPRO_XSTEST, $CTLREPRO_HH, else ../shared/data beside the checkout), as [name, sha256 of the content or None where absent]; the content, not the path or mtime, so a copied or moved folder keeps its key"
-    from .validate import shared_file, XSTEST_SHARED, HH_SHARED
-    from .benchmarks import BENCHMARKS
+    from ctlrepro.validate import shared_file, XSTEST_SHARED, HH_SHARED
+    from ctlrepro.benchmarks import BENCHMARKS
     def found(rel, env=None):
         try: return shared_file(rel, env)
         except OSError: return None          # e.g. a parent folder without access
     wanted = [(XSTEST_SHARED, "CTLREPRO_XSTEST"), (HH_SHARED, "CTLREPRO_HH")] + [(rel, None) for _, rel in BENCHMARKS.values() if rel]
     return [[env or rel, _content_digest(found(rel, env))] for rel, env in wanted]
 
-def stage_key(stage:Stage, params:dict, nbs:Path, upstream:dict)->str:
-    "Hash of the notebook's code cells, the parameters, the upstream stages' keys, the package's code and data (`source_fingerprint`) and, for a stage marked `external`, the public files it would find (`external_fingerprint`): a stage that ran without XSTest is not reused once the file is there"
+def stage_key(stage:Stage, params:dict, nbs:Path, upstream:dict, memo:dict|None=None)->str:
+    "Hash of the notebook's code cells, the parameters, the upstream stages' keys, the package's code and data (`source_fingerprint`) and, for a stage marked `external`, the public files it would find (`external_fingerprint`): a stage that ran without XSTest is not reused once the file is there; and the content of the local files its parameters name (`path_digests`)"
     import nbformat
     nb = nbformat.read(nbs / stage.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    return stable_hash([code, params, {n: upstream[n] for n in stage.needs}, source_fingerprint()] + ([external_fingerprint()] if stage.external else []))
+    local = path_digests(params, memo)                                          # the content of local files named by path (none in the shipped presets: their keys stay as they were)
+    return stable_hash([code, params, {n: upstream[n] for n in stage.needs}, source_fingerprint()] + ([external_fingerprint()] if stage.external else []) + ([local] if local else []))
 
 def check_preset(
     pre:dict,                    # `load_preset`'s result
@@ -218,7 +264,7 @@ def check_preset(
     unknown = sorted(set(pre["stages"]) - set(names), key=str) + sorted(set(only or []) - set(names), key=str)
     if unknown: raise ValueError(f"unknown stage(s) {unknown}{did_you_mean(unknown, names)}: accepted are {names}")
     check_common(pre, stages, nbs)                                              # a `common:` key no stage declares would be dropped silently
-    params = {s.name: stage_params(s, pre, nbs, extra) for s in stages}          # every stage checked before any runs
+    params = {s.name: local_paths(stage_params(s, pre, nbs, extra)) for s in stages}   # every stage checked before any runs; relative paths read from the working folder
     check_sizes(params)                                                         # and every prompts-per-kind knob against its data
     check_stage_values(params)                                                  # and the values a notebook would refuse only when it runs
     return params
@@ -258,10 +304,10 @@ def reproduce(
     if b is not None and (not only or "benchmarks" in only):                   # the sets it will load: one without a local copy on an offline machine fails now, not hours in
         try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"), sources=True)
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
-    keys, rows = {}, []
+    keys, rows, memo = {}, [], {}
     for s in stages:
         folder = out / s.name
-        keys[s.name] = stage_key(s, params[s.name], nbs, keys)
+        keys[s.name] = stage_key(s, params[s.name], nbs, keys, memo)
         cache = Cached(folder / "stage.json", keys[s.name], [folder])     # the record lists every file of the stage folder
         rec = cache.load()
         done = rec is not None and rec.get("status") == "done"

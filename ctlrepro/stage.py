@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .tokens import WHERE
-from .core import a_type, check_local_path, did_you_mean, fits, type_names
+from .core import a_type, check_local_path, did_you_mean, number_hint, fits, type_names
 from .models import load_policy, load_controllable
 from .data import load_prompts
 from .evaluate import EvalConfig, evaluate, refusal_rates, load_judge, save_eval
@@ -79,7 +79,7 @@ def check_value(name:str, value, annotation:str, where:str="", declared_by:str="
     ann = str(annotation or "").strip()
     opt = ann.startswith("Optional[")
     allowed = [t.strip().split("[")[0] for t in (ann[9:-1] if opt else ann).split("|")] + (["None"] if opt else [])
-    if not fits(value, allowed): raise TypeError(f"{where}parameter {name}={value!r} is {a_type(value)}; {declared_by} declares {annotation}")
+    if not fits(value, allowed): raise TypeError(f"{where}parameter {name}={value!r} is {a_type(value)}; {declared_by} declares {annotation}{number_hint(value, allowed)}")
 
 def unknown_fields(
     cls,                          # a config dataclass

@@ -67,6 +67,7 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
                          ({"common": {"objectives": ["clm", "clm"]}}, r"objectives=\['clm', 'clm'\]: give each of"),
                          ({"common": {"objectives": []}}, r"objectives=\[\]: give each of"),
                          ({"common": {"run_config": {"judge": "/no/such/judge"}}}, r"judge='/no/such/judge': no such file or folder"),
+                         ({"common": {"eval": {"prompts": "no_such.jsonl"}}}, r"stage 'baseline': eval.prompts='no_such.jsonl': not one of the registered prompt sets"),   # failed when the baseline stage loaded it
                          ({"common": {"run_config": {"device": "gpu"}}}, r"device='gpu': accepted are None, 'auto', 'cpu', 'cuda'"),
                          ({"common": {"run_config": {"device": "cuda"}}} if not torch.cuda.is_available() else {"common": {"run_config": {"device": "cuda:99"}}},
                           r"stage 'validate': run_config.device: device 'cuda(:99)?' (asked for, but torch sees no CUDA GPU|does not exist)")]:
@@ -267,3 +268,12 @@ def test_only_the_small_preset_writes_the_tracked_figures_and_readme_block(tmp_p
     assert ps.get("figures", "../figures") == "../figures" and ps.get("readme", "../README.md") == "../README.md"
     mine.write_text(yaml.safe_dump({"extends": "small", "stages": {"figures": {"readme": "../README.md"}}}))
     assert stage_params(fig, figure_targets(load_preset(mine)), NBS)["readme"] == "../README.md"   # asked for explicitly: kept
+
+
+def test_a_yaml_number_read_as_a_string_says_how_to_write_it(tmp_path):
+    bad = tmp_path / "lr.yaml"
+    bad.write_text("extends: small\nstages:\n  finetune:\n    train: {lr: 5e-4}\n")   # PyYAML (YAML 1.1) reads 5e-4, without a dot, as a string
+    with pytest.raises(TypeError, match=re.escape("stage 'finetune': parameter train.lr='5e-4' is a str; TrainConfig declares float (a number that YAML read as a string: write it unquoted, and 1e-3 as 1.0e-3 or 0.001)")):
+        check_preset(load_preset(bad), STAGES, NBS)
+    bad.write_text("extends: small\nstages:\n  finetune:\n    train: {lr: 5.0e-4}\n")
+    check_preset(load_preset(bad), STAGES, NBS)
