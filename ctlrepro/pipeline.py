@@ -183,6 +183,7 @@ def check_sizes(
     counts = {}
     for stage, ps in params.items():
         for knob, split in SIZE_KNOBS.items():
+            if knob == "eval.limit": split = _get(ps, "eval.split") or split   # EvalConfig.split: the split the limit counts in
             v = _get(ps, knob)
             if not isinstance(v, int) or isinstance(v, bool): continue   # None: all prompts
             if knob == "probe_limit" and not _get(ps, "train.probe_every"): continue   # no learning curve asked for
