@@ -42,7 +42,7 @@ def check_benchmarks(
     if twice: raise ValueError(f"benchmark(s) {twice} given more than once")
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown: raise ValueError(f"unknown benchmark {unknown[0]!r}: accepted are {', '.join(map(repr, BENCHMARKS))}")
-    check_int("limit", limit, none="for all")
+    limit = check_int("limit", limit, none="for all")
     paths = dict(paths or {})
     bad = sorted(set(paths) - set(names))
     if bad: raise ValueError(f"paths given for {bad}, which are not among the benchmarks asked for {names}")

@@ -71,7 +71,7 @@ def rerank(
     **gen,                       # `generate` options except n_samples
 )->pd.DataFrame:                 # one row per request: the chosen sample, its distance, the candidates' best and worst
     "Sample `n` plain responses per request and keep the one whose scored levels are closest to the requested ones"
-    check_int("n", n)
+    n = check_int("n", n)
     missing = [a for a in spec.attributes if a not in binners]
     if missing: raise ValueError(f"binners lack attribute(s) {missing}: fit them on the self-generated data (ctlrepro.selfgen.load_binners)")
     k = len(prompts)

@@ -25,12 +25,12 @@ def check_int(
     value,
     low:int=1,                   # the least value accepted
     none:str|None=None,          # what None means where None is accepted ('for all'); None: None is refused
-)->int|None:                    # `value`, unchanged
+)->int|None:                    # `value` as a Python int (np.int64(3) -> 3: `random.seed` and `stable_hash` see the same 3), or None
     "`value` when it is an integer >= `low` (a numpy integer counts, a bool or a float does not), or None where `none` says what None means; else ValueError naming `name`, the value and what is accepted"
     if value is None and none is not None: return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name}={value!r}: give an integer >= {low}" + (f", or None {none}" if none is not None else ""))
-    return value
+    return int(value)
 
 def check_local_path(
     name:str,                    # what the message calls the value: 'model', "stage 'aligned': aligned_model"
@@ -45,7 +45,7 @@ def set_seed(
     seed:int,  # the one seed of a stage
 )->int:        # the seed, for logging
     "Seed Python, NumPy and torch (CPU and every GPU) from one integer"
-    check_int("seed", seed, low=0)
+    seed = check_int("seed", seed, low=0)
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return int(seed)
 
@@ -177,10 +177,8 @@ def number_hint(
     names:list,                  # the accepted type names (`type_names`), e.g. ['float']
 )->str:                         # a clause for a type error's message, or ''
     "A hint for a number that arrived as a string where a number is accepted: quoted in YAML, or written `1e-3` (YAML 1.1, which PyYAML reads, needs a dot and a signed exponent: `1.0e-3`)"
-    if not isinstance(value, str) or not {"int", "float"} & set(names): return ""
-    try: float(value)
-    except ValueError: return ""
-    return f" (a number that YAML read as a string: write it unquoted, and 1e-3 as 1.0e-3 or 0.001)"
+    if not isinstance(value, str) or not {"int", "float"} & set(names) or not re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value): return ""
+    return (" (a number that YAML read as a string: write it unquoted" + (", and an exponent with a dot and a sign, 1.0e-3, or as 0.001" if "float" in names else ", as a whole number") + ")")
 
 def did_you_mean(
     unknown,                     # the names given that are not accepted, e.g. ['stpes']

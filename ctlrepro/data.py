@@ -92,7 +92,7 @@ def load_prompts(
 )->pd.DataFrame:
     "Load a prompt set in the schema"
     if split is not None and split not in SPLITS: raise ValueError(f"split={split!r}: accepted are {list(SPLITS)} or None")
-    check_int("limit", limit, none="for all")   # head(-1) would drop each kind's last prompt
+    limit = check_int("limit", limit, none="for all")   # head(-1) would drop each kind's last prompt
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         bad = [k for k in kinds if k not in KINDS]

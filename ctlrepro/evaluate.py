@@ -55,7 +55,8 @@ class EvalConfig:
         if self.method not in METHODS: raise ValueError(f"method={self.method!r}: accepted are {', '.join(map(repr, METHODS))}")
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
         GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, batch_size=self.batch_size, seed=self.seed)   # checked now, not at generation
-        for f in ("n_boot", "rerank_n"): check_int(f, getattr(self, f))
+        for f in ("n_boot", "rerank_n"): setattr(self, f, check_int(f, getattr(self, f)))
+        self.limit = check_int("limit", self.limit, none="for all")
 
     def settings(self, spec:ControlSpec=SPEC)->list:
         "The requested settings, None first when `include_none`"

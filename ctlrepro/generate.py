@@ -34,11 +34,11 @@ class GenConfig:
     where:str = "system"       # where the control string goes: 'system' or 'user'
 
     def __post_init__(self):
-        for f in ("n_samples", "max_new_tokens", "batch_size"): check_int(f, getattr(self, f))
+        for f in ("n_samples", "max_new_tokens", "batch_size"): setattr(self, f, check_int(f, getattr(self, f)))
         if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0): raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
         if not (0 < self.top_p <= 1): raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.where not in ("system", "user"): raise ValueError(f"where={self.where!r}: accepted are 'system', 'user'")
-        check_int("seed", self.seed, low=0)
+        self.seed = check_int("seed", self.seed, low=0)
 
 # %% ../nbs/05_generate.ipynb #da38734d
 def render(

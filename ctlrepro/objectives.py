@@ -21,7 +21,7 @@ from .selfgen import load_binners
 from .evaluate import control_probe
 
 # %% auto #0
-__all__ = ['IGNORE', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'NEGATIVES', 'OBJECTIVE_FIELDS', 'token_logps', 'sequence_logps',
+__all__ = ['IGNORE', 'NEGATIVES', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'OBJECTIVE_FIELDS', 'token_logps', 'sequence_logps',
            'clm_loss', 'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings',
            'check_negatives', 'collate', 'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig',
            'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'free_attributes', 'level_reward', 'sync_reference',
@@ -90,6 +90,8 @@ def encode_example(
     if max_response_tokens is not None: resp = resp[:max_response_tokens]
     return ctx + resp, [IGNORE] * len(ctx) + resp
 
+NEGATIVES = ("uniform", "one_attribute", "mixed")           # `TrainConfig.negatives`: where ExMATE draws its wrong control settings
+
 def wrong_settings(
     true:dict, m:int, rng:random.Random, spec:ControlSpec=SPEC,
     also_true:set=frozenset(),  # level tuples that are not wrong either: other labels of the same (prompt, response)
@@ -97,7 +99,7 @@ def wrong_settings(
     negatives:str="uniform",    # `TrainConfig.negatives`: 'uniform' (among all wrong settings), 'one_attribute' (only those that differ from `true` in exactly one attribute) or 'mixed' (half of the m, rounded up, one attribute away, the rest uniformly among all wrong settings left)
 )->list:
     "m distinct settings other than `true` (and `also_true`), drawn as `negatives` says"
-    if negatives not in ("uniform", "one_attribute", "mixed"): raise ValueError(f"negatives={negatives!r}: accepted are 'uniform', 'one_attribute', 'mixed'")
+    if negatives not in NEGATIVES: raise ValueError(f"negatives={negatives!r}: accepted are {', '.join(map(repr, NEGATIVES))}")
     others = [g for g in spec.grid() if g != true and tuple(g[a] for a in spec.attributes) not in also_true]
     near = [g for g in others if sum(g[a] != true[a] for a in spec.attributes) == 1]
     pool = near if negatives == "one_attribute" else others
@@ -161,7 +163,6 @@ def response_logps(
 OBJECTIVES = ("clm", "exmate", "dpo", "rl")
 PRECISIONS = ("no", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("constant", "linear", "cosine")   # transformers' `get_scheduler` names (no warm-up); the Trainer's default is linear
-NEGATIVES = ("uniform", "one_attribute", "mixed")           # `TrainConfig.negatives`: where ExMATE draws its wrong control settings
 OBJECTIVE_FIELDS = {                               # `TrainConfig` fields that only some objectives read: field -> those objectives (the others ignore it)
     **dict.fromkeys(("m_negatives", "negatives", "lam", "tau"), ("exmate",)),
     **dict.fromkeys(("max_response_tokens", "kind_weights"), ("clm", "exmate")),
@@ -233,7 +234,7 @@ class TrainConfig:
         for f, lo, hi in (("lora_dropout", 0, 1), ("temperature", 0, math.inf), ("dpo_beta", 0, math.inf), ("kl_beta", 0, math.inf)):
             v = getattr(self, f)
             if not (lo <= v < hi) or (f in ("temperature", "dpo_beta") and v == 0): raise ValueError(f"{f}={v}: accepted are {'(' if f in ('temperature', 'dpo_beta') else '['}{lo}, {hi})")
-        if self.seed < 0: raise ValueError(f"seed={self.seed}: give an int >= 0 (transformers' set_seed refuses a negative one)")
+        check_int("seed", self.seed, low=0)   # transformers' set_seed refuses a negative one
         if not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
             raise ValueError(f"target_modules={self.target_modules!r}: give a non-empty list of module names, e.g. ['q_proj', 'v_proj']")
         self.target_modules = tuple(self.target_modules)

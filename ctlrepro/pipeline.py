@@ -19,8 +19,8 @@ from .benchmarks import BENCHMARKS, check_benchmarks
 # %% auto #0
 __all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage', 'shipped_presets',
            'preset_path', 'merge', 'load_preset', 'notebook_params', 'stage_params', 'check_common', 'local_paths',
-           'path_digests', 'check_sizes', 'check_stage_values', 'external_fingerprint', 'stage_key', 'check_preset',
-           'figure_targets', 'reproduce']
+           'check_prompt_sets', 'keyed_params', 'check_sizes', 'check_stage_values', 'external_fingerprint',
+           'stage_key', 'check_preset', 'figure_targets', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -138,31 +138,54 @@ def _path_items(params:dict)->list:
         elif _get(params, p) is not None: items.append((p, _get(params, p)))
     return items
 
+def _names(param:str)->set:
+    "Values of a path parameter that name something rather than a path: the registered prompt sets for '*.prompts' (`data.load_prompts` reads a registered name first), the embedded model's alias for the others"
+    from ctlrepro.data import REGISTRY
+    from ctlrepro.models import DEFAULT_POLICY
+    return set(REGISTRY) if param.endswith(".prompts") else {DEFAULT_POLICY}
+
+def _put(params:dict, dotted:str, value)->None:
+    *head, last = dotted.split(".")
+    for h in head: params = params[h]
+    params[last] = value
+
 def local_paths(
     params:dict,                 # one stage's parameters (`stage_params`)
     base:str|Path|None=None,     # the folder relative paths are read from; None: the working folder `reproduce` is called from
 )->dict:                         # a copy, each path parameter naming a relative path that exists under `base` made absolute
-    "Relative paths in a preset are read from the folder the user runs in: the notebooks run in nbs/, where 'data/mine.jsonl' would not be found, or would be another file"
+    "Relative paths in a preset are read from the folder the user runs in: the notebooks run in nbs/, where 'data/mine.jsonl' would not be found, or would be another file. A registered prompt set or the embedded model's alias stays a name, whatever folder shares it (the repository root holds a `ctlrepro/` folder)"
     base, out = Path(base or Path.cwd()), copy.deepcopy(params)
     for name, v in _path_items(params):
-        if isinstance(v, str) and v and not v.startswith(("/", "~")) and (base / v).exists():
-            *head, last = name.split(".")
-            d = out
-            for h in head: d = d[h]
-            d[last] = str((base / v).resolve())
+        if isinstance(v, str) and v and v not in _names(name) and not v.startswith(("/", "~")) and (base / v).exists(): _put(out, name, str((base / v).resolve()))
     return out
 
-def path_digests(
+def check_prompt_sets(
+    params:dict,                 # stage name -> parameters, after `local_paths`
+    nbs:str|Path|None=None,      # the notebooks' folder, where a relative path left by `local_paths` is read
+)->None:                         # raises ValueError naming the stage, the parameter and what is accepted
+    "Each `*.prompts` parameter must name a registered prompt set or an existing file (checked before `check_sizes` loads any)"
+    from ctlrepro.data import REGISTRY
+    nbs = Path(nbs) if nbs else repo_root() / "nbs"
+    for stage, ps in params.items():
+        for name, v in _path_items(ps):
+            if name.endswith(".prompts") and str(v) not in REGISTRY and not (nbs / Path(str(v)).expanduser()).exists():   # an absolute path ignores nbs
+                raise ValueError(f"stage {stage!r}: {name}={v!r}: not one of the registered prompt sets {sorted(REGISTRY)}, and no such file (a relative path is read from the folder ctlrepro runs in, {Path.cwd()})")
+
+def keyed_params(
     params:dict,                 # one stage's parameters, after `local_paths`
-    memo:dict|None=None,         # path -> digest, shared across stages so a model folder is read once per run
-)->list:                         # [[dotted name, sha256 of the content]] for each path parameter naming an existing local path
-    "The content of the local files a stage reads by path, for its key: an edited prompt file or a retrained local model is not answered with results computed from the old one"
-    memo = {} if memo is None else memo
-    out = []
+    nbs:str|Path,                # the notebooks' folder, where a relative path is read
+    memo:dict|None=None,         # resolved path -> digest, shared across stages so a model folder is read once per run
+)->dict:                         # a copy for the stage key
+    "Each path parameter naming an existing local file or folder replaced by {'content': sha256 of it}: an edited prompt file or a retrained local model is not answered with results of the old one, and a moved checkout keeps its keys"
+    memo, out = ({} if memo is None else memo), copy.deepcopy(params)
     for name, v in _path_items(params):
-        if isinstance(v, str) and v.startswith(("/", "~")) and Path(v).expanduser().exists():
-            if v not in memo: memo[v] = _content_digest(Path(v).expanduser())
-            out.append([name, memo[v]])
+        if not isinstance(v, str) or not v or v in _names(name): continue
+        p = Path(v).expanduser()
+        p = p if p.is_absolute() else Path(nbs) / p
+        if not p.exists(): continue                    # a hub id: its name is the key
+        k = str(p.resolve())
+        if k not in memo: memo[k] = _content_digest(p)
+        _put(out, name, {"content": memo[k]})
     return out
 
 # %% ../nbs/16_pipeline.ipynb #31585608
@@ -214,11 +237,6 @@ def check_stage_values(
         except (ValueError, TypeError) as e: raise ValueError(f"stage 'rewind': settings={r.get('settings')!r}: {e}; give [helpful, harmless] level pairs, e.g. [[4, 0], [4, 4]]") from None
         al = r.get("alphas", [0.0])
         if not al or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in al): raise ValueError(f"stage 'rewind': alphas={al!r}: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0]")
-    from ctlrepro.data import REGISTRY
-    for stage, ps in params.items():
-        for name, v in _path_items(ps):
-            if name.endswith(".prompts") and str(v) not in REGISTRY and not Path(str(v)).expanduser().exists():
-                raise ValueError(f"stage {stage!r}: {name}={v!r}: not one of the registered prompt sets {sorted(REGISTRY)}, and no such file (a relative path is read from the folder ctlrepro runs in, {Path.cwd()})")
     a = (params.get("aligned") or {}).get("aligned_model")
     check_local_path("stage 'aligned': aligned_model", a)
     f = params.get("finetune") or {}
@@ -246,12 +264,11 @@ def external_fingerprint()->list:
     return [[env or rel, _content_digest(found(rel, env))] for rel, env in wanted]
 
 def stage_key(stage:Stage, params:dict, nbs:Path, upstream:dict, memo:dict|None=None)->str:
-    "Hash of the notebook's code cells, the parameters, the upstream stages' keys, the package's code and data (`source_fingerprint`) and, for a stage marked `external`, the public files it would find (`external_fingerprint`): a stage that ran without XSTest is not reused once the file is there; and the content of the local files its parameters name (`path_digests`)"
+    "Hash of the notebook's code cells, the parameters, the upstream stages' keys, the package's code and data (`source_fingerprint`) and, for a stage marked `external`, the public files it would find (`external_fingerprint`): a stage that ran without XSTest is not reused once the file is there; with each local file its parameters name by path keyed by its content (`keyed_params`)"
     import nbformat
     nb = nbformat.read(nbs / stage.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    local = path_digests(params, memo)                                          # the content of local files named by path (none in the shipped presets: their keys stay as they were)
-    return stable_hash([code, params, {n: upstream[n] for n in stage.needs}, source_fingerprint()] + ([external_fingerprint()] if stage.external else []) + ([local] if local else []))
+    return stable_hash([code, keyed_params(params, nbs, memo), {n: upstream[n] for n in stage.needs}, source_fingerprint()] + ([external_fingerprint()] if stage.external else []))
 
 def check_preset(
     pre:dict,                    # `load_preset`'s result
@@ -266,6 +283,7 @@ def check_preset(
     if unknown: raise ValueError(f"unknown stage(s) {unknown}{did_you_mean(unknown, names)}: accepted are {names}")
     check_common(pre, stages, nbs)                                              # a `common:` key no stage declares would be dropped silently
     params = {s.name: local_paths(stage_params(s, pre, nbs, extra)) for s in stages}   # every stage checked before any runs; relative paths read from the working folder
+    check_prompt_sets(params, nbs)                                              # every prompt set named exists
     check_sizes(params)                                                         # and every prompts-per-kind knob against its data
     check_stage_values(params)                                                  # and the values a notebook would refuse only when it runs
     return params

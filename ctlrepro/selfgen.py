@@ -40,9 +40,9 @@ class SelfGenConfig:
     seed:int = 0
 
     def __post_init__(self):
-        for f in ("n_samples", "max_new_tokens", "min_per_cell", "rounds"): check_int(f, getattr(self, f))
-        if self.budget < 0: raise ValueError(f"budget must be >= 0, got {self.budget}")
-        check_int("per_kind", self.per_kind, none="for all"); check_int("contrast", self.contrast, low=0)   # per_kind 0 meant all
+        for f in ("n_samples", "max_new_tokens", "min_per_cell", "rounds"): setattr(self, f, check_int(f, getattr(self, f)))
+        self.budget = check_int("budget", self.budget, low=0)
+        self.per_kind, self.contrast = check_int("per_kind", self.per_kind, none="for all"), check_int("contrast", self.contrast, low=0)   # per_kind 0 meant all
         if self.binning not in ("auto", "fixed", "quantile"): raise ValueError(f"binning={self.binning!r}: accepted are 'auto', 'fixed', 'quantile'")
         if self.relabel not in RELABEL: raise ValueError(f"relabel={self.relabel!r}: accepted are {', '.join(map(repr, RELABEL))}")
         GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed)   # sampling rules checked now, not at generation

@@ -53,6 +53,14 @@ def test_bad_inputs_raise_before_any_work(tiny):
         generate(model, tok, PROMPTS, where="assistant", progress=False)
 
 
+def test_numpy_integers_become_python_ints(tiny):
+    import numpy as np
+    from ctlrepro.core import stable_hash
+    cfg = GenConfig(seed=np.int64(0), n_samples=np.int64(1), max_new_tokens=2)
+    assert type(cfg.seed) is int and type(cfg.n_samples) is int and stable_hash(cfg.__dict__) == stable_hash(GenConfig(seed=0, n_samples=1, max_new_tokens=2).__dict__)
+    assert len(generate(*tiny, PROMPTS[:1], cfg=cfg, progress=False)) == 1   # random.seed refused np.int64 ("only supported seed types are ...")
+
+
 def test_backend_switch_on_the_cpu(monkeypatch, tmp_path):
     import sys, types
     import torch

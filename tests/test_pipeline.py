@@ -273,7 +273,22 @@ def test_only_the_small_preset_writes_the_tracked_figures_and_readme_block(tmp_p
 def test_a_yaml_number_read_as_a_string_says_how_to_write_it(tmp_path):
     bad = tmp_path / "lr.yaml"
     bad.write_text("extends: small\nstages:\n  finetune:\n    train: {lr: 5e-4}\n")   # PyYAML (YAML 1.1) reads 5e-4, without a dot, as a string
-    with pytest.raises(TypeError, match=re.escape("stage 'finetune': parameter train.lr='5e-4' is a str; TrainConfig declares float (a number that YAML read as a string: write it unquoted, and 1e-3 as 1.0e-3 or 0.001)")):
+    with pytest.raises(TypeError, match=re.escape("stage 'finetune': parameter train.lr='5e-4' is a str; TrainConfig declares float (a number that YAML read as a string: write it unquoted, and an exponent with a dot and a sign, 1.0e-3, or as 0.001)")):
         check_preset(load_preset(bad), STAGES, NBS)
     bad.write_text("extends: small\nstages:\n  finetune:\n    train: {lr: 5.0e-4}\n")
     check_preset(load_preset(bad), STAGES, NBS)
+
+
+def test_preset_paths_are_read_from_the_working_folder_and_names_stay_names(tmp_path, monkeypatch):
+    from ctlrepro.pipeline import figure_targets
+    monkeypatch.chdir(repo_root())                                                # beside the package folder named like the default prompt set
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump({"extends": "smoke", "stages": {"evaluate": {"eval": {"prompts": "ctlrepro"}}}}))
+    assert check_preset(figure_targets(load_preset(p)), STAGES, NBS)["evaluate"]["eval"]["prompts"] == "ctlrepro"   # was made /.../ctlrepro, a folder
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps({"prompt": f"Q{i}", "kind": k, "split": "eval"}) + "\n" for i in range(3) for k in ("benign", "borderline", "harmful")))
+    monkeypatch.chdir(tmp_path)
+    p.write_text(yaml.safe_dump({"extends": "smoke", "stages": {"evaluate": {"eval": {"prompts": "mine.jsonl", "limit": 2}}}}))
+    assert check_preset(figure_targets(load_preset(p)), STAGES, NBS)["evaluate"]["eval"]["prompts"] == str(tmp_path / "mine.jsonl")
+    p.write_text(yaml.safe_dump({"extends": "smoke", "stages": {"evaluate": {"eval": {"prompts": "nosuch.jsonl", "limit": 2}}}}))
+    with pytest.raises(ValueError, match=re.escape("stage 'evaluate': eval.prompts='nosuch.jsonl': not one of the registered prompt sets")):   # before check_sizes loads it
+        check_preset(figure_targets(load_preset(p)), STAGES, NBS)
