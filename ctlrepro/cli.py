@@ -46,6 +46,7 @@ def parser()->argparse.ArgumentParser:
     rp.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="device for every stage (default: the preset's, else cuda when present)")
     rp.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
     rp.add_argument("--force", action="store_true", help="rerun stages even when a finished one has the same config")
+    rp.add_argument("--check", action="store_true", help="check the preset and this machine, print which stages would run and which are reused, and stop (nothing runs)")
     r = sub.add_parser("generate", help="responses for the eval prompts under several control settings (resumable shards)")
     r.add_argument("--out", default="runs/generate", help="run folder (default: runs/generate)")
     r.add_argument("--model", default=None, help="Hugging Face id, local folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
@@ -109,7 +110,7 @@ def main(argv=None):
 
 def _run(a:argparse.Namespace):
     if a.cmd == "reproduce":
-        print(reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force).to_string(index=False))
+        print(reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force, check=a.check).to_string(index=False))
     elif a.cmd == "generate":
         cfg = EvalConfig(prompts=a.prompts, limit=a.limit, n_samples=a.n_samples, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
                          batch_size=a.batch_size, seed=a.seed, where=a.where)

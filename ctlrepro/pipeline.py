@@ -305,8 +305,9 @@ def reproduce(
     nbs:str|Path|None=None,      # notebooks folder (default: the checkout's nbs/)
     stages:tuple=STAGES,
     force:bool=False,            # rerun even when a finished stage has the same key
+    check:bool=False,            # only the checks and the plan: which stages would run and which are reused; nothing runs or is written
     log=print,
-)->pd.DataFrame:                 # one row per stage: status (ran / reused), seconds, key
+)->pd.DataFrame:                 # one row per stage: status (ran / reused, or under `check`: would run / reused), seconds, key
     "Run the experiment notebooks in order with papermill; reuse finished stages of an identical config"
     import papermill as pm
     nbs = Path(nbs) if nbs else repo_root() / "nbs"
@@ -336,6 +337,7 @@ def reproduce(
             continue
         if done and not force:
             log(f"[{s.name}] reused (finished {rec.get('finished')}, {rec.get('seconds')} s)"); rows.append({"stage": s.name, "status": "reused", "seconds": 0.0, "key": keys[s.name]}); continue
+        if check: log(f"[{s.name}] would run {s.notebook}"); rows.append({"stage": s.name, "status": "would run", "seconds": 0.0, "key": keys[s.name]}); continue
         folder.mkdir(parents=True, exist_ok=True)
         defaults = {k: d for k, (_, d) in notebook_params(nbs / s.notebook).items() if k not in params[s.name] and k not in ("out", "run")}
         base = {"preset": pre["name"], "stage": s.name, "notebook": s.notebook, "key": keys[s.name], "params": params[s.name], "notebook_defaults": defaults,
@@ -353,5 +355,6 @@ def reproduce(
         cache.save(**base, status="done", seconds=sec, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
         log(f"[{s.name}] done in {sec} s"); rows.append({"stage": s.name, "status": "ran", "seconds": sec, "key": keys[s.name]})
     summary = pd.DataFrame(rows)
+    if check: return summary                                                    # a plan: the run record is for runs
     atomic_write_json(out / "run.json", {"preset": pre["name"], "stages": rows, "versions": versions(), "git_commit": git_commit(nbs)})
     return summary

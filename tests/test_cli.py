@@ -148,3 +148,15 @@ def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys
     assert "reusing" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown field.*TrainConfig accepts"):
         main(argv[:-1] + ['{"objectiv": "clm"}'])
+
+
+def test_reproduce_check_plans_without_running(tmp_path, capsys):
+    main(["reproduce", "--preset", "smoke", "--check", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert out.count("would run") >= 2 * 10 and "[finetune] would run 24_finetune.ipynb" in out   # a log line and a table row per stage
+    assert not (tmp_path / "run").exists()                                                      # nothing ran, nothing written
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: smoke\nstages:\n  finetune:\n    train: {lr: 5e-4}\n")
+    with pytest.raises(SystemExit) as e:                                                         # the checks are the same as a run's
+        main(["reproduce", "--preset", str(bad), "--check", "--out", str(tmp_path / "run")])
+    assert "train.lr='5e-4' is a str" in str(e.value.code)
