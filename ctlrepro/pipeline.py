@@ -19,7 +19,7 @@ from .benchmarks import BENCHMARKS, check_benchmarks
 # %% auto #0
 __all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage', 'shipped_presets',
            'preset_path', 'merge', 'load_preset', 'notebook_params', 'stage_params', 'check_common', 'local_paths',
-           'check_prompt_sets', 'keyed_params', 'check_sizes', 'check_stage_values', 'external_fingerprint',
+           'check_local_inputs', 'keyed_params', 'check_sizes', 'check_stage_values', 'external_fingerprint',
            'stage_key', 'check_preset', 'figure_targets', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
@@ -56,7 +56,9 @@ def preset_path(preset:str|Path)->Path:
         if not p.is_file(): raise FileNotFoundError(f"preset file {p} not found" + (" (it is a folder)" if p.is_dir() else ""))
         return p
     p = repo_root() / "nbs" / "presets" / f"{preset}.yaml"
-    if not p.exists(): raise ValueError(f"unknown preset {str(preset)!r}{did_you_mean([str(preset)], shipped_presets())}: accepted are {shipped_presets()} or a .yaml file")
+    here = [f"{preset}{s}" for s in (".yaml", ".yml") if Path(f"{preset}{s}").is_file()]
+    if not p.exists(): raise ValueError(f"unknown preset {str(preset)!r}{did_you_mean([str(preset)], shipped_presets())}: accepted are {shipped_presets()} or a .yaml file"
+                                        + (f" (this folder holds {here[0]}: give --preset {here[0]})" if here else ""))
     return p
 
 WHOLE = tuple(f.name for f in fields(TrainConfig) if "dict" in str(f.type))   # config fields whose value is itself a mapping (kind_weights): a preset replaces them whole, never key by key
@@ -71,6 +73,8 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
     "{'common': params for every stage that declares them, 'stages': {stage: params}}; `extends: <preset>` starts from another preset, merged field by field"
     import yaml
     p = preset_path(preset)
+    if p.stem in shipped_presets() and p.resolve() != (repo_root() / "nbs" / "presets" / p.name).resolve():   # its name picks runs/<name>, and for 'small' the tracked figures and README
+        raise ValueError(f"preset file {p} has the name of the shipped preset {p.stem!r}: rename it (e.g. my-{p.stem}.yaml); its runs and figures would overwrite the shipped preset's")
     if p.resolve() in _seen: raise ValueError(f"preset {p} extends itself through {[q.stem for q in _seen]}")
     try: d = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e: raise ValueError(f"preset {p} is not valid UTF-8 YAML: {' '.join(str(e).split())}") from None
@@ -159,17 +163,28 @@ def local_paths(
         if isinstance(v, str) and v and v not in _names(name) and not v.startswith(("/", "~")) and (base / v).exists(): _put(out, name, str((base / v).resolve()))
     return out
 
-def check_prompt_sets(
+def check_local_inputs(
     params:dict,                 # stage name -> parameters, after `local_paths`
     nbs:str|Path|None=None,      # the notebooks' folder, where a relative path left by `local_paths` is read
 )->None:                         # raises ValueError naming the stage, the parameter and what is accepted
-    "Each `*.prompts` parameter must name a registered prompt set or an existing file (checked before `check_sizes` loads any)"
-    from ctlrepro.data import REGISTRY
-    nbs = Path(nbs) if nbs else repo_root() / "nbs"
+    "Before any stage runs (and before `check_sizes` loads prompt sets): each `*.prompts` parameter names a registered prompt set or a prompt file that loads (columns prompt and kind); each other path parameter that is a path (absolute, `~`, `./`, `../`) exists"
+    from ctlrepro.data import REGISTRY, load_prompts
+    nbs, loaded = (Path(nbs) if nbs else repo_root() / "nbs"), {}
+    where = f"a relative path is read from the folder ctlrepro runs in, {Path.cwd()}"
     for stage, ps in params.items():
         for name, v in _path_items(ps):
-            if name.endswith(".prompts") and str(v) not in REGISTRY and not (nbs / Path(str(v)).expanduser()).exists():   # an absolute path ignores nbs
-                raise ValueError(f"stage {stage!r}: {name}={v!r}: not one of the registered prompt sets {sorted(REGISTRY)}, and no such file (a relative path is read from the folder ctlrepro runs in, {Path.cwd()})")
+            if not isinstance(v, (str, Path)) or not str(v).strip():
+                raise ValueError(f"stage {stage!r}: {name}={v!r}: give a path" + (f" or one of the registered prompt sets {sorted(REGISTRY)}" if name.endswith(".prompts") else ""))
+            v = str(v)
+            if name.endswith(".prompts"):
+                if v in REGISTRY: continue
+                f = nbs / Path(v).expanduser()                                   # an absolute path ignores nbs
+                if not f.is_file(): raise ValueError(f"stage {stage!r}: {name}={v!r}: not one of the registered prompt sets {sorted(REGISTRY)}, and no such file ({where})")
+                if f not in loaded:
+                    try: loaded[f] = len(load_prompts(str(f)))
+                    except ValueError as e: raise ValueError(f"stage {stage!r}: {name}={v!r}: {e}") from None
+            elif v.startswith(("/", "~", "./", "../")) and not Path(v).expanduser().exists():   # a hub id never starts so; an existing relative one is absolute by now
+                raise ValueError(f"stage {stage!r}: {name}={v!r}: no such file or folder ({where})")
 
 def keyed_params(
     params:dict,                 # one stage's parameters, after `local_paths`
@@ -283,7 +298,7 @@ def check_preset(
     if unknown: raise ValueError(f"unknown stage(s) {unknown}{did_you_mean(unknown, names)}: accepted are {names}")
     check_common(pre, stages, nbs)                                              # a `common:` key no stage declares would be dropped silently
     params = {s.name: local_paths(stage_params(s, pre, nbs, extra)) for s in stages}   # every stage checked before any runs; relative paths read from the working folder
-    check_prompt_sets(params, nbs)                                              # every prompt set named exists
+    check_local_inputs(params, nbs)                                             # every prompt set and local path named exists
     check_sizes(params)                                                         # and every prompts-per-kind knob against its data
     check_stage_values(params)                                                  # and the values a notebook would refuse only when it runs
     return params

@@ -179,7 +179,7 @@ def test_a_killed_run_resumes_from_finished_shards(tmp_path):
 @pytest.mark.parametrize("stages, message", [
     ({"benchmarks": {"benchmark_limit": 0}}, "stage 'benchmarks': limit=0"),
     ({"benchmarks": {"benchmarks": ["xstest", "advbnch"]}}, "unknown benchmark 'advbnch'"),
-    ({"benchmarks": {"paths": {"advbench": "/no/such.csv"}}}, "/no/such.csv not found"),
+    ({"benchmarks": {"paths": {"advbench": "/no/such.csv"}}}, "paths.advbench='/no/such.csv': no such file or folder"),
     ({"benchmarks": {"objective": "exmat"}}, "objective='exmat' is not trained by the finetune stage"),
     ({"rewind": {"objective": "dpo"}, "finetune": {"objectives": ["clm"]}}, "stage 'rewind': objective='dpo'"),
     ({"benchmarks": {"max_new_tokens": 0}}, "max_new_tokens=0"),
@@ -292,3 +292,14 @@ def test_preset_paths_are_read_from_the_working_folder_and_names_stay_names(tmp_
     p.write_text(yaml.safe_dump({"extends": "smoke", "stages": {"evaluate": {"eval": {"prompts": "nosuch.jsonl", "limit": 2}}}}))
     with pytest.raises(ValueError, match=re.escape("stage 'evaluate': eval.prompts='nosuch.jsonl': not one of the registered prompt sets")):   # before check_sizes loads it
         check_preset(figure_targets(load_preset(p)), STAGES, NBS)
+
+
+def test_a_user_file_named_like_a_shipped_preset_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "small.yaml").write_text("extends: small\n")                        # it would write runs/small, the tracked figures/ and README
+    with pytest.raises(ValueError, match=re.escape("has the name of the shipped preset 'small': rename it")):
+        load_preset(tmp_path / "small.yaml")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("extends: small\n")
+    with pytest.raises(ValueError, match=re.escape("unknown preset 'mine'") + ".*" + re.escape("(this folder holds mine.yaml: give --preset mine.yaml)")):
+        load_preset("mine")
+    assert load_preset("small")["name"] == "small"                                   # the shipped one, by name
