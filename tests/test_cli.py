@@ -151,7 +151,9 @@ def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys
 
 
 def test_reproduce_check_plans_without_running(tmp_path, capsys):
-    main(["reproduce", "--preset", "smoke", "--check", "--out", str(tmp_path / "run")])
+    plan = tmp_path / "plan.yaml"                                                                # the packaged benchmarks: a checkout without ../shared/data has no XSTest or AdvBench
+    plan.write_text("extends: smoke\nstages:\n  benchmarks: {benchmarks: [rho-overrefusal, harmbench]}\n")
+    main(["reproduce", "--preset", str(plan), "--check", "--out", str(tmp_path / "run")])
     out = capsys.readouterr().out
     assert out.count("would run") >= 2 * 10 and "[finetune] would run 24_finetune.ipynb" in out   # a log line and a table row per stage
     assert not (tmp_path / "run").exists()                                                      # nothing ran, nothing written
