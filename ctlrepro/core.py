@@ -35,10 +35,11 @@ def check_int(
 def check_local_path(
     name:str,                    # what the message calls the value: 'model', "stage 'aligned': aligned_model"
     value,                       # a hub id, a path, or None
-)->None:                         # raises ValueError when `value` is an absolute or ~ path that does not exist
-    "An absolute (or `~`) path must exist; a hub id never starts with '/' or '~', so anything else is left to the loader"
-    if isinstance(value, (str, Path)) and str(value).startswith(("/", "~")) and not Path(value).expanduser().exists():
-        raise ValueError(f"{name}={str(value)!r}: no such file or folder (give an existing path, a hub id, or None)")
+    hint:str="give an existing path, a hub id, or None",   # what the message says after 'no such file or folder'
+)->None:                         # raises ValueError when `value` is written as a path (/, ~, ./, ../) that does not exist
+    "A value written as a path (absolute, `~`, `./`, `../`) must exist, relative ones from the working folder; a hub id never starts so, and anything else is left to the loader"
+    if isinstance(value, (str, Path)) and str(value).startswith(("/", "~", "./", "../")) and not Path(value).expanduser().exists():
+        raise ValueError(f"{name}={str(value)!r}: no such file or folder ({hint})")
 
 # %% ../nbs/00_core.ipynb #12a4bc87
 def set_seed(

@@ -56,8 +56,9 @@ def preset_path(preset:str|Path)->Path:
         if not p.is_file(): raise FileNotFoundError(f"preset file {p} not found" + (" (it is a folder)" if p.is_dir() else ""))
         return p
     p = repo_root() / "nbs" / "presets" / f"{preset}.yaml"
-    here = [f"{preset}{s}" for s in (".yaml", ".yml") if Path(f"{preset}{s}").is_file()]
-    if not p.exists(): raise ValueError(f"unknown preset {str(preset)!r}{did_you_mean([str(preset)], shipped_presets())}: accepted are {shipped_presets()} or a .yaml file"
+    if not p.exists():
+        here = [f"{preset}{s}" for s in (".yaml", ".yml") if Path(f"{preset}{s}").is_file()]
+        raise ValueError(f"unknown preset {str(preset)!r}{did_you_mean([str(preset)], shipped_presets())}: accepted are {shipped_presets()} or a .yaml file"
                                         + (f" (this folder holds {here[0]}: give --preset {here[0]})" if here else ""))
     return p
 
@@ -166,10 +167,11 @@ def local_paths(
 def check_local_inputs(
     params:dict,                 # stage name -> parameters, after `local_paths`
     nbs:str|Path|None=None,      # the notebooks' folder, where a relative path left by `local_paths` is read
+    loaded:dict|None=None,       # filled with prompts value -> its frame (all splits) for `check_sizes`, so each file is read once
 )->None:                         # raises ValueError naming the stage, the parameter and what is accepted
     "Before any stage runs (and before `check_sizes` loads prompt sets): each `*.prompts` parameter names a registered prompt set or a prompt file that loads (columns prompt and kind); each other path parameter that is a path (absolute, `~`, `./`, `../`) exists"
     from ctlrepro.data import REGISTRY, load_prompts
-    nbs, loaded = (Path(nbs) if nbs else repo_root() / "nbs"), {}
+    nbs, loaded = (Path(nbs) if nbs else repo_root() / "nbs"), ({} if loaded is None else loaded)
     where = f"a relative path is read from the folder ctlrepro runs in, {Path.cwd()}"
     for stage, ps in params.items():
         for name, v in _path_items(ps):
@@ -180,11 +182,10 @@ def check_local_inputs(
                 if v in REGISTRY: continue
                 f = nbs / Path(v).expanduser()                                   # an absolute path ignores nbs
                 if not f.is_file(): raise ValueError(f"stage {stage!r}: {name}={v!r}: not one of the registered prompt sets {sorted(REGISTRY)}, and no such file ({where})")
-                if f not in loaded:
-                    try: loaded[f] = len(load_prompts(str(f)))
+                if v not in loaded:
+                    try: loaded[v] = load_prompts(str(f))
                     except ValueError as e: raise ValueError(f"stage {stage!r}: {name}={v!r}: {e}") from None
-            elif v.startswith(("/", "~", "./", "../")) and not Path(v).expanduser().exists():   # a hub id never starts so; an existing relative one is absolute by now
-                raise ValueError(f"stage {stage!r}: {name}={v!r}: no such file or folder ({where})")
+            else: check_local_path(f"stage {stage!r}: {name}", v, hint=where)   # a hub id never starts with / ~ ./ ../; an existing relative path is absolute by now
 
 def keyed_params(
     params:dict,                 # one stage's parameters, after `local_paths`
@@ -214,10 +215,11 @@ def _get(params:dict, path:str):
 def check_sizes(
     params:dict,                 # stage name -> checked parameters (`stage_params`)
     load=None,                   # fn(prompt set name, split) -> prompts frame; default `data.load_prompts`
+    loaded:dict|None=None,       # prompts value -> frame of all splits already read (`check_local_inputs`), used before `load`
 )->None:                         # raises ValueError naming the stage, the knob, its value and the limit
     "Every prompts-per-kind knob must fit the split it draws from, in every kind that split holds"
     from ctlrepro.data import load_prompts
-    load = load or (lambda name, split: load_prompts(name, split=split))
+    load, loaded = load or (lambda name, split: load_prompts(name, split=split)), loaded or {}
     counts = {}
     for stage, ps in params.items():
         for knob, split in SIZE_KNOBS.items():
@@ -228,7 +230,9 @@ def check_sizes(
             check_int(f"stage {stage!r}: {knob}", v, none="(null in YAML) for all")
             name = _get(ps, knob.rsplit(".", 1)[0] + ".prompts") if "." in knob else None
             name = name or "ctlrepro"
-            if (name, split) not in counts: counts[(name, split)] = load(name, split).kind.value_counts().to_dict()
+            if (name, split) not in counts:
+                df = loaded[name].query("split == @split") if name in loaded else load(name, split)
+                counts[(name, split)] = df.kind.value_counts().to_dict()
             have = counts[(name, split)]
             if not have: raise ValueError(f"stage {stage!r}: {knob}={v} but prompt set {name!r} has no {split!r} prompts")
             kind, most = min(have.items(), key=lambda kv: kv[1])
@@ -252,8 +256,6 @@ def check_stage_values(
         except (ValueError, TypeError) as e: raise ValueError(f"stage 'rewind': settings={r.get('settings')!r}: {e}; give [helpful, harmless] level pairs, e.g. [[4, 0], [4, 4]]") from None
         al = r.get("alphas", [0.0])
         if not al or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in al): raise ValueError(f"stage 'rewind': alphas={al!r}: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0]")
-    a = (params.get("aligned") or {}).get("aligned_model")
-    check_local_path("stage 'aligned': aligned_model", a)
     f = params.get("finetune") or {}
     if f.get("launcher"): check_launcher(f["launcher"], stage_configs(f, "stage 'finetune': ")["train"], "stage 'finetune': ")   # the TrainConfigs the stage will build
     b = params.get("benchmarks")
@@ -298,8 +300,9 @@ def check_preset(
     if unknown: raise ValueError(f"unknown stage(s) {unknown}{did_you_mean(unknown, names)}: accepted are {names}")
     check_common(pre, stages, nbs)                                              # a `common:` key no stage declares would be dropped silently
     params = {s.name: local_paths(stage_params(s, pre, nbs, extra)) for s in stages}   # every stage checked before any runs; relative paths read from the working folder
-    check_local_inputs(params, nbs)                                             # every prompt set and local path named exists
-    check_sizes(params)                                                         # and every prompts-per-kind knob against its data
+    loaded = {}                                                                 # each local prompt file read once, by both checks
+    check_local_inputs(params, nbs, loaded)                                     # every prompt set and local path named exists
+    check_sizes(params, loaded=loaded)                                          # and every prompts-per-kind knob against its data
     check_stage_values(params)                                                  # and the values a notebook would refuse only when it runs
     return params
 
