@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_pipeline.ipynb #09dc2f9f
 from __future__ import annotations
-import copy, json, time
+import copy, json, time, uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -342,24 +342,27 @@ def reproduce(
     if b is not None and (not only or "benchmarks" in only):                   # the sets it will load: one without a local copy on an offline machine fails now, not hours in
         try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"), sources=True)
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
-    keys, rows, memo = {}, [], {}
+    keys, rows, memo, runs = {}, [], {}, {}                                    # runs: stage -> id of the run that wrote its current output
     for s in stages:
         folder = out / s.name
         keys[s.name] = stage_key(s, params[s.name], nbs, keys, memo)
         cache = Cached(folder / "stage.json", keys[s.name], [folder])     # the record lists every file of the stage folder
         rec = cache.load()
-        done = rec is not None and rec.get("status") == "done"
+        ups = {n: runs.get(n) for n in s.needs}
+        done = rec is not None and rec.get("status") == "done" and rec.get("upstream_runs", ups) == ups   # an upstream stage that ran again since (its output deleted, --force, --only) makes this one stale; records before run ids count as current
+        if done: runs[s.name] = rec.get("run_id", rec.get("finished"))
         if only and s.name not in only:
             if not done and any(s.name in t.needs for t in stages if t.name in only):
                 raise RuntimeError(f"stage {s.name!r} is not finished for this config; run it first (or drop --only)")
             continue
         if done and not force:
             log(f"[{s.name}] reused (finished {rec.get('finished')}, {rec.get('seconds')} s)"); rows.append({"stage": s.name, "status": "reused", "seconds": 0.0, "key": keys[s.name]}); continue
+        runs[s.name] = "would run" if check else uuid.uuid4().hex
         if check: log(f"[{s.name}] would run {s.notebook}"); rows.append({"stage": s.name, "status": "would run", "seconds": 0.0, "key": keys[s.name]}); continue
         folder.mkdir(parents=True, exist_ok=True)
         defaults = {k: d for k, (_, d) in notebook_params(nbs / s.notebook).items() if k not in params[s.name] and k not in ("out", "run")}
         base = {"preset": pre["name"], "stage": s.name, "notebook": s.notebook, "key": keys[s.name], "params": params[s.name], "notebook_defaults": defaults,
-                "upstream": {n: keys[n] for n in s.needs}, "versions": versions(), "git_commit": git_commit(nbs)}
+                "upstream": {n: keys[n] for n in s.needs}, "upstream_runs": ups, "run_id": runs[s.name], "versions": versions(), "git_commit": git_commit(nbs)}
         atomic_write_json(folder / "stage.json", {**base, "status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S")})
         log(f"[{s.name}] running {s.notebook} ...")
         t = time.time()
