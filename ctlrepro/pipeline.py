@@ -349,8 +349,8 @@ def reproduce(
         cache = Cached(folder / "stage.json", keys[s.name], [folder])     # the record lists every file of the stage folder
         rec = cache.load()
         ups = {n: runs.get(n) for n in s.needs}
-        done = rec is not None and rec.get("status") == "done" and rec.get("upstream_runs", ups) == ups   # an upstream stage that ran again since (its output deleted, --force, --only) makes this one stale; records before run ids count as current
-        if done: runs[s.name] = rec.get("run_id", rec.get("finished"))
+        done = rec is not None and rec.get("status") == "done" and rec.get("upstream_runs") == ups   # an upstream stage that ran again since (its output deleted, --force, --only) makes this one stale (a record of older code never loads: its source differs)
+        if done: runs[s.name] = rec.get("run_id")
         if only and s.name not in only:
             if not done and any(s.name in t.needs for t in stages if t.name in only):
                 raise RuntimeError(f"stage {s.name!r} is not finished for this config; run it first (or drop --only)")
