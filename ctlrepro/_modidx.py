@@ -244,6 +244,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ctlrepro.pipeline.merge': ('pipeline.html#merge', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.notebook_params': ('pipeline.html#notebook_params', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.preset_path': ('pipeline.html#preset_path', 'ctlrepro/pipeline.py'),
+                                   'ctlrepro.pipeline.read_yaml': ('pipeline.html#read_yaml', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.reproduce': ('pipeline.html#reproduce', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.shipped_presets': ('pipeline.html#shipped_presets', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.stage_key': ('pipeline.html#stage_key', 'ctlrepro/pipeline.py'),

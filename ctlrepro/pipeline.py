@@ -18,9 +18,9 @@ from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
 __all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage', 'shipped_presets',
-           'preset_path', 'merge', 'load_preset', 'notebook_params', 'stage_params', 'check_common', 'local_paths',
-           'check_local_inputs', 'keyed_params', 'check_sizes', 'check_stage_values', 'external_fingerprint',
-           'stage_key', 'check_preset', 'figure_targets', 'reproduce']
+           'preset_path', 'merge', 'read_yaml', 'load_preset', 'notebook_params', 'stage_params', 'check_common',
+           'local_paths', 'check_local_inputs', 'keyed_params', 'check_sizes', 'check_stage_values',
+           'external_fingerprint', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -70,6 +70,21 @@ def merge(base:dict, over:dict)->dict:
     for k, v in (over or {}).items(): out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in WHOLE else v
     return out
 
+def read_yaml(text:str):
+    "`yaml.safe_load` that refuses a key given twice in one mapping (PyYAML keeps the last silently: a second `finetune:` block would replace the first); raises `yaml.YAMLError` naming the key and its line"
+    import yaml
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for k, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+                key = self.construct_object(k, deep=True)
+                try:
+                    if key in seen and key != "<<": raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark, f"key {key!r} given twice (the first would be dropped)", k.start_mark)
+                    seen.add(key)
+                except TypeError: pass                 # an unhashable key: the loader itself refuses it
+            return super().construct_mapping(node, deep)
+    return yaml.load(text, Loader=Loader)
+
 def load_preset(preset:str|Path, _seen:tuple=())->dict:
     "{'common': params for every stage that declares them, 'stages': {stage: params}}; `extends: <preset>` starts from another preset, merged field by field"
     import yaml
@@ -77,7 +92,7 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
     if p.stem in shipped_presets() and p.resolve() != (repo_root() / "nbs" / "presets" / p.name).resolve():   # its name picks runs/<name>, and for 'small' the tracked figures and README
         raise ValueError(f"preset file {p} has the name of the shipped preset {p.stem!r}: rename it (e.g. my-{p.stem}.yaml); its runs and figures would overwrite the shipped preset's")
     if p.resolve() in _seen: raise ValueError(f"preset {p} extends itself through {[q.stem for q in _seen]}")
-    try: d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    try: d = read_yaml(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e: raise ValueError(f"preset {p} is not valid UTF-8 YAML: {' '.join(str(e).split())}") from None
     d = {} if d is None else d
     if not isinstance(d, dict): raise ValueError(f"preset {p}: the top level is {a_type(d)}; give a mapping with keys {TOP_KEYS}")

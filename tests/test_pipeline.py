@@ -96,7 +96,9 @@ def test_a_preset_extends_another_stage_by_stage(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"a\.yaml: extends 'b.yaml': preset .*b\.yaml: extends 'gone.yaml': preset file .*gone\.yaml not found"): load_preset(tmp_path / "a.yaml")
     for text, err, msg in [("[a, b]", ValueError, "top level is a list"), ("5", ValueError, "top level is an int"), ("extends: [small]", TypeError, r"extends=\['small'\]"),
                            ("extends: ''", TypeError, "extends=''"), ("common: [1, 2]", TypeError, r"common=\[1, 2\] is a list"),
-                           ("stages: {finetune: 5}", TypeError, "stages.finetune=5 is an int")]:
+                           ("stages: {finetune: 5}", TypeError, "stages.finetune=5 is an int"),
+                           ("stages:\n  finetune: {steps: 5}\n  finetune: {lr: 0.1}", ValueError, "key 'finetune' given twice"),   # was: the second block replaced the first
+                           ("common: {seed: 1, seed: 2}", ValueError, "key 'seed' given twice")]:
         (tmp_path / "bad.yaml").write_text(text)
         with pytest.raises(err, match=msg): load_preset(tmp_path / "bad.yaml")   # a malformed preset is named with what it should be
     (tmp_path / "bad.yaml").write_bytes(b"common: {a: \xff}")
