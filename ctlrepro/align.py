@@ -113,6 +113,8 @@ def aligned_stage(
     device:str|None=None, dtype:str|None=None,
 )->tuple:                         # (the aligned model's path, refusal rates per model and prompt kind)
     "The aligned stage: make (or reuse) the over-safe model, record it in aligned.json, write both models' refusals and rates.csv"
+    if aligned_model is None: AlignConfig(**cfg)      # a refused field (steps=0) fails before the folder is made
+    rates_limit = check_int("rates_limit", rates_limit, none="for all")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     src = aligned_model or make_or_reuse_aligned(model, out, cfg, device=device)
     atomic_write_json(out / "aligned.json", {"model": str(src), "made_here": aligned_model is None})

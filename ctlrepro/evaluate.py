@@ -245,6 +245,7 @@ def run_generation(
 )->pd.DataFrame:
     "`generate_grid` one setting at a time into shards that a killed run keeps, then generations.parquet and run.json (`ctlrepro generate`)"
     settings = [None if s is None else tuple(spec.levels(s).values()) for s in settings]
+    load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit)   # a missing or malformed prompt set fails now: before a folder is made or a model loaded
     out = Path(out); (out / "shards").mkdir(parents=True, exist_ok=True)
     t0, timings, shards = time.time(), {}, []
     for s in settings:

@@ -114,6 +114,11 @@ def test_errors_are_one_line_naming_the_value(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:                        # one stage whose upstream stages never ran
         main(["reproduce", "--only", "figures", "--out", str(tmp_path / "run")])
     assert "stage 'validate' is not finished" in str(e.value.code) and "\n" not in str(e.value.code)
+    for argv, says in [(["align", "--steps", "0", "--out", str(tmp_path / "al")], "steps=0"),          # was: --out made, then refused
+                       (["generate", "--prompts", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "gen")], "missing.jsonl")]:   # was: the model loaded first
+        with pytest.raises(SystemExit) as e: main(argv)
+        assert says in str(e.value.code) and "\n" not in str(e.value.code)
+        assert not (tmp_path / argv[-1].rsplit("/", 1)[-1]).exists()                           # refused before any folder was made
     monkeypatch.setenv("CTLREPRO_TRACEBACK", "1")               # who wants the traceback gets the exception itself
     with pytest.raises(RuntimeError, match="is not finished"):
         main(["reproduce", "--only", "figures", "--out", str(tmp_path / "run")])
