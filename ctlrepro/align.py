@@ -40,9 +40,10 @@ class AlignConfig:
     def __post_init__(self):
         if not 0 <= self.borderline_refusal_share <= 1: raise ValueError(f"borderline_refusal_share must be in [0, 1], got {self.borderline_refusal_share}")
         self.benign_per_kind = check_int("benign_per_kind", self.benign_per_kind, none="for all")   # 0 meant all
-        GenConfig(max_new_tokens=self.max_new_tokens)                        # the rules of the configs these values go to, checked now (not after the data are made)
+        self.max_new_tokens = GenConfig(max_new_tokens=self.max_new_tokens).max_new_tokens   # the rules of the configs these values go to, checked now (not after the data are made)
         if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < math.inf): raise ValueError(f"lr={self.lr!r}: give a finite learning rate > 0")
-        TrainConfig(objective="clm", control=False, steps=self.steps, batch_size=self.batch_size, lr=self.lr, lora_r=self.lora_r, seed=self.seed)
+        t = TrainConfig(objective="clm", control=False, steps=self.steps, batch_size=self.batch_size, lr=self.lr, lora_r=self.lora_r, seed=self.seed)
+        self.steps, self.batch_size, self.lora_r, self.seed = t.steps, t.batch_size, t.lora_r, t.seed   # stored as Python ints: one key for 80 and np.int64(80)
 
 COMPLIANCE_TURN = re.compile(r"\b(however|but here|here('s| is| are)|step \d|first,|sure)\b", re.I)
 

@@ -54,7 +54,8 @@ class EvalConfig:
         if self.split not in SPLITS: raise ValueError(f"split={self.split!r}: accepted are {list(SPLITS)}")
         if self.method not in METHODS: raise ValueError(f"method={self.method!r}: accepted are {', '.join(map(repr, METHODS))}")
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
-        GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, batch_size=self.batch_size, seed=self.seed)   # checked now, not at generation
+        g = GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, batch_size=self.batch_size, seed=self.seed)   # checked now, not at generation
+        self.n_samples, self.max_new_tokens, self.batch_size, self.seed = g.n_samples, g.max_new_tokens, g.batch_size, g.seed   # stored as GenConfig stores them (Python ints): one key for 8 and np.int64(8)
         for f in ("n_boot", "rerank_n"): setattr(self, f, check_int(f, getattr(self, f)))
         self.limit = check_int("limit", self.limit, none="for all")
 

@@ -225,7 +225,7 @@ class TrainConfig:
         _check_types(self)
         if self.objective not in OBJECTIVES: raise ValueError(f"objective={self.objective!r}: accepted are {', '.join(map(repr, OBJECTIVES))}")
         if not self.control and self.objective != "clm": raise ValueError(f"control=False trains plain SFT: only objective='clm' applies, not {self.objective!r}")
-        for f in ("steps", "batch_size", "lora_r", "m_negatives", "lora_alpha", "pairs_per_prompt", "max_length", "max_completion_length", "num_generations"): check_int(f, getattr(self, f))
+        for f in ("steps", "batch_size", "lora_r", "m_negatives", "lora_alpha", "pairs_per_prompt", "max_length", "max_completion_length", "num_generations"): setattr(self, f, check_int(f, getattr(self, f)))
         check_int("max_response_tokens", self.max_response_tokens, none="for the whole response"); check_int("probe_every", self.probe_every, low=0)
         if self.objective == "rl" and (self.num_generations < 2 or self.batch_size % self.num_generations):
             raise ValueError(f"RL: num_generations={self.num_generations} must be >= 2 and divide batch_size={self.batch_size}")
@@ -234,7 +234,7 @@ class TrainConfig:
         for f, lo, hi in (("lora_dropout", 0, 1), ("temperature", 0, math.inf), ("dpo_beta", 0, math.inf), ("kl_beta", 0, math.inf)):
             v = getattr(self, f)
             if not (lo <= v < hi) or (f in ("temperature", "dpo_beta") and v == 0): raise ValueError(f"{f}={v}: accepted are {'(' if f in ('temperature', 'dpo_beta') else '['}{lo}, {hi})")
-        check_int("seed", self.seed, low=0)   # transformers' set_seed refuses a negative one
+        self.seed = check_int("seed", self.seed, low=0)   # transformers' set_seed refuses a negative one
         if not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
             raise ValueError(f"target_modules={self.target_modules!r}: give a non-empty list of module names, e.g. ['q_proj', 'v_proj']")
         self.target_modules = tuple(self.target_modules)

@@ -45,7 +45,7 @@ class SelfGenConfig:
         self.per_kind, self.contrast = check_int("per_kind", self.per_kind, none="for all"), check_int("contrast", self.contrast, low=0)   # per_kind 0 meant all
         if self.binning not in ("auto", "fixed", "quantile"): raise ValueError(f"binning={self.binning!r}: accepted are 'auto', 'fixed', 'quantile'")
         if self.relabel not in RELABEL: raise ValueError(f"relabel={self.relabel!r}: accepted are {', '.join(map(repr, RELABEL))}")
-        GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed)   # sampling rules checked now, not at generation
+        self.seed = GenConfig(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed).seed   # sampling rules checked now, not at generation; the seed stored as a Python int
 
 # %% ../nbs/12_selfgen.ipynb #caaeabc1
 STEERS = {

@@ -170,3 +170,19 @@ def test_generate_refuses_no_prompts():
     from ctlrepro.testing import tiny_llama
     with pytest.raises(ValueError, match="no prompts to generate for"):      # was a KeyError 'pidx' (ctlrepro generate --limit 0)
         generate(*tiny_llama(), [], progress=False)
+
+
+def test_configs_store_python_ints_for_the_fields_they_pass_on():
+    "EvalConfig, SelfGenConfig, AlignConfig and TrainConfig keep what GenConfig/TrainConfig would store: one cache key for 8 and np.int64(8)"
+    import numpy as np
+    from dataclasses import asdict
+    from ctlrepro.align import AlignConfig
+    from ctlrepro.core import stable_hash
+    from ctlrepro.evaluate import EvalConfig
+    from ctlrepro.objectives import TrainConfig
+    from ctlrepro.selfgen import SelfGenConfig
+    for C, kw in [(EvalConfig, dict(n_samples=2, max_new_tokens=48, batch_size=8, seed=3)), (SelfGenConfig, dict(seed=3)),
+                  (AlignConfig, dict(steps=80, batch_size=8, lora_r=16, seed=3, max_new_tokens=48)), (TrainConfig, dict(steps=5, batch_size=4, lora_r=4, seed=3))]:
+        c = C(**{k: np.int64(v) for k, v in kw.items()})
+        assert all(type(getattr(c, k)) is int for k in kw), (C.__name__, {k: type(getattr(c, k)) for k in kw})
+        assert stable_hash(asdict(c)) == stable_hash(asdict(C(**kw)))
