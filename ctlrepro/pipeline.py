@@ -275,6 +275,7 @@ def check_stage_values(
     if f.get("launcher"): check_launcher(f["launcher"], stage_configs(f, "stage 'finetune': ")["train"], "stage 'finetune': ")   # the TrainConfigs the stage will build
     b = params.get("benchmarks")
     if b is not None:
+        check_int("stage 'benchmarks': benchmark_limit", b.get("benchmark_limit"), none="(null in YAML) for all")   # the preset's name for `check_benchmarks`' limit
         try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"))
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
 

@@ -179,7 +179,7 @@ def test_a_killed_run_resumes_from_finished_shards(tmp_path):
 
 
 @pytest.mark.parametrize("stages, message", [
-    ({"benchmarks": {"benchmark_limit": 0}}, "stage 'benchmarks': limit=0"),
+    ({"benchmarks": {"benchmark_limit": 0}}, "stage 'benchmarks': benchmark_limit=0: give an integer >= 1, or None (null in YAML) for all"),
     ({"benchmarks": {"benchmarks": ["xstest", "advbnch"]}}, "unknown benchmark 'advbnch'"),
     ({"benchmarks": {"paths": {"advbench": "/no/such.csv"}}}, "paths.advbench='/no/such.csv': no such file or folder"),
     ({"benchmarks": {"objective": "exmat"}}, "objective='exmat' is not trained by the finetune stage"),
