@@ -6,7 +6,7 @@ The question it answers (docs/findings.md, "The small preset at deb54fd"): two f
 gave harmlessness pairwise accuracy 0.84 and 0.48; is the token that governs refusal on harmful prompts a matter of the
 training seed, with the data fixed?
 
-Usage: python bench/seed_spread.py [--run runs/spread] [--preset small] [--objective exmate] [--seeds 0 1 2]
+Usage: python bench/seed_spread.py [--run runs/spread] [--preset small] [--objective exmate|clm|dpo|rl] [--seeds 0 1 2]
                                    [--probe-every 48] [--limit 16] [--train '{"kind_weights": {"harmful": 2}}' --tag harmful2]
 Needs the run's 'aligned' and 'selfgen' stages (`ctlrepro reproduce --only aligned selfgen --out runs/spread`). Each
 seed's model and learning curve go to <run>/seed_spread/<objective>-seed<N> and are reused when the config, data and code
@@ -25,7 +25,7 @@ from control_probe import finetune_settings                 # the preset's Train
 from ctlrepro.align import aligned_source
 from ctlrepro.core import stable_hash
 from ctlrepro.data import load_prompts
-from ctlrepro.objectives import train_or_reuse
+from ctlrepro.objectives import OBJECTIVES, train_or_reuse
 from ctlrepro.selfgen import load_binners
 from ctlrepro.stage import RunConfig
 
@@ -34,7 +34,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="runs/spread", help="run folder with finished 'aligned' and 'selfgen' stages")
     ap.add_argument("--preset", default="small", help="the preset whose finetune stage gives the training settings")
-    ap.add_argument("--objective", default="exmate", choices=["clm", "exmate"])
+    ap.add_argument("--objective", default="exmate", choices=list(OBJECTIVES), help="conditional DPO and RL probe through a TRL callback at the same updates")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--probe-every", type=int, default=48, help="updates between probes (and a probe at step 0)")
     ap.add_argument("--limit", type=int, default=16, help="held-out eval prompts per kind in each probe")
