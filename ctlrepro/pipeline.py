@@ -341,7 +341,7 @@ def reproduce(
     force:bool=False,            # rerun even when a finished stage has the same key
     check:bool=False,            # only the checks and the plan: which stages would run and which are reused; nothing runs or is written
     log=print,
-)->pd.DataFrame:                 # one row per stage: status (ran / reused, or under `check`: would run / reused), seconds, key
+)->pd.DataFrame:                 # one row per stage: status (ran / reused, or under `check`: would run / reused), seconds (not under `check`), key
     "Run the experiment notebooks in order with papermill; reuse finished stages of an identical config"
     import papermill as pm
     nbs = Path(nbs) if nbs else repo_root() / "nbs"
@@ -392,6 +392,6 @@ def reproduce(
         cache.save(**base, status="done", seconds=sec, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
         log(f"[{s.name}] done in {sec} s"); rows.append({"stage": s.name, "status": "ran", "seconds": sec, "key": keys[s.name]})
     summary = pd.DataFrame(rows)
-    if check: return summary                                                    # a plan: the run record is for runs
+    if check: return summary.drop(columns="seconds")                             # a plan: nothing ran, nothing timed; the run record is for runs
     atomic_write_json(out / "run.json", {"preset": pre["name"], "stages": rows, "versions": versions(), "git_commit": git_commit(nbs)})
     return summary

@@ -162,6 +162,7 @@ def test_reproduce_check_plans_without_running(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("would run") >= 2 * 10 and "[finetune] would run 24_finetune.ipynb" in out   # a log line and a table row per stage
     assert not (tmp_path / "run").exists()                                                      # nothing ran, nothing written
+    assert "seconds" not in out                                                                 # a plan times nothing (its table showed 0.0 for every stage)
     bad = tmp_path / "bad.yaml"
     bad.write_text("extends: smoke\nstages:\n  finetune:\n    train: {lr: 5e-4}\n")
     with pytest.raises(SystemExit) as e:                                                         # the checks are the same as a run's
