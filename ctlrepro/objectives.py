@@ -245,7 +245,7 @@ class TrainConfig:
             bad = sorted(map(repr, set(self.kind_weights) - set(KINDS)))
             if bad: raise ValueError(f"kind_weights: unknown kind(s) {', '.join(bad)}; accepted are {list(KINDS)}")
             for k, w in self.kind_weights.items():
-                if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w <= 1e6: raise ValueError(f"kind_weights[{k!r}]={w!r}: give a number from 0 to 1e6")
+                if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w <= 1e6: raise ValueError(f"kind_weights[{k!r}]={w!r}: give a number from 0 to 1e6{number_hint(w, ['float'])}")
             if not any(self.kind_weights.get(k, 1) > 0 for k in KINDS): raise ValueError(f"kind_weights={self.kind_weights!r}: at least one kind needs a weight > 0")
             self.kind_weights = {k: float(w) if isinstance(w, np.generic) else w for k, w in self.kind_weights.items()}   # JSON-safe
         if self.negatives not in NEGATIVES: raise ValueError(f"negatives={self.negatives!r}: accepted are {', '.join(map(repr, NEGATIVES))}")

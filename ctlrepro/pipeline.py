@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import Cached, a_type, atomic_write_json, check_int, check_local_path, did_you_mean, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
+from .core import Cached, a_type, atomic_write_json, check_int, check_local_path, did_you_mean, number_hint, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
 from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .tokens import SPEC
@@ -270,7 +270,7 @@ def check_stage_values(
         try: [SPEC.levels(list(s)) for s in r.get("settings", [])]
         except (ValueError, TypeError) as e: raise ValueError(f"stage 'rewind': settings={r.get('settings')!r}: {e}; give [helpful, harmless] level pairs, e.g. [[4, 0], [4, 4]]") from None
         al = r.get("alphas", [0.0])
-        if not al or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in al): raise ValueError(f"stage 'rewind': alphas={al!r}: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0]")
+        if not al or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in al): raise ValueError(f"stage 'rewind': alphas={al!r}: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0]{next((h for a in al or [] if (h := number_hint(a, ['float']))), '')}")
     f = params.get("finetune") or {}
     if f.get("launcher"): check_launcher(f["launcher"], stage_configs(f, "stage 'finetune': ")["train"], "stage 'finetune': ")   # the TrainConfigs the stage will build
     b = params.get("benchmarks")

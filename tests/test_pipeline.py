@@ -185,6 +185,8 @@ def test_a_killed_run_resumes_from_finished_shards(tmp_path):
     ({"benchmarks": {"objective": "exmat"}}, "objective='exmat' is not trained by the finetune stage"),
     ({"rewind": {"objective": "dpo"}, "finetune": {"objectives": ["clm"]}}, "stage 'rewind': objective='dpo'"),
     ({"benchmarks": {"max_new_tokens": 0}}, "max_new_tokens=0"),
+    ({"rewind": {"alphas": [0.0, "5e-1"]}}, "alphas=[0.0, '5e-1']: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0] (a number that YAML read as a string"),
+    ({"finetune": {"train": {"kind_weights": {"harmful": "2"}}}}, "kind_weights['harmful']='2': give a number from 0 to 1e6 (a number that YAML read as a string"),
     ({"finetune": {"launcher": "accelerate launch --num_processes 2"}}, "with probe_every > 0 (objectives ['clm', 'exmate', 'dpo', 'rl'])"),
     ({"finetune": {"launcher": "accelerate launch", "train": {"probe_every": 0}, "objective_overrides": {"dpo": {"probe_every": 4}}}}, "(objectives ['dpo'])"),
     ({"finetune": {"launcher": "accelerate launch", "objective_overrides": {o: {"probe_every": 0} for o in ("clm", "exmate", "rl")}}}, "(objectives ['dpo'])"),
