@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_pipeline.ipynb #09dc2f9f
 from __future__ import annotations
-import copy, json, time, uuid
+import copy, json, re, time, uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -309,18 +309,37 @@ def check_preset(
     extra:dict|None=None,        # on top of every stage's parameters, e.g. {'run_config': {'device': 'cpu'}}
     only:list|None=None,         # stage names asked for (each must exist)
 )->dict:                         # stage name -> its checked parameters
-    "The checks `reproduce` makes before any stage runs that do not depend on this machine (it adds the devices and the benchmarks' sources): stage names, `common:` keys, each stage's parameters and config sections, the prompts-per-kind sizes, the values a notebook would refuse only when it runs"
+    "The checks `reproduce` makes before any stage runs that do not depend on this machine (it adds the devices and the benchmarks' sources): stage names, `common:` keys, each stage's parameters and config sections, the prompts-per-kind sizes, the values a notebook would refuse only when it runs. Every problem is found in one call: one raises as itself (ValueError, TypeError, FileNotFoundError), several as one ValueError listing each"
     nbs = Path(nbs) if nbs else repo_root() / "nbs"
     names = [s.name for s in stages]
     unknown = sorted(set(pre["stages"]) - set(names), key=str) + sorted(set(only or []) - set(names), key=str)
     if unknown: raise ValueError(f"unknown stage(s) {unknown}{did_you_mean(unknown, names)}: accepted are {names}")
-    check_common(pre, stages, nbs)                                              # a `common:` key no stage declares would be dropped silently
-    params = {s.name: local_paths(stage_params(s, pre, nbs, extra)) for s in stages}   # every stage checked before any runs; relative paths read from the working folder
-    loaded = {}                                                                 # each local prompt file read once, by both checks
-    check_local_inputs(params, nbs, loaded)                                     # every prompt set and local path named exists
-    check_sizes(params, loaded=loaded)                                          # and every prompts-per-kind knob against its data
-    check_stage_values(params)                                                  # and the values a notebook would refuse only when it runs
+    errors, params, loaded = [], {}, {}                                         # loaded: each local prompt file read once, by both checks
+    def attempt(f, *args, **kw):
+        try: f(*args, **kw); return True
+        except (ValueError, TypeError, FileNotFoundError) as e: errors.append(e); return False
+    attempt(check_common, pre, stages, nbs)                                     # a `common:` key no stage declares would be dropped silently
+    for s in stages:                                                            # every stage checked before any runs; relative paths read from the working folder
+        attempt(lambda: params.__setitem__(s.name, local_paths(stage_params(s, pre, nbs, extra))))
+    for name, ps in list(params.items()):
+        if attempt(check_local_inputs, {name: ps}, nbs, loaded):               # every prompt set and local path named exists
+            attempt(check_sizes, {name: ps}, loaded=loaded)                     # and every prompts-per-kind knob against its data
+    attempt(check_stage_values, params)                                         # and the values a notebook would refuse only when it runs (of the stages whose parameters passed)
+    if errors: raise _one_error(errors)
     return params
+
+def _one_error(errors:list)->Exception:
+    "The problems `check_preset` found as one exception: those that differ only in the stage named (a `common:` value every stage reads) once, with the other stages; one problem keeps its type"
+    groups = {}                                                                 # message without its "stage 'x': " -> (first exception, stages)
+    for e in errors:
+        m = re.match(r"stage '([^']+)': (.*)", " ".join(str(e).split()))
+        rest, stage = (m.group(2), m.group(1)) if m else (" ".join(str(e).split()), None)
+        first, stages = groups.setdefault(rest, (e, []))
+        if stage: stages.append(stage)
+    said = [" ".join(str(e).split()) + (f" (the same in stage(s) {stages[1:]})" if len(stages) > 1 else "") for e, stages in groups.values()]
+    if len(errors) == 1: return errors[0]
+    if len(said) == 1: return type(errors[0])(said[0])
+    return ValueError(f"{len(said)} problems: " + "; ".join(f"({i}) {s}" for i, s in enumerate(said, 1)))
 
 TRACKED_PRESET = "small"   # the preset whose figures stage writes the tracked figures/ and the README's results block (`make reproduce`)
 

@@ -307,3 +307,17 @@ def test_a_user_file_named_like_a_shipped_preset_is_refused(tmp_path, monkeypatc
     with pytest.raises(ValueError, match=re.escape("unknown preset 'mine'") + ".*" + re.escape("(this folder holds mine.yaml: give --preset mine.yaml)")):
         load_preset("mine")
     assert load_preset("small")["name"] == "small"                                   # the shipped one, by name
+
+
+def test_every_problem_of_a_preset_is_named_in_one_call(tmp_path):
+    "A user fixing a preset sees all its problems at once (the checks stopped at the first); one problem keeps its own type"
+    from ctlrepro.pipeline import check_preset, load_preset
+    (tmp_path / "multi.yaml").write_text("extends: small\ncommon:\n  eval: {limit: 0}\nstages:\n  finetune:\n    train: {stepz: 3}\n  rewind: {alphas: []}\n")
+    with pytest.raises(ValueError) as e: check_preset(load_preset(tmp_path / "multi.yaml"))
+    msg = str(e.value)
+    assert msg.startswith("3 problems: (1) ") and "\n" not in msg, msg
+    for says in ["stage 'baseline': eval: limit=0: give an integer >= 1, or None for all (the same in stage(s) ['aligned', 'training_free', 'evaluate'])",   # a common: value, once
+                 "(2) stage 'finetune': train: unknown field(s) ['stepz']", "(3) stage 'rewind': alphas=[]"]:
+        assert says in msg, (says, msg)
+    (tmp_path / "one.yaml").write_text("extends: small\nstages:\n  finetune:\n    train: {lr: '0.1'}\n")
+    with pytest.raises(TypeError, match=r"^stage 'finetune'"): check_preset(load_preset(tmp_path / "one.yaml"))   # one problem: raised as itself
