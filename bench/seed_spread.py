@@ -50,6 +50,7 @@ def main():
     if len(set(a.seeds)) < len(a.seeds): raise SystemExit(f"seed_spread: --seeds {' '.join(map(str, a.seeds))}: a seed given twice would count one model twice")
     try: cfg0, _, probe_tokens = finetune_settings(a.preset, a.objective, a.train)
     except (ValueError, TypeError, FileNotFoundError) as e: raise SystemExit(f"seed_spread: --preset {a.preset!r}{' --train ' + json.dumps(a.train) if a.train else ''}: {e}")
+    if a.probe_every > cfg0.steps: raise SystemExit(f"seed_spread: --probe-every {a.probe_every} is more than the {cfg0.steps} steps {a.objective} trains: only the untrained model would be probed; give at most {cfg0.steps} (or more steps in --train)")
     run = Path(a.run)
     data_file = run / "selfgen" / "selfgen.parquet"
     if not data_file.exists(): raise SystemExit(f"seed_spread: {data_file} not found; run `ctlrepro reproduce --only aligned selfgen --out {run}` first")

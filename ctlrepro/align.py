@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import Cached, atomic_path, check_int, atomic_write_json, read_json, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, check_int, check_local_path, atomic_write_json, read_json, source_fingerprint, stable_hash
 from .generate import GenConfig, generate
 from .objectives import TrainConfig, train
 from .scorers import REFUSAL_OPENINGS_TRAIN, prefilled
@@ -114,7 +114,8 @@ def aligned_stage(
     device:str|None=None, dtype:str|None=None,
 )->tuple:                         # (the aligned model's path, refusal rates per model and prompt kind)
     "The aligned stage: make (or reuse) the over-safe model, record it in aligned.json, write both models' refusals and rates.csv"
-    if aligned_model is None: AlignConfig(**cfg)      # a refused field (steps=0) fails before the folder is made
+    if aligned_model is None: AlignConfig(**cfg)      # a refused field (steps=0) fails before the folder is made, as a missing model path does
+    check_local_path("model", model); check_local_path("aligned_model", aligned_model)
     rates_limit = check_int("rates_limit", rates_limit, none="for all")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     src = aligned_model or make_or_reuse_aligned(model, out, cfg, device=device)

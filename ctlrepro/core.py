@@ -38,8 +38,10 @@ def check_local_path(
     hint:str="give an existing path, a hub id, or None",   # what the message says after 'no such file or folder'
 )->None:                         # raises ValueError when `value` is written as a path (/, ~, ./, ../) that does not exist
     "A value written as a path (absolute, `~`, `./`, `../`) must exist, relative ones from the working folder; a hub id never starts so, and anything else is left to the loader"
-    if isinstance(value, (str, Path)) and str(value).startswith(("/", "~", "./", "../")) and not Path(value).expanduser().exists():
-        raise ValueError(f"{name}={str(value)!r}: no such file or folder ({hint})")
+    if not (isinstance(value, (str, Path)) and str(value).startswith(("/", "~", "./", "../"))): return
+    try: p = Path(value).expanduser()
+    except RuntimeError: raise ValueError(f"{name}={str(value)!r}: no such user's home folder ({hint})") from None   # '~nouser/x'
+    if not p.exists(): raise ValueError(f"{name}={str(value)!r}: no such file or folder ({hint})")
 
 # %% ../nbs/00_core.ipynb #12a4bc87
 def set_seed(

@@ -116,7 +116,7 @@ def _read_table(path:Path)->pd.DataFrame:
         if suf in (".csv", ".csv.gz"): return pd.read_csv(path)
         if suf == ".parquet": return pd.read_parquet(path)
         if suf == ".json": return pd.read_json(path)
-    except ValueError as e: raise ValueError(f"{path} could not be read as {suf} ({e})") from e
+    except (ValueError, OSError, EOFError) as e: raise ValueError(f"{path} could not be read as {suf} ({e})") from e   # OSError: a corrupt .gz (BadGzipFile), an unreadable file
     raise ValueError(f"{path}: unsupported file type {suf!r}; accepted are .jsonl, .csv, .parquet, .json (optionally .gz)")
 
 def _load_file(path:Path)->pd.DataFrame:

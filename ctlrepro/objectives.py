@@ -247,7 +247,7 @@ class TrainConfig:
             for k, w in self.kind_weights.items():
                 if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w <= 1e6: raise ValueError(f"kind_weights[{k!r}]={w!r}: give a number from 0 to 1e6{number_hint(w, ['float'])}")
             if not any(self.kind_weights.get(k, 1) > 0 for k in KINDS): raise ValueError(f"kind_weights={self.kind_weights!r}: at least one kind needs a weight > 0")
-            self.kind_weights = {k: float(w) if isinstance(w, np.generic) else w for k, w in self.kind_weights.items()}   # JSON-safe
+            self.kind_weights = {k: float(w) for k, w in self.kind_weights.items()}   # JSON-safe, and one key for 2, 2.0 and np.int64(2)
         if self.negatives not in NEGATIVES: raise ValueError(f"negatives={self.negatives!r}: accepted are {', '.join(map(repr, NEGATIVES))}")
         if self.lr_schedule not in LR_SCHEDULES: raise ValueError(f"lr_schedule={self.lr_schedule!r}: accepted are {', '.join(map(repr, LR_SCHEDULES))}")
         if self.mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={self.mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")

@@ -77,9 +77,10 @@ def read_yaml(text:str):
         def construct_mapping(self, node, deep=False):
             seen = set()
             for k, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+                if k.tag == "tag:yaml.org,2002:merge": continue   # `<<: *anchor`: PyYAML merges it (a key given after it wins, as YAML says)
                 key = self.construct_object(k, deep=True)
                 try:
-                    if key in seen and key != "<<": raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark, f"key {key!r} given twice (the first would be dropped)", k.start_mark)
+                    if key in seen: raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark, f"key {key!r} given twice (the first would be dropped)", k.start_mark)
                     seen.add(key)
                 except TypeError: pass                 # an unhashable key: the loader itself refuses it
             return super().construct_mapping(node, deep)
@@ -200,7 +201,8 @@ def check_local_inputs(
                 if v not in loaded:
                     try: loaded[v] = load_prompts(str(f))
                     except ValueError as e: raise ValueError(f"stage {stage!r}: {name}={v!r}: {e}") from None
-            else: check_local_path(f"stage {stage!r}: {name}", v, hint=where)   # a hub id never starts with / ~ ./ ../; an existing relative path is absolute by now
+            elif not name.startswith("paths."):                                  # a benchmark's copy: `check_benchmarks` names it with its benchmark
+                check_local_path(f"stage {stage!r}: {name}", v, hint=where if v.startswith(("./", "../")) else "give an existing path")   # a hub id never starts with / ~ ./ ../; an existing relative path is absolute by now
 
 def keyed_params(
     params:dict,                 # one stage's parameters, after `local_paths`
@@ -388,7 +390,8 @@ def reproduce(
         if done: runs[s.name] = rec.get("run_id")
         if only and s.name not in only:
             if not done and any(s.name in t.needs for t in stages if t.name in only):
-                raise RuntimeError(f"stage {s.name!r} is not finished for this config; run it first (or drop --only)")
+                stale = rec is not None and rec.get("status") == "done"          # finished, but an upstream stage ran again since
+                raise RuntimeError(f"stage {s.name!r} " + ("is out of date: an upstream stage ran again since it did" if stale else "is not finished for this config") + "; run it first (or drop --only)")
             continue
         if done and not force:
             log(f"[{s.name}] reused (finished {rec.get('finished')}, {rec.get('seconds')} s)"); rows.append({"stage": s.name, "status": "reused", "seconds": 0.0, "key": keys[s.name]}); continue

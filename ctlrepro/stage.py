@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .tokens import WHERE
-from .core import a_type, check_local_path, did_you_mean, number_hint, fits, type_names
+from .core import a_type, check_int, check_local_path, did_you_mean, number_hint, fits, type_names
 from .models import load_policy, load_controllable
 from .data import load_prompts
 from .evaluate import EvalConfig, evaluate, refusal_rates, load_judge, save_eval
@@ -54,6 +54,7 @@ class RunConfig:
         if self.harmless_rm_kind not in ("reward", "cost"): raise ValueError(f"harmless_rm_kind={self.harmless_rm_kind!r}: accepted are 'reward', 'cost'")
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
         for f in ("model", "judge", "helpful_rm", "harmless_rm"): check_local_path(f, getattr(self, f))
+        self.seed = check_int("seed", self.seed, low=0)                 # a Python int: one key for 0 and np.int64(0)
         if self.device not in (None, "auto"):                           # the name here; whether this machine has it, `pipeline.reproduce` checks before running
             import torch
             try: torch.device(self.device)

@@ -59,6 +59,9 @@ def test_generic_file_and_bad_names(tmp_path):
     (tmp_path / "corrupt.jsonl").write_text("{not json\n")
     with pytest.raises(ValueError, match="could not be read"):
         load_prompts(tmp_path / "corrupt.jsonl")
+    (tmp_path / "corrupt.jsonl.gz").write_text("garbage")                  # not gzip: gzip.BadGzipFile, an OSError, was a traceback
+    with pytest.raises(ValueError, match=r"corrupt\.jsonl\.gz could not be read as \.jsonl\.gz"):
+        load_prompts(tmp_path / "corrupt.jsonl.gz")
 
 
 def test_load_prompts_refuses_a_limit_below_one():

@@ -101,6 +101,8 @@ def test_a_preset_extends_another_stage_by_stage(tmp_path):
                            ("common: {seed: 1, seed: 2}", ValueError, "key 'seed' given twice")]:
         (tmp_path / "bad.yaml").write_text(text)
         with pytest.raises(err, match=msg): load_preset(tmp_path / "bad.yaml")   # a malformed preset is named with what it should be
+    from ctlrepro.pipeline import read_yaml
+    assert read_yaml("b: &b {steps: 4, lr: 0.1}\nt:\n  <<: *b\n  steps: 6\n") == {"b": {"steps": 4, "lr": 0.1}, "t": {"steps": 6, "lr": 0.1}}   # a merge key is no duplicate
     (tmp_path / "bad.yaml").write_bytes(b"common: {a: \xff}")
     with pytest.raises(ValueError, match="not valid UTF-8 YAML"): load_preset(tmp_path / "bad.yaml")
     (tmp_path / "dir.yaml").mkdir()
@@ -181,7 +183,7 @@ def test_a_killed_run_resumes_from_finished_shards(tmp_path):
 @pytest.mark.parametrize("stages, message", [
     ({"benchmarks": {"benchmark_limit": 0}}, "stage 'benchmarks': benchmark_limit=0: give an integer >= 1, or None (null in YAML) for all"),
     ({"benchmarks": {"benchmarks": ["xstest", "advbnch"]}}, "unknown benchmark 'advbnch'"),
-    ({"benchmarks": {"paths": {"advbench": "/no/such.csv"}}}, "paths.advbench='/no/such.csv': no such file or folder"),
+    ({"benchmarks": {"paths": {"advbench": "/no/such.csv"}}}, "stage 'benchmarks': benchmark 'advbench': /no/such.csv not found"),   # once, by check_benchmarks
     ({"benchmarks": {"objective": "exmat"}}, "objective='exmat' is not trained by the finetune stage"),
     ({"rewind": {"objective": "dpo"}, "finetune": {"objectives": ["clm"]}}, "stage 'rewind': objective='dpo'"),
     ({"benchmarks": {"max_new_tokens": 0}}, "max_new_tokens=0"),
