@@ -232,11 +232,11 @@ def _get(params:dict, path:str):
 def check_sizes(
     params:dict,                 # stage name -> checked parameters (`stage_params`)
     load=None,                   # fn(prompt set name, split) -> prompts frame; default `data.load_prompts`
-    loaded:dict|None=None,       # prompts value -> frame of all splits already read (`check_local_inputs`), used before `load`
+    loaded:dict|None=None,       # prompts value -> frame of all splits already read (`check_local_inputs`), used before `load`; without `load`, each set read here is added, so calls that share it read each set once
 )->None:                         # raises ValueError naming the stage, the knob, its value and the limit
     "Every prompts-per-kind knob must fit the split it draws from, in every kind that split holds"
     from ctlrepro.data import load_prompts
-    load, loaded = load or (lambda name, split: load_prompts(name, split=split)), loaded or {}
+    loaded = {} if loaded is None else loaded
     counts = {}
     for stage, ps in params.items():
         for knob, split in SIZE_KNOBS.items():
@@ -248,6 +248,7 @@ def check_sizes(
             name = _get(ps, knob.rsplit(".", 1)[0] + ".prompts") if "." in knob else None
             name = name or "ctlrepro"
             if (name, split) not in counts:
+                if name not in loaded and load is None: loaded[name] = load_prompts(name)   # all splits, kept for the next stage's call
                 df = loaded[name].query("split == @split") if name in loaded else load(name, split)
                 counts[(name, split)] = df.kind.value_counts().to_dict()
             have = counts[(name, split)]
@@ -336,7 +337,7 @@ def _one_error(errors:list)->Exception:
     for e in errors:
         m = re.match(r"stage '([^']+)': (.*)", " ".join(str(e).split()))
         rest, stage = (m.group(2), m.group(1)) if m else (" ".join(str(e).split()), None)
-        first, stages = groups.setdefault(rest, (e, []))
+        stages = groups.setdefault(rest, (e, []))[1]
         if stage: stages.append(stage)
     said = [" ".join(str(e).split()) + (f" (the same in stage(s) {stages[1:]})" if len(stages) > 1 else "") for e, stages in groups.values()]
     if len(errors) == 1: return errors[0]
