@@ -237,6 +237,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ctlrepro.pipeline.check_preset': ('pipeline.html#check_preset', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_sizes': ('pipeline.html#check_sizes', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_stage_values': ('pipeline.html#check_stage_values', 'ctlrepro/pipeline.py'),
+                                   'ctlrepro.pipeline.device_key': ('pipeline.html#device_key', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.external_fingerprint': ('pipeline.html#external_fingerprint', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.figure_targets': ('pipeline.html#figure_targets', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.keyed_params': ('pipeline.html#keyed_params', 'ctlrepro/pipeline.py'),

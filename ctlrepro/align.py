@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import Cached, atomic_path, check_int, check_local_path, atomic_write_json, read_json, source_fingerprint, stable_hash
+from .core import Cached, a_type, atomic_path, check_int, check_local_path, atomic_write_json, read_json, source_fingerprint, stable_hash
 from .generate import GenConfig, generate
 from .objectives import TrainConfig, train
 from .scorers import REFUSAL_OPENINGS_TRAIN, prefilled
@@ -38,10 +38,13 @@ class AlignConfig:
     seed:int = 0
 
     def __post_init__(self):
-        if not 0 <= self.borderline_refusal_share <= 1: raise ValueError(f"borderline_refusal_share must be in [0, 1], got {self.borderline_refusal_share}")
         self.benign_per_kind = check_int("benign_per_kind", self.benign_per_kind, none="for all")   # 0 meant all
         self.max_new_tokens = GenConfig(max_new_tokens=self.max_new_tokens).max_new_tokens   # the rules of the configs these values go to, checked now (not after the data are made)
-        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < math.inf): raise ValueError(f"lr={self.lr!r}: give a finite learning rate > 0")
+        for name in ("borderline_refusal_share", "lr"):          # a wrong type is a TypeError, as in TrainConfig
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool): raise TypeError(f"{name}={v!r} is {a_type(v)}; give a float")
+        if not 0 <= self.borderline_refusal_share <= 1: raise ValueError(f"borderline_refusal_share must be in [0, 1], got {self.borderline_refusal_share}")
+        if not 0 < self.lr < math.inf: raise ValueError(f"lr={self.lr!r}: give a finite learning rate > 0")
         t = TrainConfig(objective="clm", control=False, steps=self.steps, batch_size=self.batch_size, lr=self.lr, lora_r=self.lora_r, seed=self.seed)
         self.steps, self.batch_size, self.lora_r, self.seed = t.steps, t.batch_size, t.lora_r, t.seed   # stored as Python ints: one key for 80 and np.int64(80)
 

@@ -20,7 +20,7 @@ from .benchmarks import BENCHMARKS, check_benchmarks
 __all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage', 'shipped_presets',
            'preset_path', 'merge', 'read_yaml', 'load_preset', 'notebook_params', 'stage_params', 'check_common',
            'local_paths', 'check_local_inputs', 'keyed_params', 'check_sizes', 'check_stage_values',
-           'external_fingerprint', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
+           'external_fingerprint', 'device_key', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
     if ext:
         try: base = load_preset(preset_path(ext), _seen + (p.resolve(),))
         except (ValueError, TypeError, FileNotFoundError) as e: raise type(e)(f"preset {p}: extends {d['extends']!r}: {e}") from None   # a chain names every file in it
-    return {"common": merge(base["common"], d.get("common")), "stages": merge(base["stages"], d.get("stages")), "name": p.stem}
+    own = {s: {} if v is None else v for s, v in (d.get("stages") or {}).items()}   # `finetune:` with nothing under it keeps the base's settings (null would have replaced them)
+    return {"common": merge(base["common"], d.get("common")), "stages": merge(base["stages"], own), "name": p.stem}
 
 # %% ../nbs/16_pipeline.ipynb #d00475fa
 def notebook_params(path:str|Path)->dict:
@@ -299,12 +300,20 @@ def external_fingerprint()->list:
     wanted = [(XSTEST_SHARED, "CTLREPRO_XSTEST"), (HH_SHARED, "CTLREPRO_HH")] + [(rel, None) for _, rel in BENCHMARKS.values() if rel]
     return [[env or rel, _content_digest(found(rel, env))] for rel, env in wanted]
 
+def device_key(device:str|None)->str|None:
+    "The device a stage with `run_config.device=device` runs on, as a key: None, 'auto' and the device they pick give one key (so `--device cpu` on a CPU-only machine reuses a run made without it), and 'cuda' is 'cuda:0'; a device this machine lacks stays as written (`reproduce` refuses it before any key)"
+    try: d = pick_device(device)
+    except (ValueError, TypeError): return device
+    return f"cuda:{d.index or 0}" if d.type == "cuda" else d.type
+
 def stage_key(stage:Stage, params:dict, nbs:Path, upstream:dict, memo:dict|None=None)->str:
-    "Hash of the notebook's code cells, the parameters, the upstream stages' keys, the package's code and data (`source_fingerprint`) and, for a stage marked `external`, the public files it would find (`external_fingerprint`): a stage that ran without XSTest is not reused once the file is there; with each local file its parameters name by path keyed by its content (`keyed_params`)"
+    "Hash of the notebook's code cells, the parameters (a `run_config.device` as `device_key`), the upstream stages' keys, the package's code and data (`source_fingerprint`) and, for a stage marked `external`, the public files it would find (`external_fingerprint`): a stage that ran without XSTest is not reused once the file is there; with each local file its parameters name by path keyed by its content (`keyed_params`)"
     import nbformat
     nb = nbformat.read(nbs / stage.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    return stable_hash([code, keyed_params(params, nbs, memo), {n: upstream[n] for n in stage.needs}, source_fingerprint()] + ([external_fingerprint()] if stage.external else []))
+    kp = keyed_params(params, nbs, memo)
+    if "run_config" in notebook_params(nbs / stage.notebook): kp["run_config"] = {**(kp.get("run_config") or {}), "device": device_key((params.get("run_config") or {}).get("device"))}
+    return stable_hash([code, kp, {n: upstream[n] for n in stage.needs}, source_fingerprint()] + ([external_fingerprint()] if stage.external else []))
 
 def check_preset(
     pre:dict,                    # `load_preset`'s result

@@ -26,3 +26,10 @@ def test_align_config_names_its_own_learning_rate():
     for bad in (-1, 0):
         with pytest.raises(ValueError, match=f"lr={bad}: give a finite learning rate > 0"):   # not TrainConfig's message about tau and lam
             AlignConfig(lr=bad)
+
+
+def test_align_config_wrong_types_are_type_errors():
+    from ctlrepro.align import AlignConfig
+    for field, bad in (("lr", "1e-4"), ("lr", True), ("borderline_refusal_share", "half")):
+        with pytest.raises(TypeError, match=f"{field}={bad!r} is .*; give a float"):   # as TrainConfig says for its own fields
+            AlignConfig(**{field: bad})
