@@ -75,13 +75,13 @@ def read_yaml(text:str):
     import yaml
     class Loader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
-            seen = set()
+            seen = {}                                     # key -> where it was first given
             for k, _ in node.value if isinstance(node, yaml.MappingNode) else ():
                 if k.tag == "tag:yaml.org,2002:merge": continue   # `<<: *anchor`: PyYAML merges it (a key given after it wins, as YAML says)
                 key = self.construct_object(k, deep=True)
                 try:
-                    if key in seen: raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark, f"key {key!r} given twice (the first would be dropped)", k.start_mark)
-                    seen.add(key)
+                    if key in seen: raise yaml.constructor.ConstructorError(f"key {key!r} first given", seen[key], f"key {key!r} given again (the first would be dropped)", k.start_mark)
+                    seen[key] = k.start_mark
                 except TypeError: pass                 # an unhashable key: the loader itself refuses it
             return super().construct_mapping(node, deep)
     return yaml.load(text, Loader=Loader)
@@ -251,10 +251,12 @@ def check_sizes(
             if (name, split) not in counts:
                 if name not in loaded and load is None: loaded[name] = load_prompts(name)   # all splits, kept for the next stage's call
                 df = loaded[name].query("split == @split") if name in loaded else load(name, split)
-                counts[(name, split)] = df.kind.value_counts().to_dict()
+                counts[(name, split)] = {**({k: 0 for k in loaded[name].kind.unique()} if name in loaded else {}), **df.kind.value_counts().to_dict()}   # a kind the file holds in another split only counts 0
             have = counts[(name, split)]
             if not have: raise ValueError(f"stage {stage!r}: {knob}={v} but prompt set {name!r} has no {split!r} prompts")
             kind, most = min(have.items(), key=lambda kv: kv[1])
+            if most == 0: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds no {kind} {split} prompts (per kind: {dict(sorted(have.items()))}); "
+                                           f"give the file a split column (train/eval), or more {kind} prompts (without one, each prompt's split is drawn from a hash of its text)")
             if v > most: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds only {most} {kind} {split} prompts "
                                           f"(per kind: {dict(sorted(have.items()))}); use at most {most}")
 
