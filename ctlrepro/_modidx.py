@@ -43,6 +43,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'ctlrepro.core.cache_dir': ('core.html#cache_dir', 'ctlrepro/core.py'),
                                'ctlrepro.core.check_int': ('core.html#check_int', 'ctlrepro/core.py'),
                                'ctlrepro.core.check_local_path': ('core.html#check_local_path', 'ctlrepro/core.py'),
+                               'ctlrepro.core.check_out_folder': ('core.html#check_out_folder', 'ctlrepro/core.py'),
                                'ctlrepro.core.code_fingerprint': ('core.html#code_fingerprint', 'ctlrepro/core.py'),
                                'ctlrepro.core.cpu_native_bf16': ('core.html#cpu_native_bf16', 'ctlrepro/core.py'),
                                'ctlrepro.core.data_fingerprint': ('core.html#data_fingerprint', 'ctlrepro/core.py'),

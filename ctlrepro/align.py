@@ -4,14 +4,14 @@
 
 # %% ../nbs/13_align.ipynb #01e215de
 from __future__ import annotations
-import math, re, time
+import math, numbers, re, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .core import Cached, a_type, atomic_path, check_int, check_local_path, atomic_write_json, read_json, source_fingerprint, stable_hash
+from .core import Cached, a_type, atomic_path, check_int, check_local_path, check_out_folder, atomic_write_json, read_json, source_fingerprint, stable_hash
 from .generate import GenConfig, generate
 from .objectives import TrainConfig, train
 from .scorers import REFUSAL_OPENINGS_TRAIN, prefilled
@@ -42,9 +42,10 @@ class AlignConfig:
         self.max_new_tokens = GenConfig(max_new_tokens=self.max_new_tokens).max_new_tokens   # the rules of the configs these values go to, checked now (not after the data are made)
         for name in ("borderline_refusal_share", "lr"):          # a wrong type is a TypeError, as in TrainConfig
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool): raise TypeError(f"{name}={v!r} is {a_type(v)}; give a float")
+            if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)): raise TypeError(f"{name}={v!r} is {a_type(v)}; give a float")
         if not 0 <= self.borderline_refusal_share <= 1: raise ValueError(f"borderline_refusal_share must be in [0, 1], got {self.borderline_refusal_share}")
         if not 0 < self.lr < math.inf: raise ValueError(f"lr={self.lr!r}: give a finite learning rate > 0")
+        self.borderline_refusal_share, self.lr = float(self.borderline_refusal_share), float(self.lr)   # np.float32(1e-4) and 1 accepted and stored as Python floats, as TrainConfig does: one key
         t = TrainConfig(objective="clm", control=False, steps=self.steps, batch_size=self.batch_size, lr=self.lr, lora_r=self.lora_r, seed=self.seed)
         self.steps, self.batch_size, self.lora_r, self.seed = t.steps, t.batch_size, t.lora_r, t.seed   # stored as Python ints: one key for 80 and np.int64(80)
 
@@ -120,7 +121,7 @@ def aligned_stage(
     if aligned_model is None: AlignConfig(**cfg)      # a refused field (steps=0) fails before the folder is made, as a missing model path does
     check_local_path("model", model); check_local_path("aligned_model", aligned_model)
     rates_limit = check_int("rates_limit", rates_limit, none="for all")
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = check_out_folder("out", out); out.mkdir(parents=True, exist_ok=True)
     src = aligned_model or make_or_reuse_aligned(model, out, cfg, device=device)
     atomic_write_json(out / "aligned.json", {"model": str(src), "made_here": aligned_model is None})
     ev, rates = load_prompts(split="eval", limit=rates_limit), {}

@@ -104,7 +104,7 @@ def main(argv=None):
     # 1 a value refused after parsing (preset, model id, file, config field) or a failed stage
     a = parser().parse_args(argv)
     try: _run(a)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:   # ModelLoadError and a failed stage are RuntimeErrors
+    except (ValueError, TypeError, OSError, RuntimeError) as e:   # ModelLoadError and a failed stage are RuntimeErrors; OSError: a file that cannot be read or written
         if os.environ.get("CTLREPRO_TRACEBACK"): raise
         raise SystemExit(f"ctlrepro {a.cmd}: {error_line(e)}") from None
 

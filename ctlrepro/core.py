@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['DTYPES', 'REPO_DATA', 'check_int', 'check_local_path', 'set_seed', 'pick_device', 'cpu_native_bf16', 'bf16_supported',
-           'pick_dtype', 'cache_dir', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'read_json',
-           'stable_hash', 'sha256_file', 'type_names', 'a_type', 'number_hint', 'did_you_mean', 'fits', 'data_root',
-           'tree_fingerprint', 'code_fingerprint', 'data_fingerprint', 'source_fingerprint', 'Cached', 'versions',
-           'git_commit', 'repo_root']
+__all__ = ['DTYPES', 'REPO_DATA', 'check_int', 'check_local_path', 'check_out_folder', 'set_seed', 'pick_device',
+           'cpu_native_bf16', 'bf16_supported', 'pick_dtype', 'cache_dir', 'atomic_path', 'atomic_write_text',
+           'atomic_write_json', 'read_json', 'stable_hash', 'sha256_file', 'type_names', 'a_type', 'number_hint',
+           'did_you_mean', 'fits', 'data_root', 'tree_fingerprint', 'code_fingerprint', 'data_fingerprint',
+           'source_fingerprint', 'Cached', 'versions', 'git_commit', 'repo_root']
 
 # %% ../nbs/00_core.ipynb #c7a1e2d4
 def check_int(
@@ -42,6 +42,17 @@ def check_local_path(
     try: p = Path(value).expanduser()
     except RuntimeError: raise ValueError(f"{name}={str(value)!r}: no such user's home folder ({hint})") from None   # '~nouser/x'
     if not p.exists(): raise ValueError(f"{name}={str(value)!r}: no such file or folder ({hint})")
+
+def check_out_folder(
+    name:str,                    # what the message calls the value: 'out', '--out'
+    out:str|Path,                # a folder a command writes into
+)->Path:                         # the folder (`~` expanded); raises ValueError when it, or the nearest of its parents that exists, is a file
+    "A folder to write into may exist (a rerun resumes it) or not (it is made), but neither it nor a parent may be a file: checked before anything is computed, so a long run does not fail at its first write"
+    p = Path(out).expanduser()
+    q = next((a for a in (p, *p.parents) if a.exists()), None)
+    if q is not None and not q.is_dir():
+        raise ValueError(f"{name}={str(out)!r}: " + ("is a file" if q == p else f"{q} is a file") + "; give a folder (made when missing, resumed when present)")
+    return p
 
 # %% ../nbs/00_core.ipynb #12a4bc87
 def set_seed(
@@ -173,7 +184,7 @@ def a_type(value)->str:
     "'an int', 'a str', 'None': the type of `value` with its article, for error messages (\"steps='ten' is a str\")"
     if value is None: return "None"
     n = type(value).__name__
-    return ("an " if n[:1].lower() in "aeiou" else "a ") + n
+    return ("an " if n[:1].lower() in "aeiou" or n == "ndarray" else "a ") + n
 
 def number_hint(
     value,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, check_local_path, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, check_local_path, check_out_folder, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import GenConfig, generate
 from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy
@@ -248,7 +248,7 @@ def run_generation(
     settings = [None if s is None else tuple(spec.levels(s).values()) for s in settings]
     load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit)   # a missing or malformed prompt set fails now: before a folder is made or a model loaded
     check_local_path("model", model)                                # and a model path that does not exist
-    out = Path(out); (out / "shards").mkdir(parents=True, exist_ok=True)
+    out = check_out_folder("out", out); (out / "shards").mkdir(parents=True, exist_ok=True)
     t0, timings, shards = time.time(), {}, []
     for s in settings:
         name = spec.file_name(s)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .tokens import SPEC, ControlSpec
 from .scorers import score_frame, label_levels, training_scorers
-from .core import Cached, a_type, atomic_path, bf16_supported, check_int, number_hint, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
+from .core import Cached, a_type, atomic_path, bf16_supported, check_int, check_out_folder, number_hint, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
 from .models import load_policy, save_controllable
 from .selfgen import load_binners
 from .evaluate import control_probe
@@ -587,6 +587,7 @@ def train_from_selfgen(
     "`train_or_reuse` on a self-generated data set and its binners: what `ctlrepro train` runs (under `accelerate launch` for several GPUs)"
     if not (Path(selfgen) / "selfgen.parquet").is_file():
         raise FileNotFoundError(f"selfgen={str(selfgen)!r} holds no selfgen.parquet: give a folder written by the selfgen stage (e.g. runs/small/selfgen)")
+    check_out_folder("out", folder)
     return train_or_reuse(src, pd.read_parquet(Path(selfgen) / "selfgen.parquet"), cfg, folder,
                           training_scorers(helpful_rm, harmless_rm, harmless_rm_kind, device=device), load_binners(selfgen), device=device)
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import Cached, a_type, atomic_write_json, check_int, check_local_path, did_you_mean, number_hint, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
+from .core import Cached, a_type, atomic_write_json, check_int, check_local_path, check_out_folder, did_you_mean, number_hint, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
 from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .tokens import SPEC
 from .benchmarks import BENCHMARKS, check_benchmarks
 
 # %% auto #0
-__all__ = ['STAGES', 'TOP_KEYS', 'WHOLE', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage', 'shipped_presets',
-           'preset_path', 'merge', 'read_yaml', 'load_preset', 'notebook_params', 'stage_params', 'check_common',
-           'local_paths', 'check_local_inputs', 'keyed_params', 'check_sizes', 'check_stage_values',
+__all__ = ['STAGES', 'TOP_KEYS', 'OWN_OUTPUTS', 'WHOLE', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage',
+           'shipped_presets', 'preset_path', 'merge', 'read_yaml', 'load_preset', 'notebook_params', 'stage_params',
+           'check_common', 'local_paths', 'check_local_inputs', 'keyed_params', 'check_sizes', 'check_stage_values',
            'external_fingerprint', 'device_key', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
@@ -62,6 +62,7 @@ def preset_path(preset:str|Path)->Path:
                                         + (f" (this folder holds {here[0]}: give --preset {here[0]})" if here else ""))
     return p
 
+OWN_OUTPUTS = ("figures", "readme")   # the figures stage's output folder and README: set by each preset file for itself, never taken from the preset it extends (`figure_targets` gives figures/<name>/)
 WHOLE = tuple(f.name for f in fields(TrainConfig) if "dict" in str(f.type))   # config fields whose value is itself a mapping (kind_weights): a preset replaces them whole, never key by key
 
 def merge(base:dict, over:dict)->dict:
@@ -70,7 +71,7 @@ def merge(base:dict, over:dict)->dict:
     for k, v in (over or {}).items(): out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in WHOLE else v
     return out
 
-def read_yaml(text:str):
+def read_yaml(text):                    # a str or an open text file
     "`yaml.safe_load` that refuses a key given twice in one mapping (PyYAML keeps the last silently: a second `finetune:` block would replace the first); raises `yaml.YAMLError` naming the key and its line"
     import yaml
     class Loader(yaml.SafeLoader):
@@ -93,7 +94,9 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
     if p.stem in shipped_presets() and p.resolve() != (repo_root() / "nbs" / "presets" / p.name).resolve():   # its name picks runs/<name>, and for 'small' the tracked figures and README
         raise ValueError(f"preset file {p} has the name of the shipped preset {p.stem!r}: rename it (e.g. my-{p.stem}.yaml); its runs and figures would overwrite the shipped preset's")
     if p.resolve() in _seen: raise ValueError(f"preset {p} extends itself through {[q.stem for q in _seen]}")
-    try: d = read_yaml(p.read_text(encoding="utf-8"))
+    try:
+        with open(p, encoding="utf-8") as fh: d = read_yaml(fh)              # a stream: YAML's messages name the file, not "<unicode string>"
+    except yaml.constructor.ConstructorError as e: raise ValueError(f"preset {p}: {' '.join(str(e).split())}") from None   # valid YAML, refused content (a key given twice)
     except (yaml.YAMLError, UnicodeDecodeError) as e: raise ValueError(f"preset {p} is not valid UTF-8 YAML: {' '.join(str(e).split())}") from None
     d = {} if d is None else d
     if not isinstance(d, dict): raise ValueError(f"preset {p}: the top level is {a_type(d)}; give a mapping with keys {TOP_KEYS}")
@@ -111,7 +114,10 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
         try: base = load_preset(preset_path(ext), _seen + (p.resolve(),))
         except (ValueError, TypeError, FileNotFoundError) as e: raise type(e)(f"preset {p}: extends {d['extends']!r}: {e}") from None   # a chain names every file in it
     own = {s: {} if v is None else v for s, v in (d.get("stages") or {}).items()}   # `finetune:` with nothing under it keeps the base's settings (null would have replaced them)
-    return {"common": merge(base["common"], d.get("common")), "stages": merge(base["stages"], own), "name": p.stem}
+    stages = merge(base["stages"], own)
+    if "figures" in stages:                                                      # where results go is never inherited: a preset that extends small-mixed writes figures/<its name>/, not small-mixed's folder
+        stages["figures"] = {k: v for k, v in stages["figures"].items() if k not in OWN_OUTPUTS or k in (own.get("figures") or {})}
+    return {"common": merge(base["common"], d.get("common")), "stages": stages, "name": p.stem}
 
 # %% ../nbs/16_pipeline.ipynb #d00475fa
 def notebook_params(path:str|Path)->dict:
@@ -243,9 +249,12 @@ def check_sizes(
         for knob, split in SIZE_KNOBS.items():
             if knob == "eval.limit": split = _get(ps, "eval.split") or split   # EvalConfig.split: the split the limit counts in
             v = _get(ps, knob)
-            if not isinstance(v, int) or isinstance(v, bool): continue   # None: all prompts
+            *up, last = knob.split(".")
+            sec = _get(ps, ".".join(up)) if up else ps
+            if v is None and not (isinstance(sec, dict) and last in sec): continue   # not set: the notebook's default
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)): continue   # a wrong type: the parameter checks name it
             if knob == "probe_limit" and not _get(ps, "train.probe_every"): continue   # no learning curve asked for
-            check_int(f"stage {stage!r}: {knob}", v, none="(null in YAML) for all")
+            if v is not None: check_int(f"stage {stage!r}: {knob}", v, none="(null in YAML) for all")   # None (null): all prompts, so only a kind with none is refused
             name = _get(ps, knob.rsplit(".", 1)[0] + ".prompts") if "." in knob else None
             name = name or "ctlrepro"
             if (name, split) not in counts:
@@ -256,8 +265,8 @@ def check_sizes(
             if not have: raise ValueError(f"stage {stage!r}: {knob}={v} but prompt set {name!r} has no {split!r} prompts")
             kind, most = min(have.items(), key=lambda kv: kv[1])
             if most == 0: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds no {kind} {split} prompts (per kind: {dict(sorted(have.items()))}); "
-                                           f"give the file a split column (train/eval), or more {kind} prompts (without one, each prompt's split is drawn from a hash of its text)")
-            if v > most: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds only {most} {kind} {split} prompts "
+                                           f"mark some {kind} prompts split={split} (in a file without a split column, each prompt's split is drawn from a hash of its text), or add {kind} prompts")
+            if v is not None and v > most: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds only {most} {kind} {split} prompts "
                                           f"(per kind: {dict(sorted(have.items()))}); use at most {most}")
 
 def check_stage_values(
@@ -380,7 +389,7 @@ def reproduce(
     nbs = Path(nbs) if nbs else repo_root() / "nbs"
     pre = load_preset(preset)
     if any(s.name == "figures" for s in stages): pre = figure_targets(pre)     # a run of other stages (a test's toy list) has no figures stage to set
-    out = Path(out) if out else repo_root() / "runs" / pre["name"]
+    out = check_out_folder("out", out) if out else repo_root() / "runs" / pre["name"]
     params = check_preset(pre, stages, nbs, {"run_config": {"device": device}} if device else {}, only)
     for name, ps in params.items():                                             # a device this machine lacks fails now, not when its stage loads a model
         d = (ps.get("run_config") or {}).get("device")

@@ -13,7 +13,7 @@ import pandas as pd
 from .embedded import Encoder, LogisticHead, train_prompt_harm
 from .rewards import Scorer, StringMatchRefusal, RefusalCues, HFRewardScorer
 from .metrics import pairwise_accuracy
-from .core import stable_hash, atomic_path
+from .core import stable_hash, atomic_path, check_out_folder
 from .tokens import SPEC, ControlSpec, LevelBinner
 from .generate import generate
 from .data import data_dir, load_prompts, _read_table, _hub
@@ -154,7 +154,7 @@ def train_default_scorers(
     fewest = train.kind.value_counts()
     if isinstance(per_kind, bool) or not isinstance(per_kind, numbers.Integral) or not 1 <= per_kind <= fewest.min():
         raise ValueError(f"per_kind={per_kind!r}: give 1 to {fewest.min()} (the train split's {fewest.idxmin()} prompts; per kind {fewest.to_dict()})")
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = check_out_folder("out", out); out.mkdir(parents=True, exist_ok=True)
     if model is None:
         model, tokenizer = load_policy()
     enc = encoder or Encoder()

@@ -80,7 +80,8 @@ def check_value(name:str, value, annotation:str, where:str="", declared_by:str="
     ann = str(annotation or "").strip()
     opt = ann.startswith("Optional[")
     allowed = [t.strip().split("[")[0] for t in (ann[9:-1] if opt else ann).split("|")] + (["None"] if opt else [])
-    if not fits(value, allowed): raise TypeError(f"{where}parameter {name}={value!r} is {a_type(value)}; {declared_by} declares {annotation}{number_hint(value, allowed)}")
+    blank = " (a YAML key with nothing after it is null: write {} for an empty mapping, or delete the line to keep the default)" if value is None and "dict" in allowed else ""
+    if not fits(value, allowed): raise TypeError(f"{where}parameter {name}={value!r} is {a_type(value)}; {declared_by} declares {annotation}{number_hint(value, allowed)}{blank}")
 
 def unknown_fields(
     cls,                          # a config dataclass

@@ -210,6 +210,8 @@ def validate_instruments(
     hh = hh if hh is not None else shared_file(HH_SHARED, "CTLREPRO_HH")
     if xstest is None: log("no XSTest completions found: pass xstest= a completions file (or set $CTLREPRO_XSTEST)")
     if hh is None: log("no HH-RLHF harmless-base pairs found: pass hh= the file (or set $CTLREPRO_HH)")
+    elif not isinstance(hh, pd.DataFrame) and not Path(hh).expanduser().is_file():   # found now, not after the XSTest tables (minutes on a CPU)
+        raise FileNotFoundError(f"hh={str(hh)!r}: no such file (HH-RLHF harmless-base pairs: a .jsonl with columns chosen and rejected)")
     inst = study_instruments(scorers, None, llm_name)
     xs = load_xstest_completions(xstest) if xstest is not None else None
     tabs = [validation_table(inst, xs, hh, hh_n=hh_n, n_boot=n_boot, seed=seed)]

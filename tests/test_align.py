@@ -33,3 +33,11 @@ def test_align_config_wrong_types_are_type_errors():
     for field, bad in (("lr", "1e-4"), ("lr", True), ("borderline_refusal_share", "half")):
         with pytest.raises(TypeError, match=f"{field}={bad!r} is .*; give a float"):   # as TrainConfig says for its own fields
             AlignConfig(**{field: bad})
+
+
+def test_align_config_takes_numpy_numbers_as_floats():
+    import numpy as np
+    from ctlrepro.align import AlignConfig
+    c = AlignConfig(lr=np.float32(1e-4), borderline_refusal_share=np.int64(1))
+    assert type(c.lr) is float and type(c.borderline_refusal_share) is float and c.borderline_refusal_share == 1.0
+    assert AlignConfig(lr=1) == AlignConfig(lr=1.0)

@@ -121,6 +121,12 @@ def test_errors_are_one_line_naming_the_value(tmp_path, monkeypatch):
         with pytest.raises(SystemExit) as e: main(argv)
         assert says in str(e.value.code) and "\n" not in str(e.value.code)
         assert not (tmp_path / argv[-1].rsplit("/", 1)[-1]).exists()                           # refused before any folder was made
+    f = tmp_path / "p.jsonl"; f.write_text("{}\n")                     # --out naming a file: was a NotADirectoryError traceback after the checks (reproduce: after every stage's plan)
+    for argv in (["reproduce", "--preset", "smoke", "--check"], ["generate", "--limit", "1"], ["align", "--steps", "1"], ["train-scorers"]):
+        with pytest.raises(SystemExit) as e: main([*argv, "--out", str(f)])
+        assert f"out='{f}': is a file; give a folder" in str(e.value.code) and "\n" not in str(e.value.code)
+    with pytest.raises(SystemExit) as e: main(["generate", "--limit", "1", "--out", str(f / "run")])
+    assert f"{f} is a file" in str(e.value.code)
     monkeypatch.setenv("CTLREPRO_TRACEBACK", "1")               # who wants the traceback gets the exception itself
     with pytest.raises(RuntimeError, match="is not finished"):
         main(["reproduce", "--only", "figures", "--out", str(tmp_path / "run")])

@@ -97,8 +97,8 @@ def test_a_preset_extends_another_stage_by_stage(tmp_path):
     for text, err, msg in [("[a, b]", ValueError, "top level is a list"), ("5", ValueError, "top level is an int"), ("extends: [small]", TypeError, r"extends=\['small'\]"),
                            ("extends: ''", TypeError, "extends=''"), ("common: [1, 2]", TypeError, r"common=\[1, 2\] is a list"),
                            ("stages: {finetune: 5}", TypeError, "stages.finetune=5 is an int"),
-                           ("stages:\n  finetune: {steps: 5}\n  finetune: {lr: 0.1}", ValueError, r"key 'finetune' first given in .* line 2, .*key 'finetune' given again \(the first would be dropped\) in .* line 3,"),   # was: the second block replaced the first
-                           ("common: {seed: 1, seed: 2}", ValueError, r"key 'seed' first given in .* line 1, column 10: .*key 'seed' given again .* line 1, column 19")]:
+                           ("stages:\n  finetune: {steps: 5}\n  finetune: {lr: 0.1}", ValueError, r"bad\.yaml: key 'finetune' first given in .* line 2, .*key 'finetune' given again \(the first would be dropped\) in .* line 3,"),   # was: the second block replaced the first
+                           ("common: {seed: 1, seed: 2}", ValueError, r"key 'seed' first given in .* line 1, column 10.*key 'seed' given again .* line 1, column 19")]:
         (tmp_path / "bad.yaml").write_text(text)
         with pytest.raises(err, match=msg): load_preset(tmp_path / "bad.yaml")   # a malformed preset is named with what it should be
     from ctlrepro.pipeline import read_yaml
@@ -323,3 +323,10 @@ def test_every_problem_of_a_preset_is_named_in_one_call(tmp_path):
         assert says in msg, (says, msg)
     (tmp_path / "one.yaml").write_text("extends: small\nstages:\n  finetune:\n    train: {lr: '0.1'}\n")
     with pytest.raises(TypeError, match=r"^stage 'finetune'"): check_preset(load_preset(tmp_path / "one.yaml"))   # one problem: raised as itself
+
+
+def test_a_blank_section_is_named_as_yaml_null():
+    from ctlrepro.stage import check_value
+    with pytest.raises(TypeError, match=r"train=None is None; the notebook declares dict \(a YAML key with nothing after it is null: write \{\} for an empty mapping"):
+        check_value("train", None, "dict")          # `train:` with nothing under it in a preset
+    check_value("limit", None, "Optional[int]")     # null where null is allowed stays silent

@@ -108,3 +108,11 @@ def test_validate_instruments_refuses_a_zero_limit():
         validate_instruments(llm_limit=0, log=lambda *a: None)
     with pytest.raises(ValueError, match=r"n_boot=0: give an integer >= 1"):
         validate_instruments(n_boot=0, log=lambda *a: None)
+
+
+def test_validate_instruments_refuses_a_missing_hh_file_before_any_table(tmp_path):
+    from ctlrepro.validate import validate_instruments
+    calls = []
+    with pytest.raises(FileNotFoundError, match=r"hh='.*missing.jsonl': no such file"):   # was found only after the XSTest tables
+        validate_instruments(xstest=tmp_path / "none.csv", hh=tmp_path / "missing.jsonl", scorers=lambda: calls.append(1), log=lambda *a: None)
+    assert not calls
