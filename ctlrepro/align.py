@@ -4,16 +4,16 @@
 
 # %% ../nbs/13_align.ipynb #01e215de
 from __future__ import annotations
-import math, numbers, re, time
+import math, re, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .core import Cached, a_type, atomic_path, check_int, check_local_path, check_out_folder, atomic_write_json, read_json, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, check_int, check_local_path, check_out_folder, atomic_write_json, read_json, source_fingerprint, stable_hash
 from .generate import GenConfig, generate
-from .objectives import TrainConfig, train
+from .objectives import TrainConfig, _check_types, train
 from .scorers import REFUSAL_OPENINGS_TRAIN, prefilled
 from .data import load_prompts
 from .models import load_policy
@@ -40,9 +40,7 @@ class AlignConfig:
     def __post_init__(self):
         self.benign_per_kind = check_int("benign_per_kind", self.benign_per_kind, none="for all")   # 0 meant all
         self.max_new_tokens = GenConfig(max_new_tokens=self.max_new_tokens).max_new_tokens   # the rules of the configs these values go to, checked now (not after the data are made)
-        for name in ("borderline_refusal_share", "lr"):          # a wrong type is a TypeError, as in TrainConfig
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)): raise TypeError(f"{name}={v!r} is {a_type(v)}; give a float")
+        _check_types(self)                                        # a wrong type is a TypeError naming the field, by TrainConfig's rule
         if not 0 <= self.borderline_refusal_share <= 1: raise ValueError(f"borderline_refusal_share must be in [0, 1], got {self.borderline_refusal_share}")
         if not 0 < self.lr < math.inf: raise ValueError(f"lr={self.lr!r}: give a finite learning rate > 0")
         self.borderline_refusal_share, self.lr = float(self.borderline_refusal_share), float(self.lr)   # np.float32(1e-4) and 1 accepted and stored as Python floats, as TrainConfig does: one key

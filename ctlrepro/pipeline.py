@@ -255,7 +255,7 @@ def check_sizes(
             if v is not None and (not isinstance(v, int) or isinstance(v, bool)): continue   # a wrong type: the parameter checks name it
             if knob == "probe_limit" and not _get(ps, "train.probe_every"): continue   # no learning curve asked for
             if v is not None: check_int(f"stage {stage!r}: {knob}", v, none="(null in YAML) for all")   # None (null): all prompts, so only a kind with none is refused
-            name = _get(ps, knob.rsplit(".", 1)[0] + ".prompts") if "." in knob else None
+            name = _get(ps, ".".join(up) + ".prompts") if up else None
             name = name or "ctlrepro"
             if (name, split) not in counts:
                 if name not in loaded and load is None: loaded[name] = load_prompts(name)   # all splits, kept for the next stage's call
