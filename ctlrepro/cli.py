@@ -112,6 +112,7 @@ def _run(a:argparse.Namespace):
     if a.cmd == "reproduce":
         print(reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force, check=a.check).to_string(index=False))
     elif a.cmd == "generate":
+        if a.limit is not None and a.limit < 1: raise SystemExit(f"ctlrepro generate: --limit {a.limit}: give a whole number >= 1, or leave --limit out for every prompt")   # EvalConfig's own message speaks of None
         cfg = EvalConfig(prompts=a.prompts, limit=a.limit, n_samples=a.n_samples, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
                          batch_size=a.batch_size, seed=a.seed, where=a.where)
         res = run_generation(cfg, a.settings, a.out, model=a.model, device=a.device, dtype=a.dtype)

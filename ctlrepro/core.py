@@ -190,9 +190,9 @@ def number_hint(
     value,
     names:list,                  # the accepted type names (`type_names`), e.g. ['float']
 )->str:                         # a clause for a type error's message, or ''
-    "A hint for a number that arrived as a string where a number is accepted: quoted in YAML, or written `1e-3` (YAML 1.1, which PyYAML reads, needs a dot and a signed exponent: `1.0e-3`)"
+    "A hint for a number that arrived as a string where a number is accepted: quoted (YAML, JSON on the command line), or written `1e-3` in YAML (YAML 1.1, which PyYAML reads, needs a dot and a signed exponent: `1.0e-3`)"
     if not isinstance(value, str) or not {"int", "float"} & set(names) or not re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value): return ""
-    return (" (a number that YAML read as a string: write it unquoted" + (", and an exponent with a dot and a sign, 1.0e-3, or as 0.001" if "float" in names else ", as a whole number") + ")")
+    return (" (a number written as a string: write it without quotes" + (", and in YAML an exponent with a dot and a sign, 1.0e-3, or 0.001" if "float" in names else ", as a whole number") + ")")
 
 def did_you_mean(
     unknown,                     # the names given that are not accepted, e.g. ['stpes']

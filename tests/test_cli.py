@@ -117,6 +117,7 @@ def test_errors_are_one_line_naming_the_value(tmp_path, monkeypatch):
     for argv, says in [(["align", "--steps", "0", "--out", str(tmp_path / "al")], "steps=0"),          # was: --out made, then refused
                        (["generate", "--prompts", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "gen")], "missing.jsonl"),   # was: the model loaded first
                        (["generate", "--model", "./no-model-here", "--limit", "1", "--out", str(tmp_path / "gen2")], "model='./no-model-here': no such file"),   # was: gen2/shards made
+                       (["generate", "--limit", "0", "--out", str(tmp_path / "gen3")], "--limit 0: give a whole number >= 1, or leave --limit out"),   # was: "or None for all"
                        (["align", "--model", "./no-model-here", "--steps", "1", "--out", str(tmp_path / "al2")], "model='./no-model-here': no such file")]:
         with pytest.raises(SystemExit) as e: main(argv)
         assert says in str(e.value.code) and "\n" not in str(e.value.code)
