@@ -16,8 +16,8 @@ import torch
 __all__ = ['DTYPES', 'REPO_DATA', 'check_int', 'check_local_path', 'check_out_folder', 'set_seed', 'pick_device',
            'cpu_native_bf16', 'bf16_supported', 'pick_dtype', 'cache_dir', 'atomic_path', 'atomic_write_text',
            'atomic_write_json', 'read_json', 'stable_hash', 'sha256_file', 'type_names', 'a_type', 'number_hint',
-           'did_you_mean', 'fits', 'data_root', 'tree_fingerprint', 'code_fingerprint', 'data_fingerprint',
-           'source_fingerprint', 'Cached', 'versions', 'git_commit', 'repo_root']
+           'did_you_mean', 'fits', 'data_root', 'tree_fingerprint', 'content_digest', 'code_fingerprint',
+           'data_fingerprint', 'source_fingerprint', 'Cached', 'versions', 'git_commit', 'repo_root']
 
 # %% ../nbs/00_core.ipynb #c7a1e2d4
 def check_int(
@@ -245,6 +245,12 @@ def tree_fingerprint(
     rel = lambda f: f.relative_to(root)
     files = [f for f in root.rglob(pattern) if f.is_file() and not any(q.startswith(".") or q == "__pycache__" for q in rel(f).parts)]
     return stable_hash(sorted([rel(f).as_posix(), _digest(f)] for f in files))
+
+def content_digest(p:str|Path|None)->str|None:
+    "`sha256_file` of a file, `tree_fingerprint` of a folder: a key of what a path holds (a copied or moved file keeps it, an edited one does not); None when absent or unreadable (the code that reads it says so)"
+    p = None if p is None else Path(p)
+    try: return None if p is None or not p.exists() else tree_fingerprint(p) if p.is_dir() else sha256_file(p)
+    except OSError: return None
 
 def code_fingerprint()->str:
     "A hash of the ctlrepro package's source (every .py file)"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, check_local_path, check_out_folder, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, check_local_path, check_out_folder, content_digest, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import GenConfig, generate
 from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy
@@ -246,13 +246,14 @@ def run_generation(
 )->pd.DataFrame:
     "`generate_grid` one setting at a time into shards that a killed run keeps, then generations.parquet and run.json (`ctlrepro generate`)"
     settings = [None if s is None else tuple(spec.levels(s).values()) for s in settings]
-    load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit)   # a missing or malformed prompt set fails now: before a folder is made or a model loaded
+    prompts = load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit)   # a missing or malformed prompt set fails now: before a folder is made or a model loaded
+    if not len(prompts): raise ValueError(f"prompts={cfg.prompts!r}: no prompt in split {cfg.split!r} (a file without a 'split' column has its prompts split train/eval by a hash of the text: give the rows split: {cfg.split})")
     check_local_path("model", model)                                # and a model path that does not exist
     out = check_out_folder("out", out); (out / "shards").mkdir(parents=True, exist_ok=True)
     t0, timings, shards = time.time(), {}, []
     for s in settings:
         name = spec.file_name(s)
-        key = stable_hash([asdict(cfg) | {"batch_size": None, "n_boot": None}, str(model), dtype, s, source_fingerprint()], 12)
+        key = stable_hash([asdict(cfg) | {"batch_size": None, "n_boot": None}, str(model), content_digest(model), prompts.to_dict("records"), dtype, s, source_fingerprint()], 12)   # a prompt file or model folder edited in place is not reused
         f = out / "shards" / f"{name}-{key}.parquet"
         cache = Cached(f.with_suffix(".json"), key, [f])
         if cache.valid:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import Cached, a_type, atomic_write_json, check_int, check_local_path, check_out_folder, did_you_mean, number_hint, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
+from .core import Cached, a_type, atomic_write_json, check_int, content_digest, check_local_path, check_out_folder, did_you_mean, number_hint, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
 from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .tokens import SPEC
@@ -229,7 +229,7 @@ def keyed_params(
         p = p if p.is_absolute() else Path(nbs) / p
         if not p.exists(): continue                    # a hub id: its name is the key
         k = str(p.resolve())
-        if k not in memo: memo[k] = _content_digest(p)
+        if k not in memo: memo[k] = content_digest(p)
         _put(out, name, {"content": memo[k]})
     return out
 
@@ -300,12 +300,6 @@ def check_stage_values(
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
 
 # %% ../nbs/16_pipeline.ipynb #3abece4c
-def _content_digest(p:Path|None)->str|None:
-    "`core.sha256_file` of a file, `core.tree_fingerprint` of a folder; None when absent or unreadable (the stage that reads it says so)"
-    from ctlrepro.core import sha256_file, tree_fingerprint
-    try: return None if p is None or not p.exists() else tree_fingerprint(p) if p.is_dir() else sha256_file(p)
-    except OSError: return None
-
 def external_fingerprint()->list:
     "The public labelled files the validate and benchmarks stages would read when no path is given (`validate.shared_file`: $CTLREPRO_XSTEST, $CTLREPRO_HH, else ../shared/data beside the checkout), as [name, sha256 of the content or None where absent]; the content, not the path or mtime, so a copied or moved folder keeps its key"
     from ctlrepro.validate import shared_file, XSTEST_SHARED, HH_SHARED
@@ -314,7 +308,7 @@ def external_fingerprint()->list:
         try: return shared_file(rel, env)
         except OSError: return None          # e.g. a parent folder without access
     wanted = [(XSTEST_SHARED, "CTLREPRO_XSTEST"), (HH_SHARED, "CTLREPRO_HH")] + [(rel, None) for _, rel in BENCHMARKS.values() if rel]
-    return [[env or rel, _content_digest(found(rel, env))] for rel, env in wanted]
+    return [[env or rel, content_digest(found(rel, env))] for rel, env in wanted]
 
 def device_key(device:str|None)->str|None:
     "The device a stage with `run_config.device=device` runs on, as a key: None, 'auto' and the device they pick give one key (so `--device cpu` on a CPU-only machine reuses a run made without it), and 'cuda' is 'cuda:0'; 'auto' on several GPUs (the model spread over them, `models.load_policy`) is 'auto:<n> GPUs'; a device this machine lacks stays as written (`reproduce` refuses it before any key)"
