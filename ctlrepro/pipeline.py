@@ -120,17 +120,12 @@ def load_preset(preset:str|Path, _seen:tuple=())->dict:
     return {"common": merge(base["common"], d.get("common")), "stages": stages, "name": p.stem}
 
 # %% ../nbs/16_pipeline.ipynb #d00475fa
-_INSPECTED = {}   # sha256 of a notebook's bytes -> its parameters: papermill's inspection takes ~0.35 s a notebook, and `reproduce` asks for each stage's three times
-
 def notebook_params(path:str|Path)->dict:
-    "name -> (type annotation, default) of a notebook's parameters cell (papermill's `inspect_notebook`), remembered by the file's content, so an edited notebook is inspected again; raises ValueError for a notebook with no 'parameters' cell"
-    import hashlib, papermill as pm
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    if digest not in _INSPECTED:
-        info = pm.inspect_notebook(str(path))
-        if not info: raise ValueError(f"{path} has no cell tagged 'parameters'")
-        _INSPECTED[digest] = {k: (v["inferred_type_name"], v["default"]) for k, v in info.items()}
-    return dict(_INSPECTED[digest])
+    "name -> (type annotation, default) of a notebook's parameters cell"
+    import papermill as pm
+    info = pm.inspect_notebook(str(path))
+    if not info: raise ValueError(f"{path} has no cell tagged 'parameters'")
+    return {k: (v["inferred_type_name"], v["default"]) for k, v in info.items()}
 
 def stage_params(
     stage:Stage, preset:dict, nbs:Path,
