@@ -178,6 +178,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'ctlrepro.models.load_controllable': ('models.html#load_controllable', 'ctlrepro/models.py'),
                                  'ctlrepro.models.load_policy': ('models.html#load_policy', 'ctlrepro/models.py'),
                                  'ctlrepro.models.model_fingerprint': ('models.html#model_fingerprint', 'ctlrepro/models.py'),
+                                 'ctlrepro.models.placement': ('models.html#placement', 'ctlrepro/models.py'),
                                  'ctlrepro.models.save_controllable': ('models.html#save_controllable', 'ctlrepro/models.py'),
                                  'ctlrepro.models.smollm2_gguf': ('models.html#smollm2_gguf', 'ctlrepro/models.py'),
                                  'ctlrepro.models.verify_cache': ('models.html#verify_cache', 'ctlrepro/models.py')},

@@ -192,7 +192,12 @@ def number_hint(
 )->str:                         # a clause for a type error's message, or ''
     "A hint for a number that arrived as a string where a number is accepted: quoted (YAML, JSON on the command line), or written `1e-3` in YAML (YAML 1.1, which PyYAML reads, needs a dot and a signed exponent: `1.0e-3`)"
     if not isinstance(value, str) or not {"int", "float"} & set(names) or not re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value): return ""
-    return (" (a number written as a string: write it without quotes" + (", and in YAML an exponent with a dot and a sign, 1.0e-3, or 0.001" if "float" in names else ", as a whole number") + ")")
+    v = value.strip(); exp = "e" in v.lower()
+    if "float" in names:
+        m, _, e = v.lower().partition("e")
+        say = f"{m if '.' in m else m + '.0'}e{e if e[:1] in '+-' else '+' + e} or {float(v)!r}" if exp else v    # YAML 1.1's float needs the dot and the sign
+    else: say = str(int(float(v))) if float(v).is_integer() else "a whole number"
+    return f" (a number given as a string: write {say}, unquoted" + ("; YAML reads an exponent without a dot and a sign as a string even unquoted" if exp else "") + ")"
 
 def did_you_mean(
     unknown,                     # the names given that are not accepted, e.g. ['stpes']

@@ -19,7 +19,7 @@ from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELP
 from .data import SPLITS, load_prompts
 from .control import prompting, rerank
 from .scorers import default_scorers, score_frame
-from .models import load_policy, model_fingerprint
+from .models import load_policy, model_fingerprint, placement
 from .core import versions, git_commit
 
 # %% auto #0
@@ -87,9 +87,10 @@ def generalization_judges(
 # %% ../nbs/10_evaluate.ipynb #5fcf95c4
 def generate_grid(model, tokenizer, cfg:EvalConfig, spec:ControlSpec=SPEC, progress:bool=True, scorers=None, binners:dict|None=None,
                   settings:list|None=None,  # the requested settings (None: `cfg.settings(spec)`, the grid)
+                  prompts:pd.DataFrame|None=None,  # the prompts, already loaded in the schema (None: `load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit)`)
                   )->pd.DataFrame:
     "One response per (prompt, setting, sample), the levels requested by `cfg.method`"
-    prompts = load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit).reset_index(names="pid")
+    prompts = (load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit) if prompts is None else prompts).reset_index(drop=True).reset_index(names="pid")
     settings = cfg.settings(spec) if settings is None else settings
     req = pd.concat([prompts.assign(setting=i) for i in range(len(settings))], ignore_index=True)
     levels = [settings[i] for i in req.setting]
@@ -247,21 +248,25 @@ def run_generation(
     "`generate_grid` one setting at a time into shards that a killed run keeps, then generations.parquet and run.json (`ctlrepro generate`)"
     settings = [None if s is None else tuple(spec.levels(s).values()) for s in settings]
     prompts = load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit)   # a missing or malformed prompt set fails now: before a folder is made or a model loaded
-    if not len(prompts): raise ValueError(f"prompts={cfg.prompts!r}: no prompt in split {cfg.split!r} (a file without a 'split' column has its prompts split train/eval by a hash of the text: give the rows split: {cfg.split})")
+    if not len(prompts):
+        held = load_prompts(cfg.prompts).split.value_counts().to_dict()
+        raise ValueError(f"prompts={cfg.prompts!r}: no prompt in split {cfg.split!r}; " + (f"the set holds {held} by split (a row with no 'split' value is put in train or eval by a hash of its text: write split: {cfg.split} in the rows to use)" if held else "the set holds no prompt (empty, or only blank prompts)"))
     check_local_path("model", model)                                # and a model path that does not exist
+    _, dt, _ = placement(device, dtype)                             # the dtype the model would be loaded in: shards made in fp32 are not reused for bf16
     out = check_out_folder("out", out); (out / "shards").mkdir(parents=True, exist_ok=True)
-    t0, timings, shards = time.time(), {}, []
+    what = [asdict(cfg) | {"batch_size": None, "n_boot": None}, str(model), content_digest(model), prompts.to_dict("records"), str(dt), source_fingerprint()]   # a prompt file or model edited in place is not reused; hashed once, not per setting
+    t0, timings, shards, used = time.time(), {}, [], []
     for s in settings:
         name = spec.file_name(s)
-        key = stable_hash([asdict(cfg) | {"batch_size": None, "n_boot": None}, str(model), content_digest(model), prompts.to_dict("records"), dtype, s, source_fingerprint()], 12)   # a prompt file or model folder edited in place is not reused
+        key = stable_hash([what, s], 12)
         f = out / "shards" / f"{name}-{key}.parquet"
-        cache = Cached(f.with_suffix(".json"), key, [f])
+        cache = Cached(f.with_suffix(".json"), key, [f]); used.append(f.name)
         if cache.valid:
             print(f"reuse {f.name}"); shards.append(pd.read_parquet(f)); continue
         if model_tok is None:
             t = time.time(); model_tok = load_policy(model, device=device, dtype=dtype); timings["load_model_s"] = round(time.time() - t, 1)
         t = time.time()
-        df = generate_grid(*model_tok, cfg, spec, progress, settings=[s]).assign(setting=name)
+        df = generate_grid(*model_tok, cfg, spec, progress, settings=[s], prompts=prompts).assign(setting=name)
         timings[f"generate_{name}_s"] = round(time.time() - t, 1)
         with atomic_path(f) as tmp: df.to_parquet(tmp, index=False)
         cache.save(setting=name, n=len(df))
@@ -271,6 +276,6 @@ def run_generation(
     with atomic_path(out / "generations.parquet") as tmp: res.to_parquet(tmp, index=False)
     timings["total_s"] = round(time.time() - t0, 1)
     atomic_write_json(out / "run.json", {"config": asdict(cfg), "model": model, "settings": settings, "versions": versions(), "git_commit": git_commit(),
-                                         "timings": timings, "n_responses": len(res), "shards": sorted(p.name for p in (out / "shards").glob("*.parquet"))})
+                                         "timings": timings, "n_responses": len(res), "shards": used})   # this run's shards (an earlier prompt file's stay in shards/, unlisted)
     return res
 

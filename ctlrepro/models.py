@@ -15,8 +15,8 @@ from .tokens import SPEC, ControlSpec, add_control_tokens
 
 # %% auto #0
 __all__ = ['DEFAULT_POLICY', 'SMOLLM2_PACKAGE', 'SMOLLM2_GGUF', 'MANIFEST', 'ModelLoadError', 'smollm2_gguf', 'verify_cache',
-           'build_gguf_cache', 'default_policy_folder', 'load_policy', 'model_fingerprint', 'save_controllable',
-           'load_controllable', 'load_any']
+           'build_gguf_cache', 'default_policy_folder', 'placement', 'load_policy', 'model_fingerprint',
+           'save_controllable', 'load_controllable', 'load_any']
 
 # %% ../nbs/03_models.ipynb #46f08880
 DEFAULT_POLICY = "smollm2-135m-instruct"   # the embedded default, an alias understood by `load_policy`
@@ -95,16 +95,22 @@ def _from_pretrained(name:str, dtype, device_map, **kw):
             f"(downloaded once online). Cause: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
     return model, tok
 
+def placement(
+    device:str|None=None,             # as `load_policy`'s
+    dtype:str|torch.dtype|None=None,
+)->tuple:                             # (torch.device, torch.dtype, device_map: 'auto' or None)
+    "Where and in what dtype `load_policy` puts a model: 'auto' on several GPUs spreads it (device_map 'auto', inputs on cuda:0), else one device (`core.pick_device`) and `core.pick_dtype`'s dtype; raises ValueError for a device or dtype this machine or torch lacks"
+    multi = device == "auto" and torch.cuda.device_count() > 1
+    dev = pick_device("cuda" if multi else device)
+    return dev, pick_dtype(dev, dtype), "auto" if multi else None
+
 def load_policy(
     name_or_path:str|Path|None=None,  # None or 'smollm2-135m-instruct' (embedded default), a Hugging Face id, a local folder or a .gguf file
     device:str|None=None,             # 'cpu', 'cuda', 'cuda:N'; None: cuda when present; 'auto': spread over all GPUs (accelerate)
     dtype:str|torch.dtype|None=None,  # 'bf16', 'fp16', 'fp32'; None: bf16 where supported
 )->tuple:                             # (model in eval mode, tokenizer padding on the left)
     "Load a causal LM and its tokenizer for generation and fine-tuning"
-    multi = device == "auto" and torch.cuda.device_count() > 1
-    dev = pick_device("cuda" if multi else device)
-    dt = pick_dtype(dev, dtype)
-    device_map = "auto" if multi else None
+    dev, dt, device_map = placement(device, dtype)
     name = DEFAULT_POLICY if name_or_path is None else str(name_or_path)
     if name == DEFAULT_POLICY: model, tok = _from_pretrained(str(default_policy_folder()), dt, device_map)
     elif name.endswith(".gguf"):

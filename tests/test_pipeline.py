@@ -187,8 +187,8 @@ def test_a_killed_run_resumes_from_finished_shards(tmp_path):
     ({"benchmarks": {"objective": "exmat"}}, "objective='exmat' is not trained by the finetune stage"),
     ({"rewind": {"objective": "dpo"}, "finetune": {"objectives": ["clm"]}}, "stage 'rewind': objective='dpo'"),
     ({"benchmarks": {"max_new_tokens": 0}}, "max_new_tokens=0"),
-    ({"rewind": {"alphas": [0.0, "5e-1"]}}, "alphas=[0.0, '5e-1']: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0] (a number written as a string"),
-    ({"finetune": {"train": {"kind_weights": {"harmful": "2"}}}}, "kind_weights['harmful']='2': give a number from 0 to 1e6 (a number written as a string"),
+    ({"rewind": {"alphas": [0.0, "5e-1"]}}, "alphas=[0.0, '5e-1']: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0] (a number given as a string"),
+    ({"finetune": {"train": {"kind_weights": {"harmful": "2"}}}}, "kind_weights['harmful']='2': give a number from 0 to 1e6 (a number given as a string"),
     ({"finetune": {"launcher": "accelerate launch --num_processes 2"}}, "with probe_every > 0 (objectives ['clm', 'exmate', 'dpo', 'rl'])"),
     ({"finetune": {"launcher": "accelerate launch", "train": {"probe_every": 0}, "objective_overrides": {"dpo": {"probe_every": 4}}}}, "(objectives ['dpo'])"),
     ({"finetune": {"launcher": "accelerate launch", "objective_overrides": {o: {"probe_every": 0} for o in ("clm", "exmate", "rl")}}}, "(objectives ['dpo'])"),
@@ -279,7 +279,7 @@ def test_only_the_small_preset_writes_the_tracked_figures_and_readme_block(tmp_p
 def test_a_yaml_number_read_as_a_string_says_how_to_write_it(tmp_path):
     bad = tmp_path / "lr.yaml"
     bad.write_text("extends: small\nstages:\n  finetune:\n    train: {lr: 5e-4}\n")   # PyYAML (YAML 1.1) reads 5e-4, without a dot, as a string
-    with pytest.raises(TypeError, match=re.escape("stage 'finetune': parameter train.lr='5e-4' is a str; TrainConfig declares float (a number written as a string: write it without quotes, and in YAML an exponent with a dot and a sign, 1.0e-3, or 0.001)")):
+    with pytest.raises(TypeError, match=re.escape("stage 'finetune': parameter train.lr='5e-4' is a str; TrainConfig declares float (a number given as a string: write 5.0e-4 or 0.0005, unquoted; YAML reads an exponent without a dot and a sign as a string even unquoted)")):
         check_preset(load_preset(bad), STAGES, NBS)
     bad.write_text("extends: small\nstages:\n  finetune:\n    train: {lr: 5.0e-4}\n")
     check_preset(load_preset(bad), STAGES, NBS)
