@@ -181,6 +181,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'ctlrepro.models.placement': ('models.html#placement', 'ctlrepro/models.py'),
                                  'ctlrepro.models.save_controllable': ('models.html#save_controllable', 'ctlrepro/models.py'),
                                  'ctlrepro.models.smollm2_gguf': ('models.html#smollm2_gguf', 'ctlrepro/models.py'),
+                                 'ctlrepro.models.spreads': ('models.html#spreads', 'ctlrepro/models.py'),
                                  'ctlrepro.models.verify_cache': ('models.html#verify_cache', 'ctlrepro/models.py')},
             'ctlrepro.objectives': { 'ctlrepro.objectives.TrainConfig': ('objectives.html#trainconfig', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.TrainConfig.__post_init__': ( 'objectives.html#trainconfig.__post_init__',

@@ -15,7 +15,7 @@ from .tokens import SPEC, ControlSpec, add_control_tokens
 
 # %% auto #0
 __all__ = ['DEFAULT_POLICY', 'SMOLLM2_PACKAGE', 'SMOLLM2_GGUF', 'MANIFEST', 'ModelLoadError', 'smollm2_gguf', 'verify_cache',
-           'build_gguf_cache', 'default_policy_folder', 'placement', 'load_policy', 'model_fingerprint',
+           'build_gguf_cache', 'default_policy_folder', 'spreads', 'placement', 'load_policy', 'model_fingerprint',
            'save_controllable', 'load_controllable', 'load_any']
 
 # %% ../nbs/03_models.ipynb #46f08880
@@ -95,12 +95,16 @@ def _from_pretrained(name:str, dtype, device_map, **kw):
             f"(downloaded once online). Cause: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
     return model, tok
 
+def spreads(device:str|None)->bool:
+    "Whether `load_policy` spreads a model over several GPUs for this `device`: 'auto' with more than one GPU visible"
+    return device == "auto" and torch.cuda.device_count() > 1
+
 def placement(
     device:str|None=None,             # as `load_policy`'s
     dtype:str|torch.dtype|None=None,
 )->tuple:                             # (torch.device, torch.dtype, device_map: 'auto' or None)
     "Where and in what dtype `load_policy` puts a model: 'auto' on several GPUs spreads it (device_map 'auto', inputs on cuda:0), else one device (`core.pick_device`) and `core.pick_dtype`'s dtype; raises ValueError for a device or dtype this machine or torch lacks"
-    multi = device == "auto" and torch.cuda.device_count() > 1
+    multi = spreads(device)
     dev = pick_device("cuda" if multi else device)
     return dev, pick_dtype(dev, dtype), "auto" if multi else None
 

@@ -308,7 +308,8 @@ def external_fingerprint()->list:
 def device_key(device:str|None)->str|None:
     "The device a stage with `run_config.device=device` runs on, as a key: None, 'auto' and the device they pick give one key (so `--device cpu` on a CPU-only machine reuses a run made without it), and 'cuda' is 'cuda:0'; 'auto' on several GPUs (the model spread over them, `models.load_policy`) is 'auto:<n> GPUs'; a device this machine lacks stays as written (`reproduce` refuses it before any key)"
     import torch
-    if device == "auto" and torch.cuda.device_count() > 1: return f"auto:{torch.cuda.device_count()} GPUs"
+    from ctlrepro.models import spreads
+    if spreads(device): return f"auto:{torch.cuda.device_count()} GPUs"
     try: d = pick_device(device)
     except (ValueError, TypeError): return device
     return f"cuda:{d.index or 0}" if d.type == "cuda" else d.type
