@@ -192,12 +192,19 @@ def number_hint(
 )->str:                         # a clause for a type error's message, or ''
     "A hint for a number that arrived as a string where a number is accepted: quoted (YAML, JSON on the command line), or written `1e-3` in YAML (YAML 1.1, which PyYAML reads, needs a dot and a signed exponent: `1.0e-3`)"
     if not isinstance(value, str) or not {"int", "float"} & set(names) or not re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value): return ""
-    v = value.strip(); exp = "e" in v.lower()
-    if "float" in names:
-        m, _, e = v.lower().partition("e")
-        say = f"{m if '.' in m else m + '.0'}e{e if e[:1] in '+-' else '+' + e} or {float(v)!r}" if exp else v    # YAML 1.1's float needs the dot and the sign
-    else: say = str(int(float(v))) if float(v).is_integer() else "a whole number"
-    return f" (a number given as a string: write {say}, unquoted" + ("; YAML reads an exponent without a dot and a sign as a string even unquoted" if exp else "") + ")"
+    import math
+    from decimal import Decimal
+    v = value.strip(); m, _, e = v.lower().partition("e")
+    if "float" in names:                                                        # YAML 1.1's float: a digit before the dot, and an exponent needs the dot and a sign
+        m = re.sub(r"^([+-]?)\.", r"\g<1>0.", m); m = m if "." in m or not e else m + ".0"
+        form = m + (f"e{e if e[:1] in '+-' else '+' + e}" if e else "")
+        f = float(v)
+        say = form + (f" or {f!r}" if e and math.isfinite(f) and f != 0 and "e" not in repr(f) else "")   # the plain decimal only where it is the same number and has no exponent
+    else:
+        d = Decimal(v); say = str(int(d)) if d == d.to_integral_value() and abs(d) < 10**18 else "a whole number"   # Decimal: 1e17 is 1 and 17 zeros
+    import yaml
+    unread = isinstance(yaml.safe_load(v), str)                                 # PyYAML reads it as a string even unquoted (1e-3, -.5, 1.0e3)
+    return f" (a number given as a string: write {say}, unquoted" + (f"; YAML reads {v} as a string even unquoted" if unread else "") + ")"
 
 def did_you_mean(
     unknown,                     # the names given that are not accepted, e.g. ['stpes']

@@ -250,7 +250,7 @@ def run_generation(
     prompts = load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit)   # a missing or malformed prompt set fails now: before a folder is made or a model loaded
     if not len(prompts):
         held = load_prompts(cfg.prompts).split.value_counts().to_dict()
-        raise ValueError(f"prompts={cfg.prompts!r}: no prompt in split {cfg.split!r}; " + (f"the set holds {held} by split (a row with no 'split' value is put in train or eval by a hash of its text: write split: {cfg.split} in the rows to use)" if held else "the set holds no prompt (empty, or only blank prompts)"))
+        raise ValueError(f"prompts={cfg.prompts!r}: no prompt in split {cfg.split!r}; " + (f"the set holds {held} by split (a file without a 'split' column has its prompts put in train or eval by a hash of their text: add split: {cfg.split} to the rows to use)" if held else "the set holds no prompt (empty, or only blank prompts)"))
     check_local_path("model", model)                                # and a model path that does not exist
     _, dt, _ = placement(device, dtype)                             # the dtype the model would be loaded in: shards made in fp32 are not reused for bf16
     out = check_out_folder("out", out); (out / "shards").mkdir(parents=True, exist_ok=True)

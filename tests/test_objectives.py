@@ -168,7 +168,7 @@ def test_bad_training_config_and_data():
 
 
 def test_training_config_refuses_a_value_of_the_wrong_type():
-    for kw, says in [({"steps": "ten"}, "steps='ten' is a str; give an int"), ({"lr": "5e-4"}, "lr='5e-4' is a str; give a float (a number given as a string: write 5.0e-4 or 0.0005, unquoted; YAML reads an exponent without a dot and a sign as a string even unquoted)"),   # YAML reads 5e-4 (no dot) as a string
+    for kw, says in [({"steps": "ten"}, "steps='ten' is a str; give an int"), ({"lr": "5e-4"}, "lr='5e-4' is a str; give a float (a number given as a string: write 5.0e-4 or 0.0005, unquoted; YAML reads 5e-4 as a string even unquoted)"),   # YAML reads 5e-4 (no dot) as a string
                      ({"max_response_tokens": 2.5}, "give an int or None"), ({"control": "yes"}, "give a bool"), ({"batch_size": True}, "give an int")]:
         with pytest.raises(TypeError, match=re.escape(says)): TrainConfig(**kw)
     cfg = TrainConfig(steps=np.int64(3), lr=np.float32(1e-3), lam=1, control=np.bool_(True), max_response_tokens=None, kind_weights={"harmful": np.float64(2)})

@@ -279,7 +279,7 @@ def test_only_the_small_preset_writes_the_tracked_figures_and_readme_block(tmp_p
 def test_a_yaml_number_read_as_a_string_says_how_to_write_it(tmp_path):
     bad = tmp_path / "lr.yaml"
     bad.write_text("extends: small\nstages:\n  finetune:\n    train: {lr: 5e-4}\n")   # PyYAML (YAML 1.1) reads 5e-4, without a dot, as a string
-    with pytest.raises(TypeError, match=re.escape("stage 'finetune': parameter train.lr='5e-4' is a str; TrainConfig declares float (a number given as a string: write 5.0e-4 or 0.0005, unquoted; YAML reads an exponent without a dot and a sign as a string even unquoted)")):
+    with pytest.raises(TypeError, match=re.escape("stage 'finetune': parameter train.lr='5e-4' is a str; TrainConfig declares float (a number given as a string: write 5.0e-4 or 0.0005, unquoted; YAML reads 5e-4 as a string even unquoted)")):
         check_preset(load_preset(bad), STAGES, NBS)
     bad.write_text("extends: small\nstages:\n  finetune:\n    train: {lr: 5.0e-4}\n")
     check_preset(load_preset(bad), STAGES, NBS)
