@@ -16,7 +16,7 @@ from .generate import GenConfig, generate
 from .objectives import TrainConfig, _check_types, train
 from .scorers import REFUSAL_OPENINGS_TRAIN, prefilled
 from .data import load_prompts
-from .models import load_policy
+from .models import device_key, load_policy
 from .evaluate import refusal_rates
 
 # %% auto #0
@@ -96,9 +96,9 @@ def aligned_source(run:str|Path)->str:
     return read_json(f, "aligned-model record")["model"]
 
 def make_or_reuse_aligned(model:str|None, out:str|Path, cfg:dict, device:str|None=None)->str:
-    "The over-safe model saved in `out/model`, made by `make_aligned` unless one of the same base, config and source is there"
+    "The over-safe model saved in `out/model`, made by `make_aligned` unless one of the same base, config, device (`models.device_key`) and source is there"
     out, ac = Path(out), AlignConfig(**cfg)
-    cache = Cached(out / "align.json", stable_hash([asdict(ac), str(model), source_fingerprint()]),
+    cache = Cached(out / "align.json", stable_hash([asdict(ac), str(model), device_key(device), source_fingerprint()]),
                    [out / "model", out / "alignment_data.parquet", out / "train_log.csv"])
     if cache.valid: print(f"reusing the aligned model in {out / 'model'}")
     else:

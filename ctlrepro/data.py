@@ -52,7 +52,7 @@ def split_of(
     return "eval" if h < eval_frac else "train"
 
 def to_schema(
-    df:pd.DataFrame,  # needs `prompt`, `kind`, `category`; `split` is added by hash when absent
+    df:pd.DataFrame,  # needs `prompt`, `kind`, `category`; `split` is added by hash when absent, and for a row whose value is missing
     source:str,       # where the prompts come from
 )->pd.DataFrame:
     "Map a frame to the schema: strip, de-duplicate, assign splits, check"
@@ -60,7 +60,8 @@ def to_schema(
     df["prompt"] = df["prompt"].astype(str).str.strip()
     df = df[df["prompt"] != ""]
     df["source"] = source
-    if "split" not in df.columns: df["split"] = df["prompt"].map(split_of)
+    if "split" not in df.columns: df["split"] = None
+    df["split"] = df["split"].where(df["split"].notna(), df["prompt"].map(split_of))   # a row without a split value: by hash, as a file without the column
     df["category"] = df["category"].fillna("unknown").astype(str)
     df = df.loc[~df["prompt"].map(normalize).duplicated()]
     return check_schema(df[COLUMNS].reset_index(drop=True), source)
@@ -121,6 +122,7 @@ def _read_table(path:Path)->pd.DataFrame:
 
 def _load_file(path:Path)->pd.DataFrame:
     df = _read_table(path)
+    if df.empty: raise ValueError(f"{path}: the file holds no prompts; a prompt file needs rows with 'prompt' and 'kind' (and optionally 'category', 'split')")
     if "prompt" not in df.columns or "kind" not in df.columns: raise ValueError(f"{path}: a prompt file needs columns 'prompt' and 'kind', has {list(df.columns)}")
     if "category" not in df.columns: df["category"] = "unknown"
     return to_schema(df, source=str(path))

@@ -19,7 +19,7 @@ from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELP
 from .data import SPLITS, load_prompts
 from .control import prompting, rerank
 from .scorers import default_scorers, score_frame
-from .models import load_policy, model_fingerprint, placement
+from .models import device_key, load_policy, model_fingerprint, placement
 from .core import versions, git_commit
 
 # %% auto #0
@@ -250,11 +250,11 @@ def run_generation(
     prompts = load_prompts(cfg.prompts, split=cfg.split, limit=cfg.limit)   # a missing or malformed prompt set fails now: before a folder is made or a model loaded
     if not len(prompts):
         held = load_prompts(cfg.prompts).split.value_counts().to_dict()
-        raise ValueError(f"prompts={cfg.prompts!r}: no prompt in split {cfg.split!r}; " + (f"the set holds {held} by split (a file without a 'split' column has its prompts put in train or eval by a hash of their text: add split: {cfg.split} to the rows to use)" if held else "the set holds no prompt (empty, or only blank prompts)"))
+        raise ValueError(f"prompts={cfg.prompts!r}: no prompt in split {cfg.split!r}; " + (f"the set holds {held} by split (a prompt without a split value, or a file without a 'split' column, is put in train or eval by a hash of its text: add split: {cfg.split} to the rows to use)" if held else "the set holds no prompt (empty, or only blank prompts)"))
     check_local_path("model", model)                                # and a model path that does not exist
     _, dt, _ = placement(device, dtype)                             # the dtype the model would be loaded in: shards made in fp32 are not reused for bf16
     out = check_out_folder("out", out); (out / "shards").mkdir(parents=True, exist_ok=True)
-    what = [asdict(cfg) | {"batch_size": None, "n_boot": None}, str(model), content_digest(model), prompts.to_dict("records"), str(dt), source_fingerprint()]   # a prompt file or model edited in place is not reused; hashed once, not per setting
+    what = [asdict(cfg) | {"batch_size": None, "n_boot": None}, str(model), content_digest(model), prompts.to_dict("records"), str(dt), device_key(device), source_fingerprint()]   # a prompt file or model edited in place is not reused; hashed once, not per setting
     t0, timings, shards, used = time.time(), {}, [], []
     for s in settings:
         name = spec.file_name(s)

@@ -15,8 +15,8 @@ from .tokens import SPEC, ControlSpec, add_control_tokens
 
 # %% auto #0
 __all__ = ['DEFAULT_POLICY', 'SMOLLM2_PACKAGE', 'SMOLLM2_GGUF', 'MANIFEST', 'ModelLoadError', 'smollm2_gguf', 'verify_cache',
-           'build_gguf_cache', 'default_policy_folder', 'spreads', 'placement', 'load_policy', 'model_fingerprint',
-           'save_controllable', 'load_controllable', 'load_any']
+           'build_gguf_cache', 'default_policy_folder', 'spreads', 'placement', 'device_key', 'load_policy',
+           'model_fingerprint', 'save_controllable', 'load_controllable', 'load_any']
 
 # %% ../nbs/03_models.ipynb #46f08880
 DEFAULT_POLICY = "smollm2-135m-instruct"   # the embedded default, an alias understood by `load_policy`
@@ -108,6 +108,13 @@ def placement(
     dev = pick_device("cuda" if multi else device)
     return dev, pick_dtype(dev, dtype), "auto" if multi else None
 
+def device_key(device:str|None)->str|None:
+    "The device `load_policy(device=device)` runs on, as a reuse key: None, 'auto' and the device they pick give one key (so `--device cpu` on a CPU-only machine reuses a run made without it), and 'cuda' is 'cuda:0'; 'auto' on several GPUs (the model spread over them, `spreads`) is 'auto:<n> GPUs'; a device this machine lacks stays as written (loading refuses it)"
+    if spreads(device): return f"auto:{torch.cuda.device_count()} GPUs"
+    try: d = pick_device(device)
+    except (ValueError, TypeError): return device
+    return f"cuda:{d.index or 0}" if d.type == "cuda" else d.type
+
 def load_policy(
     name_or_path:str|Path|None=None,  # None or 'smollm2-135m-instruct' (embedded default), a Hugging Face id, a local folder or a .gguf file
     device:str|None=None,             # 'cpu', 'cuda', 'cuda:N'; None: cuda when present; 'auto': spread over all GPUs (accelerate)
@@ -131,8 +138,9 @@ def load_policy(
 
 # %% ../nbs/03_models.ipynb #f985c76b
 def model_fingerprint(model)->str:
-    "A short hash of a model's name and weights (a fine-tuned copy gets a new one)"
+    "A short hash of a model's name, weights, and the devices and dtypes they are on (a fine-tuned copy gets a new one; so does the same model on a GPU or in bf16, whose outputs differ)"
     h = hashlib.sha256(str(getattr(model.config, "name_or_path", "")).encode())
+    h.update(str(sorted({f"{p.device} {p.dtype}" for p in model.parameters()})).encode())
     with torch.no_grad():
         sums = torch.stack([p.detach().float().sum() for p in model.parameters()]).cpu().numpy()
     h.update(sums.tobytes()); h.update(str(sum(p.numel() for p in model.parameters())).encode())

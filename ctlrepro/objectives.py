@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .tokens import SPEC, ControlSpec
 from .scorers import score_frame, label_levels, training_scorers
 from .core import Cached, a_type, atomic_path, bf16_supported, check_int, check_out_folder, number_hint, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
-from .models import load_policy, save_controllable
+from .models import device_key, load_policy, save_controllable
 from .selfgen import load_binners
 from .evaluate import control_probe
 
@@ -549,7 +549,7 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
             | {f: None for f, objs in OBJECTIVE_FIELDS.items() if cfg.objective not in objs})   # a knob the objective ignores, or that changes speed and memory but not the result, does not retrain it
     free = free_attributes(data, spec) if cfg.objective == "rl" else {}
     key = stable_hash([used, src, data_hash(data[cols]), [data_hash(probe_prompts), probe_tokens] if probing else None, scorers.fingerprint() if cfg.objective == "rl" else None,
-                       {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, sorted((p, sorted(f)) for p, f in free.items()), source_fingerprint()])
+                       {a: b.edges for a, b in binners.items()} if cfg.objective == "rl" else None, sorted((p, sorted(f)) for p, f in free.items()), device_key(device), source_fingerprint()])   # trained on another device: another model
     cache = Cached(folder / "controllable.json", key, [folder / "adapter", folder / "tokenizer", folder / "train_log.csv", *([folder / "probe.csv"] if probing else [])])
     if cache.valid: print(f"reusing {folder}"); return pd.read_csv(folder / "train_log.csv")
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,13 @@ from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .tokens import SPEC
 from .benchmarks import BENCHMARKS, check_benchmarks
+from .models import device_key
 
 # %% auto #0
 __all__ = ['STAGES', 'TOP_KEYS', 'OWN_OUTPUTS', 'WHOLE', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage',
            'shipped_presets', 'preset_path', 'merge', 'read_yaml', 'load_preset', 'notebook_params', 'stage_params',
            'check_common', 'local_paths', 'check_local_inputs', 'keyed_params', 'check_sizes', 'check_stage_values',
-           'external_fingerprint', 'device_key', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
+           'external_fingerprint', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -304,15 +305,6 @@ def external_fingerprint()->list:
         except OSError: return None          # e.g. a parent folder without access
     wanted = [(XSTEST_SHARED, "CTLREPRO_XSTEST"), (HH_SHARED, "CTLREPRO_HH")] + [(rel, None) for _, rel in BENCHMARKS.values() if rel]
     return [[env or rel, content_digest(found(rel, env))] for rel, env in wanted]
-
-def device_key(device:str|None)->str|None:
-    "The device a stage with `run_config.device=device` runs on, as a key: None, 'auto' and the device they pick give one key (so `--device cpu` on a CPU-only machine reuses a run made without it), and 'cuda' is 'cuda:0'; 'auto' on several GPUs (the model spread over them, `models.load_policy`) is 'auto:<n> GPUs'; a device this machine lacks stays as written (`reproduce` refuses it before any key)"
-    import torch
-    from ctlrepro.models import spreads
-    if spreads(device): return f"auto:{torch.cuda.device_count()} GPUs"
-    try: d = pick_device(device)
-    except (ValueError, TypeError): return device
-    return f"cuda:{d.index or 0}" if d.type == "cuda" else d.type
 
 def stage_key(stage:Stage, params:dict, nbs:Path, upstream:dict, memo:dict|None=None)->str:
     "Hash of the notebook's code cells, the parameters (a `run_config.device` as `device_key`), the upstream stages' keys, the package's code and data (`source_fingerprint`) and, for a stage marked `external`, the public files it would find (`external_fingerprint`): a stage that ran without XSTest is not reused once the file is there; with each local file its parameters name by path keyed by its content (`keyed_params`)"

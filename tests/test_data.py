@@ -62,6 +62,18 @@ def test_generic_file_and_bad_names(tmp_path):
     (tmp_path / "corrupt.jsonl.gz").write_text("garbage")                  # not gzip: gzip.BadGzipFile, an OSError, was a traceback
     with pytest.raises(ValueError, match=r"corrupt\.jsonl\.gz could not be read as \.jsonl\.gz"):
         load_prompts(tmp_path / "corrupt.jsonl.gz")
+    for empty, text in (("empty.jsonl", ""), ("header.csv", "prompt,kind\n")):   # no rows: said so (it read as "needs columns ... has []")
+        (tmp_path / empty).write_text(text)
+        with pytest.raises(ValueError, match=f"{empty}: the file holds no prompts"):
+            load_prompts(tmp_path / empty)
+
+
+def test_a_row_without_a_split_value_is_split_by_hash(tmp_path):
+    from ctlrepro.data import split_of
+    p = tmp_path / "mixed.jsonl"                            # it was refused as "unknown split(s) [nan]"
+    p.write_text('{"prompt": "How do I bake bread?", "kind": "benign", "split": null}\n{"prompt": "Hi there", "kind": "benign", "split": "eval"}\n')
+    df = load_prompts(p)
+    assert df.split.tolist() == [split_of("How do I bake bread?"), "eval"]   # the given split is kept, the missing one hashed
 
 
 def test_load_prompts_refuses_a_limit_below_one():

@@ -9,6 +9,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from ctlrepro import core
@@ -173,6 +174,10 @@ def test_train_or_reuse(tmp_path, pkg, monkeypatch):
     go = lambda: train_or_reuse(str(tmp_path / "base"), data, cfg, tmp_path / "ctl", StubScorers(), {}, device="cpu")
     go(); go()
     assert len(runs) == 1
+    if not torch.cuda.is_available():                      # None picks this machine's device: the CPU's model is reused
+        train_or_reuse(str(tmp_path / "base"), data, cfg, tmp_path / "ctl", StubScorers(), {}, device=None); assert len(runs) == 1
+    with pytest.raises(ValueError, match="unsupported device 'meta'"):   # another device: not reused, so it is loaded there (and refused)
+        train_or_reuse(str(tmp_path / "base"), data, cfg, tmp_path / "ctl", StubScorers(), {}, device="meta")
     rec = json.loads((tmp_path / "ctl" / "controllable.json").read_text())
     assert rec["objective"] == "clm" and "adapter/adapter_config.json" in rec["outputs"] and rec["base"] == str(tmp_path / "base")
     truncate(tmp_path / "ctl" / "train_log.csv")
@@ -196,6 +201,8 @@ def test_make_or_reuse_aligned(tmp_path, pkg, monkeypatch):
     go = lambda: make_or_reuse_aligned(str(tmp_path / "base"), tmp_path / "aligned", cfg, device="cpu")
     assert go() == go() == str((tmp_path / "aligned" / "model").resolve())
     assert len(runs) == 1
+    with pytest.raises(ValueError, match="unsupported device 'meta'"):   # another device: not reused
+        make_or_reuse_aligned(str(tmp_path / "base"), tmp_path / "aligned", cfg, device="meta")
     rec = json.loads((tmp_path / "aligned" / "align.json").read_text())
     assert rec["config"]["steps"] == 2 and "model/model.safetensors" in rec["outputs"]
     truncate(tmp_path / "aligned" / "model" / "model.safetensors")
