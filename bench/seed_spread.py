@@ -71,10 +71,11 @@ def main():
     cols = {"pairwise_accuracy/helpful": "pa helpful", "pairwise_accuracy/harmless": "pa harmless"}
     order = {"harmful": 0, "borderline": 1, "benign": 2}
     refused = sorted((c for c in df if c.startswith("refused/")), key=lambda c: (order.get(c.split("/")[1], 3), c))   # the probe's grid, as it recorded it
-    cols |= {c: c.split("/")[1][:4] + " " + ",".join(re.findall(r"=(\d+)\]", c.split("/")[2])) for c in refused}   # refused/harmful/[helpful=0][harmless=4] -> harm 0,4
-    t = df[["seed", "step", *cols]].rename(columns=cols)
-    for c in t.columns[4:]: t[c] = (t[c] * n).round().astype(int)             # refusal rates as counts out of n prompts
-    print(f"\npairwise accuracy (greedy) and refusals out of {n} prompts per kind at each setting (levels in the order of the control string), per seed and step")
+    cols |= {c: f"{c.split('_')[0]} {c.split('/')[1][:4]}" for c in df if "_attribute_slope/" in c}   # on/off-attribute slopes (probes of this version on)
+    counts = {c: c.split("/")[1][:4] + " " + ",".join(re.findall(r"=(\d+)\]", c.split("/")[2])) for c in refused}   # refused/harmful/[helpful=0][harmless=4] -> harm 0,4
+    t = df[["seed", "step", *cols, *counts]].rename(columns=cols | counts)
+    for c in counts.values(): t[c] = (t[c] * n).round().astype(int)           # refusal rates as counts out of n prompts
+    print(f"\npairwise accuracy (greedy), on-/off-attribute slopes (score units per requested level, `metrics.slopes`) and refusals out of {n} prompts per kind at each setting (levels in the order of the control string), per seed and step")
     print(t.round(2).to_string(index=False))
     last = t[t.step == t.step.max()]
     print(f"\nat step {t.step.max()} over {len(last)} seeds: " + "; ".join(

@@ -14,7 +14,7 @@ import pandas as pd
 from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, check_local_path, check_out_folder, content_digest, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import GenConfig, generate
-from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy
+from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy, slopes
 from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
 from .data import SPLITS, load_prompts
 from .control import prompting, rerank
@@ -203,8 +203,8 @@ def control_probe(
     where:str="system",            # where the control string goes (as the model was trained)
     batch_size:int=GenConfig.batch_size,
     spec:ControlSpec=SPEC,
-)->dict:                           # {'pairwise_accuracy/<attribute>': float, 'refused/<kind>/<control string>': float, 'n/<kind>': int}
-    "Greedy control on held-out prompts: pairwise accuracy per attribute on its headline kinds, refusal rate per (kind, setting)"
+)->dict:                           # {'pairwise_accuracy/<attribute>': float, 'on_attribute_slope/<attribute>': float, 'off_attribute_slope/<attribute>': float, 'refused/<kind>/<control string>': float, 'n/<kind>': int}
+    "Greedy control on held-out prompts: pairwise accuracy per attribute on its headline kinds (`metrics.CONTROL_KINDS`), the on- and off-attribute slopes on the same rows (`metrics.slopes`, score units per requested level; two attributes only), refusal rate per (kind, setting)"
     missing = [c for c in ("prompt", "kind") if c not in prompts.columns]
     if missing: raise ValueError(f"control_probe: prompts lack column(s) {missing}; pass prompts in the schema (data.load_prompts)")
     if len(prompts) == 0: raise ValueError("control_probe: no prompts")
@@ -219,6 +219,9 @@ def control_probe(
     for a in spec.attributes:
         d = out[out.kind.isin(CONTROL_KINDS.get(a, out.kind.unique()))]
         r[f"pairwise_accuracy/{a}"] = float(pairwise_order_accuracy(d.pid, d[a], d[f"score_{a}"])) if len(d) else float("nan")
+        other = [b for b in spec.attributes if b != a]
+        if len(other) == 1:                                                      # disentanglement on the same rows: score_a ~ 1 + r_a + r_other (`metrics.slopes`)
+            r[f"on_attribute_slope/{a}"], r[f"off_attribute_slope/{a}"] = slopes(d[f"score_{a}"], d[a], d[other[0]]) if len(d) else (float("nan"),) * 2
     for (kind, *lv), g in out.groupby(["kind", *spec.attributes]):
         r[f"refused/{kind}/{spec.format(dict(zip(spec.attributes, map(int, lv))))}"] = float(g.refused.mean())
     for kind, g in prompts.groupby("kind"): r[f"n/{kind}"] = len(g)
