@@ -76,7 +76,7 @@ def main():
     t = df[["seed", "step", *cols, *counts]].rename(columns=cols | counts)
     for c in counts.values(): t[c] = (t[c] * n).round().astype(int)           # refusal rates as counts out of n prompts
     print(f"\npairwise accuracy (greedy), on-/off-attribute slopes (score units per requested level, `metrics.slopes`) and refusals out of {n} prompts per kind at each setting (levels in the order of the control string), per seed and step")
-    print(t.round(2).to_string(index=False))
+    print(t.round({c: 3 if c.startswith(('on ', 'off ')) else 2 for c in t.columns}).to_string(index=False))   # slopes: a leak of 0.004 per level is not 0
     last = t[t.step == t.step.max()]
     print(f"\nat step {t.step.max()} over {len(last)} seeds: " + "; ".join(
         f"{c} mean {last[c].mean():.2f} [min {last[c].min():.2f}, max {last[c].max():.2f}]" for c in ("pa helpful", "pa harmless")))

@@ -29,10 +29,10 @@ def check_schema(
     "Assert the prompt schema: columns, kinds, splits, non-empty unique prompts"
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing: raise ValueError(f"{name}: missing column(s) {missing}; the schema is {COLUMNS}")
-    bad = sorted(set(df["kind"]) - set(KINDS))
+    bad = sorted(set(df["kind"]) - set(KINDS), key=repr)                       # key: values of mixed types (1 and 'x') still sort
     if bad: raise ValueError(f"{name}: unknown kind(s) {bad}; accepted are {list(KINDS)}")
-    bad = sorted(set(df["split"]) - set(SPLITS))
-    if bad: raise ValueError(f"{name}: unknown split(s) {bad}; accepted are {list(SPLITS)}")
+    bad = sorted(set(df["split"]) - set(SPLITS), key=repr)
+    if bad: raise ValueError(f"{name}: unknown split(s) {bad}; accepted are {list(SPLITS)} (a prompt file may leave a row's value out: `to_schema` splits it by a hash of the prompt)")
     if df["prompt"].isna().any() or (df["prompt"].astype(str).str.strip() == "").any(): raise ValueError(f"{name}: empty prompt(s)")
     if df["category"].isna().any(): raise ValueError(f"{name}: missing category value(s)")
     dup = df["prompt"].map(normalize).duplicated()
@@ -61,7 +61,9 @@ def to_schema(
     df = df[df["prompt"] != ""]
     df["source"] = source
     if "split" not in df.columns: df["split"] = None
-    df["split"] = df["split"].where(df["split"].notna(), df["prompt"].map(split_of))   # a row without a split value: by hash, as a file without the column
+    split = df["split"].astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)   # ' eval ' is eval, in every file type
+    given = split.map(lambda v: v != "" if isinstance(v, str) else not (pd.api.types.is_scalar(v) and pd.isna(v)))
+    df["split"] = split.where(given, df["prompt"].map(split_of))               # a row without a split value (null or blank): by hash, as a file without the column
     df["category"] = df["category"].fillna("unknown").astype(str)
     df = df.loc[~df["prompt"].map(normalize).duplicated()]
     return check_schema(df[COLUMNS].reset_index(drop=True), source)
@@ -125,7 +127,9 @@ def _load_file(path:Path)->pd.DataFrame:
     if df.empty: raise ValueError(f"{path}: the file holds no prompts; a prompt file needs rows with 'prompt' and 'kind' (and optionally 'category', 'split')")
     if "prompt" not in df.columns or "kind" not in df.columns: raise ValueError(f"{path}: a prompt file needs columns 'prompt' and 'kind', has {list(df.columns)}")
     if "category" not in df.columns: df["category"] = "unknown"
-    return to_schema(df, source=str(path))
+    df = to_schema(df, source=str(path))
+    if df.empty: raise ValueError(f"{path}: the file holds no prompts, only blank ones")
+    return df
 
 def _hub(hub_id:str, what:str, **kw)->pd.DataFrame:
     "Load a data set from the Hugging Face hub (or its local cache) as a DataFrame"

@@ -82,3 +82,19 @@ def test_load_prompts_refuses_a_limit_below_one():
         with pytest.raises(ValueError, match=re.escape(f"limit={bad!r}: give an integer >= 1, or None for all")):
             load_prompts(limit=bad)
     assert load_prompts(split="eval", limit=1).groupby("kind").size().eq(1).all()
+
+
+def test_blank_split_values_and_blank_files(tmp_path):
+    from ctlrepro.data import split_of
+    rows = [{"prompt": "How do I bake bread?", "kind": "benign", "split": ""}, {"prompt": "Hi there", "kind": "benign", "split": " eval "},
+            {"prompt": "Name a colour", "kind": "benign", "split": None}]
+    pd.DataFrame(rows).to_json(tmp_path / "b.jsonl", orient="records", lines=True)
+    pd.DataFrame(rows).to_parquet(tmp_path / "b.parquet")
+    for f in ("b.jsonl", "b.parquet"):                     # '' was refused in .jsonl and .parquet (read as NaN, and hashed, in .csv)
+        assert load_prompts(tmp_path / f).split.tolist() == [split_of("How do I bake bread?"), "eval", split_of("Name a colour")]
+    pd.DataFrame([{"prompt": "Hi", "kind": "benign", "split": 1}, {"prompt": "Bye", "kind": "benign", "split": "dev"}]).to_json(tmp_path / "m.jsonl", orient="records", lines=True)
+    with pytest.raises(ValueError, match=r"unknown split\(s\) \['dev', 1\]; accepted are \['train', 'eval'\]"):   # mixed types: a TypeError from sorted() before
+        load_prompts(tmp_path / "m.jsonl")
+    (tmp_path / "blank.jsonl").write_text('{"prompt": "  ", "kind": "benign"}\n')
+    with pytest.raises(ValueError, match="blank.jsonl: the file holds no prompts, only blank ones"):
+        load_prompts(tmp_path / "blank.jsonl")
