@@ -29,9 +29,10 @@ def check_schema(
     "Assert the prompt schema: columns, kinds, splits, non-empty unique prompts"
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing: raise ValueError(f"{name}: missing column(s) {missing}; the schema is {COLUMNS}")
-    bad = sorted(set(df["kind"]) - set(KINDS), key=repr)                       # key: values of mixed types (1 and 'x') still sort
+    values = lambda col: {v if pd.api.types.is_hashable(v) else repr(v) for v in df[col]}   # a list value (["eval"] in a .jsonl) is named, not a TypeError
+    bad = sorted(values("kind") - set(KINDS), key=repr)                          # key: values of mixed types (1 and 'x') still sort
     if bad: raise ValueError(f"{name}: unknown kind(s) {bad}; accepted are {list(KINDS)}")
-    bad = sorted(set(df["split"]) - set(SPLITS), key=repr)
+    bad = sorted(values("split") - set(SPLITS), key=repr)
     if bad: raise ValueError(f"{name}: unknown split(s) {bad}; accepted are {list(SPLITS)} (a prompt file may leave a row's value out: `to_schema` splits it by a hash of the prompt)")
     if df["prompt"].isna().any() or (df["prompt"].astype(str).str.strip() == "").any(): raise ValueError(f"{name}: empty prompt(s)")
     if df["category"].isna().any(): raise ValueError(f"{name}: missing category value(s)")

@@ -95,6 +95,9 @@ def test_blank_split_values_and_blank_files(tmp_path):
     pd.DataFrame([{"prompt": "Hi", "kind": "benign", "split": 1}, {"prompt": "Bye", "kind": "benign", "split": "dev"}]).to_json(tmp_path / "m.jsonl", orient="records", lines=True)
     with pytest.raises(ValueError, match=r"unknown split\(s\) \['dev', 1\]; accepted are \['train', 'eval'\]"):   # mixed types: a TypeError from sorted() before
         load_prompts(tmp_path / "m.jsonl")
+    (tmp_path / "list.jsonl").write_text('{"prompt": "Hi", "kind": "benign", "split": ["eval"]}\n')
+    with pytest.raises(ValueError, match=r"""unknown split\(s\) \["\['eval'\]"\]"""):   # a list value: named (it was a TypeError: unhashable type)
+        load_prompts(tmp_path / "list.jsonl")
     (tmp_path / "blank.jsonl").write_text('{"prompt": "  ", "kind": "benign"}\n')
     with pytest.raises(ValueError, match="blank.jsonl: the file holds no prompts, only blank ones"):
         load_prompts(tmp_path / "blank.jsonl")
