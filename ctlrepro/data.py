@@ -56,8 +56,8 @@ def to_schema(
     df:pd.DataFrame,  # needs `prompt`, `kind`, `category`; `split` is added by hash when absent, and for a row whose value is missing
     source:str,       # where the prompts come from
 )->pd.DataFrame:
-    "Map a frame to the schema: strip, de-duplicate, assign splits, check"
-    df = df.copy()
+    "Map a frame to the schema: strip, de-duplicate (of rows that are one prompt, the first with a given eval split, else the first with a given split, else the first, is kept, in the file's order), assign splits, check"
+    df = df.reset_index(drop=True)                                             # a copy, with one label per row for the de-duplication below
     df["prompt"] = df["prompt"].astype(str).str.strip()
     df = df[df["prompt"] != ""]
     df["source"] = source
@@ -66,7 +66,9 @@ def to_schema(
     given = split.map(lambda v: v != "" if isinstance(v, str) else not (pd.api.types.is_scalar(v) and pd.isna(v)))
     df["split"] = split.where(given, df["prompt"].map(split_of))               # a row without a split value (null or blank): by hash, as a file without the column
     df["category"] = df["category"].fillna("unknown").astype(str)
-    df = df.loc[~df["prompt"].map(normalize).duplicated()]
+    rank = pd.Series(2, index=df.index).mask(given, 1).mask(given & (df["split"] == "eval"), 0)   # a prompt marked eval anywhere stays eval: it never reaches a train split
+    keep = rank.sort_values(kind="stable").index.to_series().groupby(df["prompt"].map(normalize)).first()
+    df = df.loc[df.index.isin(keep.values)]
     return check_schema(df[COLUMNS].reset_index(drop=True), source)
 
 # %% ../nbs/04_data.ipynb #1d7a8e1f

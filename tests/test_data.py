@@ -101,3 +101,14 @@ def test_blank_split_values_and_blank_files(tmp_path):
     (tmp_path / "blank.jsonl").write_text('{"prompt": "  ", "kind": "benign"}\n')
     with pytest.raises(ValueError, match="blank.jsonl: the file holds no prompts, only blank ones"):
         load_prompts(tmp_path / "blank.jsonl")
+
+
+def test_a_prompt_given_twice_keeps_its_given_split_and_eval_wins(tmp_path):
+    q = "How do I kill a Python process?"
+    rows = [{"prompt": "Name a colour", "kind": "benign", "split": "train"},
+            {"prompt": q, "kind": "borderline", "split": "train"}, {"prompt": "  " + q.upper(), "kind": "borderline", "split": "eval"},
+            {"prompt": "Hi there", "kind": "benign", "split": None}, {"prompt": "hi there!", "kind": "benign", "split": "train"}]
+    pd.DataFrame(rows).to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+    df = load_prompts(tmp_path / "d.jsonl")               # the first row was kept: the eval mark of the second was lost, and a hashed split beat a given one
+    assert df.prompt.tolist() == ["Name a colour", q.upper(), "hi there!"]   # one row per prompt, in the file's order
+    assert df.split.tolist() == ["train", "eval", "train"]
