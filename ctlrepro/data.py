@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #a9a5ff31
 from __future__ import annotations
-import hashlib, importlib.util, json, numbers, os, re
+import hashlib, importlib.util, json, numbers, os, re, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,8 +25,9 @@ SPLITS = ("train", "eval")
 def check_schema(
     df:pd.DataFrame,
     name:str="prompts",  # what the frame is, for the error message
+    unique:bool=True,    # refuse two rows that are one prompt (`normalize`)
 )->pd.DataFrame:
-    "Assert the prompt schema: columns, kinds, splits, non-empty unique prompts"
+    "Assert the prompt schema: columns, kinds, splits, non-empty (unique) prompts; raises ValueError naming the frame and the values"
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing: raise ValueError(f"{name}: missing column(s) {missing}; the schema is {COLUMNS}")
     values = lambda col: {v if pd.api.types.is_hashable(v) else repr(v) for v in df[col]}   # a list value (["eval"] in a .jsonl) is named, not a TypeError
@@ -36,7 +37,7 @@ def check_schema(
     if bad: raise ValueError(f"{name}: unknown split(s) {bad}; accepted are {list(SPLITS)} (a prompt file may leave a row's value out: `to_schema` splits it by a hash of the prompt)")
     if df["prompt"].isna().any() or (df["prompt"].astype(str).str.strip() == "").any(): raise ValueError(f"{name}: empty prompt(s)")
     if df["category"].isna().any(): raise ValueError(f"{name}: missing category value(s)")
-    dup = df["prompt"].map(normalize).duplicated()
+    dup = df["prompt"].map(normalize).duplicated() & unique
     if dup.any(): raise ValueError(f"{name}: {int(dup.sum())} duplicate prompt(s), e.g. {df.prompt[dup].iloc[0]!r}")
     return df
 
@@ -56,7 +57,7 @@ def to_schema(
     df:pd.DataFrame,  # needs `prompt`, `kind`, `category`; `split` is added by hash when absent, and for a row whose value is missing
     source:str,       # where the prompts come from
 )->pd.DataFrame:
-    "Map a frame to the schema: strip, de-duplicate (of rows that are one prompt, the first with a given eval split, else the first with a given split, else the first, is kept, in the file's order), assign splits, check"
+    "Map a frame to the schema: strip, assign splits, check every row, de-duplicate. Of the rows that are one prompt (`normalize`), one is kept, at the place of the first: the first whose given split is eval, else the first with a given split, else the first row; prompts given with two kinds are warned about"
     df = df.reset_index(drop=True)                                             # a copy, with one label per row for the de-duplication below
     df["prompt"] = df["prompt"].astype(str).str.strip()
     df = df[df["prompt"] != ""]
@@ -66,10 +67,15 @@ def to_schema(
     given = split.map(lambda v: v != "" if isinstance(v, str) else not (pd.api.types.is_scalar(v) and pd.isna(v)))
     df["split"] = split.where(given, df["prompt"].map(split_of))               # a row without a split value (null or blank): by hash, as a file without the column
     df["category"] = df["category"].fillna("unknown").astype(str)
+    df = check_schema(df[COLUMNS], source, unique=False)                      # every row's kind and split, before duplicates are dropped
+    key = df["prompt"].map(normalize)
+    kinds = df.groupby(key)["kind"].unique()
+    if (two := kinds[kinds.map(len) > 1]).size:
+        warnings.warn(f"{source}: {two.size} prompt(s) given with more than one kind, e.g. {df.prompt[key == two.index[0]].iloc[0]!r} as {sorted(two.iloc[0])}; the kind of the row kept is used")
     rank = pd.Series(2, index=df.index).mask(given, 1).mask(given & (df["split"] == "eval"), 0)   # a prompt marked eval anywhere stays eval: it never reaches a train split
-    keep = rank.sort_values(kind="stable").index.to_series().groupby(df["prompt"].map(normalize)).first()
-    df = df.loc[df.index.isin(keep.values)]
-    return check_schema(df[COLUMNS].reset_index(drop=True), source)
+    kept = rank.sort_values(kind="stable").index.to_series().groupby(key).first()   # per prompt, the row kept
+    first = df.index.to_series().groupby(key).first().sort_values()             # per prompt, where it first appears
+    return check_schema(df.loc[kept[first.index].values].reset_index(drop=True), source)
 
 # %% ../nbs/04_data.ipynb #1d7a8e1f
 @dataclass

@@ -105,10 +105,22 @@ def test_blank_split_values_and_blank_files(tmp_path):
 
 def test_a_prompt_given_twice_keeps_its_given_split_and_eval_wins(tmp_path):
     q = "How do I kill a Python process?"
-    rows = [{"prompt": "Name a colour", "kind": "benign", "split": "train"},
-            {"prompt": q, "kind": "borderline", "split": "train"}, {"prompt": "  " + q.upper(), "kind": "borderline", "split": "eval"},
+    rows = [{"prompt": q, "kind": "borderline", "split": "train"}, {"prompt": "Name a colour", "kind": "benign", "split": "train"},
+            {"prompt": "  " + q.upper(), "kind": "borderline", "split": "eval"},
             {"prompt": "Hi there", "kind": "benign", "split": None}, {"prompt": "hi there!", "kind": "benign", "split": "train"}]
     pd.DataFrame(rows).to_json(tmp_path / "d.jsonl", orient="records", lines=True)
-    df = load_prompts(tmp_path / "d.jsonl")               # the first row was kept: the eval mark of the second was lost, and a hashed split beat a given one
-    assert df.prompt.tolist() == ["Name a colour", q.upper(), "hi there!"]   # one row per prompt, in the file's order
-    assert df.split.tolist() == ["train", "eval", "train"]
+    df = load_prompts(tmp_path / "d.jsonl")               # the first row was kept: the eval mark of the third was lost, and a hashed split beat a given one
+    assert df.prompt.tolist() == [q.upper(), "Name a colour", "hi there!"]   # one row per prompt, at the place of its first row
+    assert df.split.tolist() == ["eval", "train", "train"]
+    assert load_prompts(tmp_path / "d.jsonl", limit=1).prompt.tolist() == [q.upper(), "Name a colour"]
+    bad = [{"prompt": "Hi", "kind": "benign", "split": "eval"}, {"prompt": "hi", "kind": "benign", "split": "dev"}]
+    pd.DataFrame(bad).to_json(tmp_path / "bad.jsonl", orient="records", lines=True)
+    with pytest.raises(ValueError, match=r"unknown split\(s\) \['dev'\]"):   # every row is checked, not only the one kept
+        load_prompts(tmp_path / "bad.jsonl")
+    pd.DataFrame([{"prompt": "a", "kind": "benign", "split": ["eval", "train"]}]).to_parquet(tmp_path / "arr.parquet")
+    with pytest.raises(ValueError, match=r"arr.parquet: unknown split\(s\)"):   # an array cell is named, not numpy's "truth value ... ambiguous"
+        load_prompts(tmp_path / "arr.parquet")
+    two = [{"prompt": "Hi", "kind": "harmful", "split": None}, {"prompt": "hi", "kind": "benign", "split": "eval"}]
+    pd.DataFrame(two).to_json(tmp_path / "two.jsonl", orient="records", lines=True)
+    with pytest.warns(UserWarning, match=r"1 prompt\(s\) given with more than one kind, e.g. 'Hi' as \['benign', 'harmful'\]"):
+        assert load_prompts(tmp_path / "two.jsonl").kind.tolist() == ["benign"]
