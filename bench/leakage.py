@@ -1,0 +1,94 @@
+"""Where the off-attribute slope comes from: a run's fine-tuned model, greedy at the corners of the control grid, on the
+prompts it was trained on and on unseen eval prompts, per prompt kind.
+
+For each (split, kind) it prints the refusal rate (refusal detector, p_refuse >= 0.5) at every corner setting and the
+on- and off-attribute slopes (`ctlrepro.metrics.slopes`: score ~ 1 + own requested level + other requested level, in
+training-scorer units per level) of each attribute's score with a 95% percentile bootstrap CI over prompts. The issue-13
+disentanglement target asks that each off-attribute slope's CI include 0 or its size be at most a quarter of the
+on-attribute slope. If the off-attribute slope is small on the training prompts and large on the eval prompts, the model
+learned what the token should not do on the prompts it saw but does not carry it over to new prompts (a generalization
+gap, which more distinct training prompts address); if it is large on both, the objective or the labels cause it.
+
+Training prompts: the first `--limit` distinct prompts per kind of the run's self-generated data (selfgen.parquet).
+Eval prompts: the first `--limit` per kind of the prompt set's eval split (the evaluate stage uses the first
+`eval.limit` of these, so a larger --limit adds prompts it did not see; a kind with fewer gives all it has).
+
+Usage: python bench/leakage.py [--run runs/small-mixed-288] [--objective exmate] [--limit 16] [--prompts ctlrepro]
+Needs the run's finished 'selfgen' and 'finetune' stages. On 2 cores: about 3 s per prompt (4 settings, 32 tokens).
+"""
+import argparse, itertools, time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctlrepro.data import load_prompts
+from ctlrepro.generate import generate
+from ctlrepro.metrics import bootstrap_ci, slopes
+from ctlrepro.core import read_json
+from ctlrepro.models import load_controllable
+from ctlrepro.scorers import default_scorers, score_frame
+from ctlrepro.tokens import SPEC
+
+
+def corners(model, tok, prompts:pd.DataFrame, levels:tuple, max_new_tokens:int, where:str, scorers)->pd.DataFrame:
+    "Greedy responses at every setting of `levels` x `levels`, scored by the training scorers; one row per (prompt, setting)"
+    grid = [dict(zip(SPEC.attributes, ls)) for ls in itertools.product(levels, repeat=len(SPEC.attributes))]
+    req = pd.concat([prompts.assign(setting=i) for i in range(len(grid))], ignore_index=True)
+    out = generate(model, tok, req, levels=[grid[i] for i in req.setting], temperature=0, max_new_tokens=max_new_tokens,
+                   where=where, progress=False)
+    out = score_frame(out, scorers)
+    out["refused"] = out.p_refuse >= 0.5
+    return out
+
+
+def table(out:pd.DataFrame, n_boot:int)->pd.DataFrame:
+    "Per (split, kind): refusal rate per setting, and each attribute's on/off slope with its bootstrap CI"
+    rows = []
+    a, b = SPEC.attributes
+    for (split, kind), d in out.groupby(["split", "kind"], sort=False):
+        r = {"split": split, "kind": kind, "n": d.pid.nunique()}
+        for lv, g in d.groupby([a, b]): r[f"refused {SPEC.format(dict(zip((a, b), lv)))}"] = round(float(g.refused.mean()), 3)
+        for own, other in ((a, b), (b, a)):
+            for i, which in enumerate(("on", "off")):
+                v, lo, hi = bootstrap_ci(lambda f: slopes(f[f"score_{own}"], f[own], f[other])[i], d, "pid", n_boot, 0)
+                r[f"{which} {own}"] = f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="runs/small-mixed-288", help="run folder with finished 'selfgen' and 'finetune' stages")
+    ap.add_argument("--objective", default="exmate", help="a fine-tuned objective of the run (finetune/<objective>/)")
+    ap.add_argument("--limit", type=int, default=16, help="prompts per kind and split")
+    ap.add_argument("--prompts", default="ctlrepro", help="prompt set (registered name or file) of the eval prompts")
+    ap.add_argument("--levels", type=int, nargs="+", default=[0, 4], help="requested levels of each attribute (the grid is their product)")
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--n-boot", type=int, default=1000)
+    a = ap.parse_args()
+    if a.limit < 3: raise SystemExit(f"--limit {a.limit}: a slope needs at least 3 prompts per kind")
+    run = Path(a.run)
+    data_file, folder = run / "selfgen" / "selfgen.parquet", run / "finetune" / a.objective
+    for f in (data_file, folder / "controllable.json"):
+        if not f.exists(): raise SystemExit(f"{f} not found: run the 'selfgen' and 'finetune' stages of {run} first")
+    bad = [lv for lv in a.levels if not 0 <= lv < SPEC.k]
+    if bad or len(set(a.levels)) < 2: raise SystemExit(f"--levels {a.levels}: give at least two distinct levels in 0..{SPEC.k - 1}")
+    seen = pd.read_parquet(data_file, columns=["prompt", "kind"]).drop_duplicates("prompt")
+    train = seen.groupby("kind", sort=False).head(a.limit).assign(split="train")
+    ev = load_prompts(a.prompts, split="eval", limit=a.limit)[["prompt", "kind"]].assign(split="eval")
+    overlap = set(train.prompt) & set(ev.prompt)
+    if overlap: raise SystemExit(f"{len(overlap)} eval prompt(s) are in the run's training data, e.g. {sorted(overlap)[0]!r}")
+    prompts = pd.concat([train, ev], ignore_index=True).reset_index(names="pid")
+    where = read_json(folder / "controllable.json", "controllable model record").get("config", {}).get("where", "system")
+    model, tok = load_controllable(folder)
+    t = time.time()
+    out = corners(model, tok, prompts, tuple(a.levels), a.max_new_tokens, where, default_scorers())
+    print(f"{a.objective} of {run}: {prompts.groupby(['split', 'kind']).size().to_dict()} prompts, levels {a.levels}, "
+          f"{a.max_new_tokens} tokens, greedy; {time.time() - t:.0f} s", flush=True)
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(table(out, a.n_boot).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
