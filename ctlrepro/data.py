@@ -75,7 +75,7 @@ def to_schema(
     rank = pd.Series(2, index=df.index).mask(given, 1).mask(given & (df["split"] == "eval"), 0)   # a prompt marked eval anywhere stays eval: it never reaches a train split
     kept = rank.sort_values(kind="stable").index.to_series().groupby(key).first()   # per prompt, the row kept
     first = df.index.to_series().groupby(key).first().sort_values()             # per prompt, where it first appears
-    return check_schema(df.loc[kept[first.index].values].reset_index(drop=True), source)
+    return df.loc[kept[first.index].values].reset_index(drop=True)             # checked above; one row per prompt by construction
 
 # %% ../nbs/04_data.ipynb #1d7a8e1f
 @dataclass
