@@ -13,7 +13,7 @@ Training prompts: the first `--limit` distinct prompts per kind of the run's sel
 Eval prompts: the first `--limit` per kind of the prompt set's eval split (the evaluate stage uses the first
 `eval.limit` of these, so a larger --limit adds prompts it did not see; a kind with fewer gives all it has).
 
-Usage: python bench/leakage.py [--run runs/small-mixed-288] [--objective exmate] [--limit 16] [--prompts ctlrepro]
+Usage: python bench/leakage.py [--run runs/small-mixed-288] [--objective exmate | --model FOLDER] [--limit 16] [--out F.parquet]
 Needs the run's finished 'selfgen' and 'finetune' stages. On 2 cores: about 3 s per prompt (4 settings, 32 tokens).
 """
 import argparse, itertools, time
@@ -24,7 +24,7 @@ import pandas as pd
 
 from ctlrepro.data import load_prompts
 from ctlrepro.generate import generate
-from ctlrepro.metrics import bootstrap_ci, slopes
+from ctlrepro.metrics import CONTROL_KINDS, bootstrap_ci, slopes
 from ctlrepro.core import read_json
 from ctlrepro.models import load_controllable
 from ctlrepro.scorers import default_scorers, score_frame
@@ -43,10 +43,14 @@ def corners(model, tok, prompts:pd.DataFrame, levels:tuple, max_new_tokens:int, 
 
 
 def table(out:pd.DataFrame, n_boot:int)->pd.DataFrame:
-    "Per (split, kind): refusal rate per setting, and each attribute's on/off slope with its bootstrap CI"
+    "Per (split, kind), and per split on the pooled benign+borderline prompts: refusal rate per setting, and each attribute's on/off slope with its bootstrap CI"
     rows = []
     a, b = SPEC.attributes
-    for (split, kind), d in out.groupby(["split", "kind"], sort=False):
+    views = [(k, d) for k, d in out.groupby(["split", "kind"], sort=False)]
+    views += [((split, "+".join(ks)), d[d.kind.isin(ks)]) for ks in {tuple(v) for v in CONTROL_KINDS.values() if len(v) > 1}
+              for split, d in out.groupby("split", sort=False)]   # the pooled headline kinds the evaluate stage reports (benign+borderline)
+    for (split, kind), d in views:
+        if d.empty: continue
         r = {"split": split, "kind": kind, "n": d.pid.nunique()}
         for lv, g in d.groupby([a, b]): r[f"refused {SPEC.format(dict(zip((a, b), lv)))}"] = round(float(g.refused.mean()), 3)
         for own, other in ((a, b), (b, a)):
@@ -61,6 +65,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="runs/small-mixed-288", help="run folder with finished 'selfgen' and 'finetune' stages")
     ap.add_argument("--objective", default="exmate", help="a fine-tuned objective of the run (finetune/<objective>/)")
+    ap.add_argument("--model", default=None, help="a controllable-model folder (controllable.json, adapter/) instead of <run>/finetune/<objective>, e.g. one of bench/seed_spread.py")
+    ap.add_argument("--out", default=None, help="write the scored responses here (.parquet)")
     ap.add_argument("--limit", type=int, default=16, help="prompts per kind and split")
     ap.add_argument("--prompts", default="ctlrepro", help="prompt set (registered name or file) of the eval prompts")
     ap.add_argument("--levels", type=int, nargs="+", default=[0, 4], help="requested levels of each attribute (the grid is their product)")
@@ -69,9 +75,9 @@ def main():
     a = ap.parse_args()
     if a.limit < 3: raise SystemExit(f"--limit {a.limit}: a slope needs at least 3 prompts per kind")
     run = Path(a.run)
-    data_file, folder = run / "selfgen" / "selfgen.parquet", run / "finetune" / a.objective
+    data_file, folder = run / "selfgen" / "selfgen.parquet", Path(a.model) if a.model else run / "finetune" / a.objective
     for f in (data_file, folder / "controllable.json"):
-        if not f.exists(): raise SystemExit(f"{f} not found: run the 'selfgen' and 'finetune' stages of {run} first")
+        if not f.exists(): raise SystemExit(f"{f} not found: run the 'selfgen' and 'finetune' stages of {run} first (or give --model a controllable-model folder)")
     bad = [lv for lv in a.levels if not 0 <= lv < SPEC.k]
     if bad or len(set(a.levels)) < 2: raise SystemExit(f"--levels {a.levels}: give at least two distinct levels in 0..{SPEC.k - 1}")
     seen = pd.read_parquet(data_file, columns=["prompt", "kind"]).drop_duplicates("prompt")
@@ -84,7 +90,8 @@ def main():
     model, tok = load_controllable(folder)
     t = time.time()
     out = corners(model, tok, prompts, tuple(a.levels), a.max_new_tokens, where, default_scorers())
-    print(f"{a.objective} of {run}: {prompts.groupby(['split', 'kind']).size().to_dict()} prompts, levels {a.levels}, "
+    if a.out: out.to_parquet(a.out)
+    print(f"{folder} on {run}'s training prompts: {prompts.groupby(['split', 'kind']).size().to_dict()} prompts, levels {a.levels}, "
           f"{a.max_new_tokens} tokens, greedy; {time.time() - t:.0f} s", flush=True)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(table(out, a.n_boot).to_string(index=False))
