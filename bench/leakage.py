@@ -1,13 +1,15 @@
 """Where the off-attribute slope comes from: a run's fine-tuned model, greedy at the corners of the control grid, on the
 prompts it was trained on and on unseen eval prompts, per prompt kind.
 
-For each (split, kind) it prints the refusal rate (refusal detector, p_refuse >= 0.5) at every corner setting and the
+For each (split, kind) it prints the refusal rate (refusal detector, p_refuse >= 0.5) at every corner setting, each
+attribute's pairwise accuracy (`ctlrepro.metrics.pairwise_order_accuracy`, as the evaluate stage and the probe), and the
 on- and off-attribute slopes (`ctlrepro.metrics.slopes`: score ~ 1 + own requested level + other requested level, in
 training-scorer units per level) of each attribute's score with a 95% percentile bootstrap CI over prompts. The issue-13
 disentanglement target asks that each off-attribute slope's CI include 0 or its size be at most a quarter of the
 on-attribute slope. If the off-attribute slope is small on the training prompts and large on the eval prompts, the model
 learned what the token should not do on the prompts it saw but does not carry it over to new prompts (a generalization
-gap, which more distinct training prompts address); if it is large on both, the objective or the labels cause it.
+gap, for which more distinct training prompts are the first thing to try); if it is large on both, look at the objective
+or the labels.
 
 Training prompts: the first `--limit` distinct prompts per kind of the run's self-generated data (selfgen.parquet).
 Eval prompts: the first `--limit` per kind of the prompt set's eval split (the evaluate stage uses the first
@@ -24,7 +26,7 @@ import pandas as pd
 
 from ctlrepro.data import load_prompts
 from ctlrepro.generate import generate
-from ctlrepro.metrics import CONTROL_KINDS, bootstrap_ci, slopes
+from ctlrepro.metrics import CONTROL_KINDS, bootstrap_ci, pairwise_order_accuracy, slopes
 from ctlrepro.core import read_json
 from ctlrepro.models import load_controllable
 from ctlrepro.scorers import default_scorers, score_frame
@@ -43,7 +45,7 @@ def corners(model, tok, prompts:pd.DataFrame, levels:tuple, max_new_tokens:int, 
 
 
 def table(out:pd.DataFrame, n_boot:int)->pd.DataFrame:
-    "Per (split, kind), and per split on the pooled benign+borderline prompts: refusal rate per setting, and each attribute's on/off slope with its bootstrap CI"
+    "Per (split, kind), and per split on the pooled benign+borderline prompts: refusal rate per setting, and each attribute's pairwise accuracy and on/off slope with a bootstrap CI"
     rows = []
     a, b = SPEC.attributes
     views = [(k, d) for k, d in out.groupby(["split", "kind"], sort=False)]
@@ -54,6 +56,8 @@ def table(out:pd.DataFrame, n_boot:int)->pd.DataFrame:
         r = {"split": split, "kind": kind, "n": d.pid.nunique()}
         for lv, g in d.groupby([a, b]): r[f"refused {SPEC.format(dict(zip((a, b), lv)))}"] = round(float(g.refused.mean()), 3)
         for own, other in ((a, b), (b, a)):
+            v, lo, hi = bootstrap_ci(lambda f: pairwise_order_accuracy(f.pid, f[own], f[f"score_{own}"]), d, "pid", n_boot, 0)
+            r[f"pairwise {own}"] = f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
             for i, which in enumerate(("on", "off")):
                 v, lo, hi = bootstrap_ci(lambda f: slopes(f[f"score_{own}"], f[own], f[other])[i], d, "pid", n_boot, 0)
                 r[f"{which} {own}"] = f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]"
