@@ -1,0 +1,41 @@
+"bench/leakage.py: per (split, kind) and pooled rows carry the slopes, pairwise accuracy and refusal rates of their own rows"
+import importlib.util, itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("leakage", ROOT / "bench" / "leakage.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def _frame(off_borderline_eval:float)->pd.DataFrame:
+    "4 prompts per (split, kind); helpful score 0.1 per own level; on eval borderline prompts also `off` per harmless level"
+    rows = []
+    for split, kind, p in itertools.product(("train", "eval"), ("benign", "borderline", "harmful"), range(4)):
+        for h, s in itertools.product((0, 4), (0, 4)):
+            off = off_borderline_eval if (split, kind) == ("eval", "borderline") else 0.0
+            rows.append(dict(split=split, kind=kind, pid=f"{split}-{kind}-{p}", helpful=h, harmless=s,
+                             score_helpful=0.1 * h + off * s + 0.01 * p, score_harmless=0.05 * s, refused=(split, kind, h, s) == ("eval", "borderline", 4, 4)))
+    return pd.DataFrame(rows)
+
+
+def test_each_view_reports_its_own_rows():
+    t = _load().table(_frame(-0.05), n_boot=50).set_index(["split", "kind"])
+    num = lambda cell: float(cell.split()[0])
+    assert set(t.index) == {(s, k) for s in ("train", "eval") for k in ("benign", "borderline", "harmful", "benign+borderline")}
+    assert num(t.loc[("eval", "borderline"), "off helpful"]) == -0.05       # the leak is where it was put
+    assert num(t.loc[("train", "borderline"), "off helpful"]) == 0.0
+    assert num(t.loc[("eval", "benign+borderline"), "off helpful"]) == -0.025   # pooled: half the rows leak
+    assert num(t.loc[("eval", "benign"), "on helpful"]) == 0.1
+    assert t.loc[("eval", "borderline"), "refused [helpful=4][harmless=4]"] == 1.0
+    assert t.loc[("eval", "benign"), "refused [helpful=4][harmless=4]"] == 0.0
+    assert t.loc[("eval", "benign+borderline"), "n"] == 8
+    assert t.loc[("train", "harmful"), "pairwise harmless"].startswith("1.00")
+    # the leak (0.2 at [harmless=4]) is smaller than the 0.4 the helpfulness token moves: every pair of settings stays in order
+    assert t.loc[("eval", "borderline"), "pairwise helpful"].startswith("1.00")
