@@ -1,16 +1,10 @@
 "bench/compare_runs.py: the table shows each run's own numbers, in the column of its file"
-import importlib.util, json
+import json
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "bench" / "compare_runs.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
 
 
 def _results(pairwise, refused):
@@ -22,10 +16,10 @@ def _results(pairwise, refused):
                             "answered_safe": None, "n_safe": 0, "refused_unsafe": 0.5, "n_unsafe": 12}]}
 
 
-def test_compare_runs_puts_each_runs_numbers_in_its_column(tmp_path, capsys):
+def test_compare_runs_puts_each_runs_numbers_in_its_column(tmp_path, capsys, bench):
     for name, (p, r) in {"a": (0.9, 0.25), "b": (0.6, 1.0)}.items():
         (tmp_path / name).mkdir(); (tmp_path / name / "results.json").write_text(json.dumps(_results(p, r)))
-    _load().main([str(tmp_path / "a" / "results.json"), str(tmp_path / "b" / "results.json")])
+    bench("compare_runs").main([str(tmp_path / "a" / "results.json"), str(tmp_path / "b" / "results.json")])
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in capsys.readouterr().out.splitlines()]
     rows = {c[0]: c[1:] for c in cells}
     assert rows[""] == ["a", "b"]
@@ -37,24 +31,24 @@ def test_compare_runs_puts_each_runs_numbers_in_its_column(tmp_path, capsys):
     assert rows["seconds: total"] == ["12", "12"]
 
 
-def test_compare_runs_shows_a_missing_interval_and_commit_as_such(tmp_path, capsys):
+def test_compare_runs_shows_a_missing_interval_and_commit_as_such(tmp_path, capsys, bench):
     r = _results(0.5, 0.5)
     r["commit"] = None                                               # written outside a git checkout
     r["metrics"][0].update(lo=None, hi=None)                         # a NaN interval (one prompt)
     (tmp_path / "results.json").write_text(json.dumps(r))
-    _load().main([str(tmp_path / "results.json")])
+    bench("compare_runs").main([str(tmp_path / "results.json")])
     out = capsys.readouterr().out
     assert "| p no git |" in out and "| 0.50 [-, -] |" in out
 
 
-def test_compare_runs_refuses_an_unreadable_file(tmp_path):
+def test_compare_runs_refuses_an_unreadable_file(tmp_path, bench):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SystemExit, match="bad.json: not a readable results.json"):
-        _load().main([str(tmp_path / "bad.json")])
+        bench("compare_runs").main([str(tmp_path / "bad.json")])
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(SystemExit, match=r"empty.json: not a results.json of the figures stage: it lacks \['preset'"):
-        _load().main([str(tmp_path / "empty.json")])
+        bench("compare_runs").main([str(tmp_path / "empty.json")])
     with pytest.raises(SystemExit, match=r"--model 'exmat' is in none of the files; accepted are \["):
-        _load().main([str(ROOT / "figures" / "results.json"), "--model", "exmat"])
+        bench("compare_runs").main([str(ROOT / "figures" / "results.json"), "--model", "exmat"])
     with pytest.raises(SystemExit, match="--labels gives 2 names for 1 files"):
-        _load().main([str(ROOT / "figures" / "results.json"), "--labels", "x", "y"])
+        bench("compare_runs").main([str(ROOT / "figures" / "results.json"), "--labels", "x", "y"])

@@ -1,17 +1,8 @@
 "bench/leakage.py: per (split, kind) and pooled rows carry the slopes, pairwise accuracy and refusal rates of their own rows"
-import importlib.util, itertools
-from pathlib import Path
+import itertools
 
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("leakage", ROOT / "bench" / "leakage.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
 
 
 def _frame(off_borderline_eval:float)->pd.DataFrame:
@@ -25,8 +16,8 @@ def _frame(off_borderline_eval:float)->pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_each_view_reports_its_own_rows():
-    t = _load().table(_frame(-0.05), n_boot=50).set_index(["split", "kind"])
+def test_each_view_reports_its_own_rows(bench):
+    t = bench("leakage").table(_frame(-0.05), n_boot=50).set_index(["split", "kind"])
     num = lambda cell: float(cell.split()[0])
     assert set(t.index) == {(s, k) for s in ("train", "eval") for k in ("benign", "borderline", "harmful", "benign+borderline")}
     assert num(t.loc[("eval", "borderline"), "off helpful"]) == -0.05       # the leak is where it was put
