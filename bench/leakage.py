@@ -1,7 +1,7 @@
 """Where the off-attribute slope comes from: a run's fine-tuned model, greedy at the corners of the control grid, on the
 prompts it was trained on and on unseen eval prompts, per prompt kind.
 
-For each (split, kind) it prints the refusal rate (refusal detector, p_refuse >= 0.5) at every corner setting, each
+For each (split, kind), and per split on the pooled benign+borderline prompts, it prints the refusal rate (refusal detector, p_refuse >= 0.5) at every corner setting, each
 attribute's pairwise accuracy (`ctlrepro.metrics.pairwise_order_accuracy`, as the evaluate stage and the probe), and the
 on- and off-attribute slopes (`ctlrepro.metrics.slopes`: score ~ 1 + own requested level + other requested level, in
 training-scorer units per level) of each attribute's score with a 95% percentile bootstrap CI over prompts. The issue-13
@@ -16,7 +16,8 @@ Eval prompts: the first `--limit` per kind of the prompt set's eval split (the e
 `eval.limit` of these, so a larger --limit adds prompts it did not see; a kind with fewer gives all it has).
 
 Usage: python bench/leakage.py [--run runs/small-mixed-288] [--objective exmate | --model FOLDER] [--limit 16] [--out F.parquet]
-Needs the run's finished 'selfgen' and 'finetune' stages. On 2 cores: about 3 s per prompt (4 settings, 32 tokens).
+Needs the run's finished 'selfgen' stage, and its 'finetune' stage unless --model is given. On 2 cores: about 1.8 s
+per prompt (4 settings, 32 tokens).
 """
 import argparse, itertools, time
 from pathlib import Path
