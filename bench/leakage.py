@@ -68,7 +68,7 @@ def table(out:pd.DataFrame, n_boot:int)->pd.DataFrame:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default="runs/small-mixed-288", help="run folder with finished 'selfgen' and 'finetune' stages")
+    ap.add_argument("--run", default="runs/small-mixed-288", help="run folder with a finished 'selfgen' stage (and 'finetune', unless --model is given)")
     ap.add_argument("--objective", default="exmate", help="a fine-tuned objective of the run (finetune/<objective>/)")
     ap.add_argument("--model", default=None, help="a controllable-model folder (controllable.json, adapter/) instead of <run>/finetune/<objective>, e.g. one of bench/seed_spread.py")
     ap.add_argument("--out", default=None, help="write the scored responses here (.parquet)")
@@ -79,15 +79,26 @@ def main():
     ap.add_argument("--n-boot", type=int, default=1000)
     a = ap.parse_args()
     if a.limit < 3: raise SystemExit(f"--limit {a.limit}: a slope needs at least 3 prompts per kind")
-    run = Path(a.run)
-    data_file, folder = run / "selfgen" / "selfgen.parquet", Path(a.model) if a.model else run / "finetune" / a.objective
-    for f in (data_file, folder / "controllable.json"):
-        if not f.exists(): raise SystemExit(f"{f} not found: run the 'selfgen' and 'finetune' stages of {run} first (or give --model a controllable-model folder)")
     bad = [lv for lv in a.levels if not 0 <= lv < SPEC.k]
-    if bad or len(set(a.levels)) < 2: raise SystemExit(f"--levels {a.levels}: give at least two distinct levels in 0..{SPEC.k - 1}")
+    if bad or len(set(a.levels)) < 2 or len(set(a.levels)) < len(a.levels): raise SystemExit(f"--levels {a.levels}: give at least two distinct levels in 0..{SPEC.k - 1}, each once")
+    for flag, v in (("--n-boot", a.n_boot), ("--max-new-tokens", a.max_new_tokens)):
+        if v < 1: raise SystemExit(f"{flag} {v}: give a positive number")
+    run = Path(a.run)
+    if not run.is_dir(): raise SystemExit(f"--run {run}: no such folder; give a run folder (e.g. runs/small-mixed-288)")
+    data_file = run / "selfgen" / "selfgen.parquet"
+    if not data_file.exists(): raise SystemExit(f"{data_file} not found: run the 'selfgen' stage of {run} first")
+    if a.model:
+        folder = Path(a.model)
+        if not (folder / "controllable.json").exists(): raise SystemExit(f"--model {folder}: not a controllable-model folder (it needs controllable.json and adapter/)")
+    else:
+        folder = run / "finetune" / a.objective
+        if not (folder / "controllable.json").exists():
+            have = sorted(p.parent.name for p in (run / "finetune").glob("*/controllable.json"))
+            raise SystemExit(f"--objective {a.objective}: {folder} holds no fine-tuned model; " + (f"this run has {have}" if have else f"run the 'finetune' stage of {run} first"))
     seen = pd.read_parquet(data_file, columns=["prompt", "kind"]).drop_duplicates("prompt")
     train = seen.groupby("kind", sort=False).head(a.limit).assign(split="train")
-    ev = load_prompts(a.prompts, split="eval", limit=a.limit)[["prompt", "kind"]].assign(split="eval")
+    try: ev = load_prompts(a.prompts, split="eval", limit=a.limit)[["prompt", "kind"]].assign(split="eval")
+    except (ValueError, FileNotFoundError) as e: raise SystemExit(f"--prompts {a.prompts}: {e}")
     overlap = set(train.prompt) & set(ev.prompt)
     if overlap: raise SystemExit(f"{len(overlap)} eval prompt(s) are in the run's training data, e.g. {sorted(overlap)[0]!r}")
     prompts = pd.concat([train, ev], ignore_index=True).reset_index(names="pid")
@@ -96,7 +107,7 @@ def main():
     t = time.time()
     out = corners(model, tok, prompts, tuple(a.levels), a.max_new_tokens, where, default_scorers())
     if a.out: out.to_parquet(a.out)
-    print(f"{folder} on {run}'s training prompts: {prompts.groupby(['split', 'kind']).size().to_dict()} prompts, levels {a.levels}, "
+    print(f"{folder} on {run}'s training prompts and {a.prompts} eval prompts: {prompts.groupby(['split', 'kind']).size().to_dict()} prompts, levels {a.levels}, "
           f"{a.max_new_tokens} tokens, greedy; {time.time() - t:.0f} s", flush=True)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(table(out, a.n_boot).to_string(index=False))

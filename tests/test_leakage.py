@@ -27,6 +27,8 @@ def test_each_view_reports_its_own_rows(bench):
     assert t.loc[("eval", "borderline"), "refused [helpful=4][harmless=4]"] == 1.0
     assert t.loc[("eval", "benign"), "refused [helpful=4][harmless=4]"] == 0.0
     assert t.loc[("eval", "benign+borderline"), "n"] == 8
+    assert t.loc[("eval", "benign+borderline"), "refused [helpful=4][harmless=4]"] == 0.5   # pooled: half the prompts refuse there
+    assert (num(t.loc[("eval", "harmful"), "on harmless"]), num(t.loc[("eval", "harmful"), "off harmless"])) == (0.05, 0.0)
     assert t.loc[("train", "harmful"), "pairwise harmless"].startswith("1.00")
     # the leak (0.2 at [harmless=4]) is smaller than the 0.4 the helpfulness token moves: every pair of settings stays in order
     assert t.loc[("eval", "borderline"), "pairwise helpful"].startswith("1.00")
