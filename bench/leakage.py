@@ -22,7 +22,6 @@ per prompt (4 settings, 32 tokens).
 import argparse, itertools, time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ctlrepro.data import load_prompts
