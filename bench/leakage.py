@@ -19,29 +19,18 @@ Usage: python bench/leakage.py [--run runs/small-mixed-288] [--objective exmate 
 Needs the run's finished 'selfgen' stage, and its 'finetune' stage unless --model is given. On 2 cores: about 1.8 s
 per prompt (4 settings, 32 tokens).
 """
-import argparse, itertools, time
+import argparse, time
 from pathlib import Path
 
 import pandas as pd
 
 from ctlrepro.data import load_prompts
-from ctlrepro.generate import generate
+from ctlrepro.evaluate import probe_responses
 from ctlrepro.metrics import CONTROL_KINDS, bootstrap_ci, pairwise_order_accuracy, slopes
 from ctlrepro.core import read_json
 from ctlrepro.models import load_controllable
-from ctlrepro.scorers import default_scorers, score_frame
+from ctlrepro.scorers import default_scorers
 from ctlrepro.tokens import SPEC
-
-
-def corners(model, tok, prompts:pd.DataFrame, levels:tuple, max_new_tokens:int, where:str, scorers)->pd.DataFrame:
-    "Greedy responses at every setting of `levels` x `levels`, scored by the training scorers; one row per (prompt, setting)"
-    grid = [dict(zip(SPEC.attributes, ls)) for ls in itertools.product(levels, repeat=len(SPEC.attributes))]
-    req = pd.concat([prompts.assign(setting=i) for i in range(len(grid))], ignore_index=True)
-    out = generate(model, tok, req, levels=[grid[i] for i in req.setting], temperature=0, max_new_tokens=max_new_tokens,
-                   where=where, progress=False)
-    out = score_frame(out, scorers)
-    out["refused"] = out.p_refuse >= 0.5
-    return out
 
 
 def table(out:pd.DataFrame, n_boot:int)->pd.DataFrame:
@@ -100,11 +89,11 @@ def main():
     except (ValueError, FileNotFoundError) as e: raise SystemExit(f"--prompts {a.prompts}: {e}")
     overlap = set(train.prompt) & set(ev.prompt)
     if overlap: raise SystemExit(f"{len(overlap)} eval prompt(s) are in the run's training data, e.g. {sorted(overlap)[0]!r}")
-    prompts = pd.concat([train, ev], ignore_index=True).reset_index(names="pid")
+    prompts = pd.concat([train, ev], ignore_index=True)   # probe_responses numbers them (pid) in this order
     where = read_json(folder / "controllable.json", "controllable model record").get("config", {}).get("where", "system")
     model, tok = load_controllable(folder)
     t = time.time()
-    out = corners(model, tok, prompts, tuple(a.levels), a.max_new_tokens, where, default_scorers())
+    out = probe_responses(model, tok, prompts, default_scorers(), tuple(a.levels), a.max_new_tokens, where)   # the probe's rows, with each prompt's split carried
     if a.out: out.to_parquet(a.out)
     print(f"{folder} on {run}'s training prompts and {a.prompts} eval prompts: {prompts.groupby(['split', 'kind']).size().to_dict()} prompts, levels {a.levels}, "
           f"{a.max_new_tokens} tokens, greedy; {time.time() - t:.0f} s", flush=True)

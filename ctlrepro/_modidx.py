@@ -113,6 +113,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ctlrepro.evaluate.generate_grid': ('evaluate.html#generate_grid', 'ctlrepro/evaluate.py'),
                                    'ctlrepro.evaluate.load_judge': ('evaluate.html#load_judge', 'ctlrepro/evaluate.py'),
                                    'ctlrepro.evaluate.metrics_table': ('evaluate.html#metrics_table', 'ctlrepro/evaluate.py'),
+                                   'ctlrepro.evaluate.probe_responses': ('evaluate.html#probe_responses', 'ctlrepro/evaluate.py'),
+                                   'ctlrepro.evaluate.probe_summary': ('evaluate.html#probe_summary', 'ctlrepro/evaluate.py'),
                                    'ctlrepro.evaluate.refusal_rates': ('evaluate.html#refusal_rates', 'ctlrepro/evaluate.py'),
                                    'ctlrepro.evaluate.run_generation': ('evaluate.html#run_generation', 'ctlrepro/evaluate.py'),
                                    'ctlrepro.evaluate.save_eval': ('evaluate.html#save_eval', 'ctlrepro/evaluate.py'),

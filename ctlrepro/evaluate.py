@@ -24,8 +24,8 @@ from .core import versions, git_commit
 
 # %% auto #0
 __all__ = ['METHODS', 'JUDGE_FAMILIES', 'EvalConfig', 'Complement', 'generalization_judges', 'generate_grid', 'evaluate',
-           'score_responses', 'metrics_table', 'refusal_rates', 'control_probe', 'load_judge', 'save_eval',
-           'run_generation']
+           'score_responses', 'metrics_table', 'refusal_rates', 'probe_responses', 'probe_summary', 'control_probe',
+           'load_judge', 'save_eval', 'run_generation']
 
 # %% ../nbs/10_evaluate.ipynb #02d02c30
 METHODS = ("tokens", "prompting", "rerank")
@@ -194,27 +194,34 @@ def refusal_rates(model, tokenizer, prompts:pd.DataFrame, scorers=None, max_new_
 
 
 # %% ../nbs/10_evaluate.ipynb #2b6b18ab
-def control_probe(
+def probe_responses(
     model, tokenizer,
-    prompts:pd.DataFrame,          # held-out prompts in the schema (`data.load_prompts(..., split='eval')`), e.g. 16 per kind
+    prompts:pd.DataFrame,          # (n, >=2): held-out prompts with columns prompt and kind (`data.load_prompts(..., split='eval')`); other columns are carried to the output
     scorers=None,                  # training scorers (default: the shipped `EmbeddedScorers`)
     grid_levels:tuple=(0, 4),      # requested levels of each attribute; the grid is their product
     max_new_tokens:int=32,
     where:str="system",            # where the control string goes (as the model was trained)
     batch_size:int=GenConfig.batch_size,
     spec:ControlSpec=SPEC,
-)->dict:                           # {'pairwise_accuracy/<attribute>': float, 'on_attribute_slope/<attribute>': float, 'off_attribute_slope/<attribute>': float, 'refused/<kind>/<control string>': float, 'n/<kind>': int}
-    "Greedy control on held-out prompts: pairwise accuracy per attribute on its headline kinds (`metrics.CONTROL_KINDS`), the on- and off-attribute slopes on the same rows (`metrics.slopes`, score units per requested level; two attributes only), refusal rate per (kind, setting)"
+)->pd.DataFrame:                   # (n x len(grid_levels)**A rows): pid (the prompt's position in `prompts`), the prompts' columns, one column per attribute (requested level), response, score_<attribute>, p_refuse, refused (p_refuse >= 0.5)
+    "Greedy responses of `model` at every setting of the grid on each prompt, scored by the training scorers; raises ValueError when `prompts` lacks a column or a row. The frame `probe_summary` reads"
     missing = [c for c in ("prompt", "kind") if c not in prompts.columns]
-    if missing: raise ValueError(f"control_probe: prompts lack column(s) {missing}; pass prompts in the schema (data.load_prompts)")
-    if len(prompts) == 0: raise ValueError("control_probe: no prompts")
-    scorers = scorers or default_scorers()
+    if missing: raise ValueError(f"probe_responses: prompts lack column(s) {missing}; pass prompts in the schema (data.load_prompts)")
+    if len(prompts) == 0: raise ValueError("probe_responses: no prompts")
+    clash = sorted(set(prompts.columns) & ({"pid", "setting", "response", "refused", "p_refuse"} | set(spec.attributes) | {f"score_{a}" for a in spec.attributes}))
+    if clash: raise ValueError(f"probe_responses: prompts has column(s) {clash} that the output writes; drop them (the probe takes prompt, kind and any other column)")
     grid = [dict(zip(spec.attributes, ls)) for ls in itertools.product(grid_levels, repeat=len(spec.attributes))]
-    prompts = prompts[["prompt", "kind"]]                                     # other columns (ids, levels of labelled rows) would clash
     req = pd.concat([prompts.reset_index(drop=True).reset_index(names="pid").assign(setting=i) for i in range(len(grid))], ignore_index=True)
     out = score_frame(generate(model, tokenizer, req, levels=[grid[i] for i in req.setting], temperature=0, max_new_tokens=max_new_tokens,
-                               batch_size=batch_size, where=where, spec=spec, progress=False), scorers, spec)
+                               batch_size=batch_size, where=where, spec=spec, progress=False), scorers or default_scorers(), spec)
     out["refused"] = out.p_refuse >= 0.5
+    return out
+
+def probe_summary(
+    out:pd.DataFrame,              # `probe_responses`' frame: pid, kind, a column per attribute, score_<attribute>, refused
+    spec:ControlSpec=SPEC,
+)->dict:                           # {'pairwise_accuracy/<attribute>': float, 'on_attribute_slope/<attribute>': float, 'off_attribute_slope/<attribute>': float, 'refused/<kind>/<control string>': float, 'n/<kind>': int}
+    "Pairwise accuracy per attribute on its headline kinds (`metrics.CONTROL_KINDS`), the on- and off-attribute slopes on the same rows (`metrics.slopes`, score units per requested level; two attributes only; NaN where a kind is missing), refusal rate per (kind, setting), prompts per kind"
     r = {}
     for a in spec.attributes:
         d = out[out.kind.isin(CONTROL_KINDS.get(a, out.kind.unique()))]
@@ -224,8 +231,22 @@ def control_probe(
             r[f"on_attribute_slope/{a}"], r[f"off_attribute_slope/{a}"] = slopes(d[f"score_{a}"], d[a], d[other[0]]) if len(d) else (float("nan"),) * 2
     for (kind, *lv), g in out.groupby(["kind", *spec.attributes]):
         r[f"refused/{kind}/{spec.format(dict(zip(spec.attributes, map(int, lv))))}"] = float(g.refused.mean())
-    for kind, g in prompts.groupby("kind"): r[f"n/{kind}"] = len(g)
+    for kind, g in out.groupby("kind"): r[f"n/{kind}"] = int(g.pid.nunique())
     return r
+
+def control_probe(
+    model, tokenizer,
+    prompts:pd.DataFrame,          # held-out prompts in the schema (`data.load_prompts(..., split='eval')`), e.g. 16 per kind
+    scorers=None,                  # training scorers (default: the shipped `EmbeddedScorers`)
+    grid_levels:tuple=(0, 4),      # requested levels of each attribute; the grid is their product
+    max_new_tokens:int=32,
+    where:str="system",            # where the control string goes (as the model was trained)
+    batch_size:int=GenConfig.batch_size,
+    spec:ControlSpec=SPEC,
+)->dict:                           # `probe_summary`'s record
+    "Greedy control on held-out prompts (`probe_responses` then `probe_summary`): the record `objectives.train`'s probe callback keeps every `TrainConfig.probe_every` updates"
+    out = probe_responses(model, tokenizer, prompts.filter(["prompt", "kind"]), scorers, grid_levels, max_new_tokens, where, batch_size, spec)   # other columns (ids, levels of labelled rows) would clash; a missing one is named there
+    return probe_summary(out, spec)
 
 # %% ../nbs/10_evaluate.ipynb #ce860b64
 def load_judge(judge:str|None, model:str|None=None, loaded:tuple|None=None, device:str|None=None, dtype:str|None=None)->tuple:

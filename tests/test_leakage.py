@@ -32,3 +32,23 @@ def test_each_view_reports_its_own_rows(bench):
     assert t.loc[("train", "harmful"), "pairwise harmless"].startswith("1.00")
     # the leak (0.2 at [harmless=4]) is smaller than the 0.4 the helpfulness token moves: every pair of settings stays in order
     assert t.loc[("eval", "borderline"), "pairwise helpful"].startswith("1.00")
+
+
+class _LengthScorers:
+    "Scores from the response length: enough to run the probe without the embedded heads"
+    def parts(self, prompts, responses):
+        n = [min(1, len(r) / 20) for r in responses]
+        return pd.DataFrame({"helpfulness": n, "safety": [1 - x for x in n], "p_refuse": [0.0] * len(n)})
+
+
+def test_responses_keep_each_prompts_split(tiny):
+    "bench/leakage.py reads each row's split from probe_responses, which numbers prompts by position: a shuffled index must not move a split to another prompt"
+    from ctlrepro.evaluate import probe_responses
+    prompts = pd.DataFrame({"prompt": [f"Question number {i}?" for i in range(6)], "kind": ["benign", "borderline", "harmful"] * 2,
+                            "split": ["train"] * 3 + ["eval"] * 3}, index=[5, 3, 0, 4, 1, 2])
+    out = probe_responses(*tiny, prompts, _LengthScorers(), grid_levels=(0, 4), max_new_tokens=2)
+    assert len(out) == 6 * 4 and sorted(out.pid.unique()) == list(range(6))
+    want = prompts.reset_index(drop=True)
+    for col in ("prompt", "kind", "split"):
+        assert (out[col].to_numpy() == want[col].to_numpy()[out.pid]).all(), col      # every row carries its own prompt's values
+    assert out.groupby("pid").size().eq(4).all()                                        # each prompt once per setting of the 2x2 grid
