@@ -17,7 +17,7 @@ __all__ = ['DTYPES', 'REPO_DATA', 'check_int', 'check_local_path', 'check_out_fo
            'cpu_native_bf16', 'bf16_supported', 'pick_dtype', 'cache_dir', 'atomic_path', 'atomic_write_text',
            'atomic_write_json', 'read_json', 'stable_hash', 'sha256_file', 'type_names', 'a_type', 'number_hint',
            'did_you_mean', 'fits', 'data_root', 'tree_fingerprint', 'content_digest', 'code_fingerprint',
-           'data_fingerprint', 'source_fingerprint', 'Cached', 'versions', 'git_commit', 'repo_root']
+           'data_fingerprint', 'source_fingerprint', 'Cached', 'host', 'versions', 'git_commit', 'repo_root']
 
 # %% ../nbs/00_core.ipynb #c7a1e2d4
 def check_int(
@@ -323,6 +323,11 @@ import platform, subprocess
 from importlib.metadata import version, PackageNotFoundError
 
 # %% ../nbs/00_core.ipynb #c82e3d5b
+def host()->dict:                # {'cpus': int, 'cpu_capability': str, 'cpu_bf16': bool, 'gpus': [name, ...]}
+    "The machine a stage ran on, as far as it decides speed and precision: CPU cores (`os.cpu_count`), the CPU kernels torch uses (`torch.backends.cpu.get_cpu_capability`: 'AVX2', 'AVX512', ...), whether the CPU computes bf16 natively (`cpu_native_bf16`, which `mixed_precision: auto` follows) and the GPUs' names. Stage times from two hosts are not comparable, and the precision `auto` picks differs with them"
+    return {"cpus": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_native_bf16(),
+            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
+
 def versions(packages=("torch", "transformers", "peft", "trl", "datasets", "accelerate", "ctlrepro"))->dict:
     "Installed versions of the packages a run depends on"
     out = {"python": platform.python_version()}

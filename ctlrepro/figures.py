@@ -17,7 +17,7 @@ from .metrics import CONTROL_KINDS
 __all__ = ['METHOD_ORDER', 'RESULT_METRICS', 'README_START', 'README_END', 'fmt_ci', 'show_metrics', 'setting_means', 'collect',
            'plot_control_heatmaps', 'plot_control_curves', 'plot_tradeoff', 'plot_training', 'collect_probes',
            'plot_control_learning', 'plot_alpha_curve', 'plot_families', 'validation_markdown', 'results_markdown',
-           'results_json', 'readme_block', 'write_readme_block']
+           'results_json', 'host_text', 'readme_block', 'write_readme_block']
 
 # %% ../nbs/19_figures.ipynb #0bbe1037
 METHOD_ORDER = ["base", "aligned", "prompting", "rerank", "clm", "exmate", "dpo", "rl"]
@@ -228,7 +228,7 @@ def results_markdown(tables:pd.DataFrame, run:str|Path|None=None, validation:pd.
 def _num(x): return None if x is None or (isinstance(x, float) and not np.isfinite(x)) or pd.isna(x) else (int(x) if isinstance(x, (int, np.integer)) else float(x))
 
 def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None=None)->dict:
-    "figures/results.json: preset, commit, seconds per stage, every metric, the claims, the judges' validation and the public benchmarks' rows (`benchmarks.tradeoff_table`) of a run"
+    "figures/results.json: preset, commit, the hosts the stages ran on (`core.host`; stage records without one are left out), seconds per stage, every metric, the claims, the judges' validation and the public benchmarks' rows (`benchmarks.tradeoff_table`) of a run"
     run = Path(run); recs = _stage_records(run)
     rj = read_json(run / "run.json", "run record") if (run / "run.json").exists() else {}
     seconds = {r["stage"]: r.get("seconds") for r in recs if r.get("seconds") is not None}
@@ -245,10 +245,21 @@ def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None
                                              "agreement_hi": _num(r.agreement_hi), "recall": _num(r.recall)} for r in validation.itertuples()]
     bench = run / "benchmarks" / "tradeoff.csv"
     benchmarks = [{k: _num(v) if not isinstance(v, str) else v for k, v in r.items()} for r in pd.read_csv(bench).to_dict("records")] if bench.exists() else []
+    hosts = []                                                        # distinct, in the order the stages finished
+    for r in recs:
+        if r.get("host") is not None and r["host"] not in hosts: hosts.append(r["host"])
     return {"preset": rj.get("preset") or (recs[0].get("preset") if recs else None), "commit": rj.get("git_commit") or (recs[-1].get("git_commit") if recs else None),
-            "seconds": seconds, "metrics": metrics, "claims": claims, "judges": judges, "benchmarks": benchmarks}
+            "hosts": hosts, "seconds": seconds, "metrics": metrics, "claims": claims, "judges": judges, "benchmarks": benchmarks}
 
 README_START, README_END = "<!-- results:start (written by the figures stage from figures/results.json; do not edit) -->", "<!-- results:end -->"
+
+def host_text(hosts:list|None)->str:
+    "' on 2 CPU cores (AVX2, no native bf16)' for `results_json`'s hosts; '' when none is recorded (a run from before `core.host`), ' on 2 hosts: ...' when stages ran on several"
+    def one(h):
+        cpu = f"{h.get('cpus')} CPU cores ({h.get('cpu_capability')}, {'native' if h.get('cpu_bf16') else 'no native'} bf16)"
+        return cpu + (f" and {len(h['gpus'])} GPU(s) {', '.join(dict.fromkeys(h['gpus']))}" if h.get("gpus") else "")
+    if not hosts: return ""
+    return f" on {one(hosts[0])}" if len(hosts) == 1 else f" on {len(hosts)} hosts: " + "; ".join(map(one, hosts))
 
 def readme_block(results:dict)->str:
     "The README's results: the headline table and the instruments' validation, generated from results.json so they cannot drift"
@@ -257,7 +268,7 @@ def readme_block(results:dict)->str:
         r = m[(m.model == model) & (m.family == fam) & (m.metric == metric) & (m.attribute == attr) & (m.kinds == kinds)]
         return "n/a" if r.empty else fmt_ci(*r.iloc[0][["value", "lo", "hi", "n"]])
     secs = results.get("seconds", {})
-    lines = [f"Preset `{results.get('preset')}`, commit `{str(results.get('commit'))[:12]}`, {secs.get('total', 0) / 60:.1f} min of stages. "
+    lines = [f"Preset `{results.get('preset')}`, commit `{str(results.get('commit'))[:12]}`, {secs.get('total', 0) / 60:.1f} min of stages{host_text(results.get('hosts'))}. "
              "Pairwise accuracy (0.5 = no control) [95% CI] n=prompts; training scorers / validated keyword judges.", "",
              "| model | helpful, benign+borderline (train / judge) | harmless, harmful (train / judge) | over-refusal | harmful compliance |", "|---|---|---|---|---|"]
     for model in dict.fromkeys(m.model):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import Cached, a_type, atomic_write_json, check_int, content_digest, check_local_path, check_out_folder, did_you_mean, number_hint, pick_device, source_fingerprint, stable_hash, versions, git_commit, repo_root
+from .core import Cached, a_type, atomic_write_json, check_int, content_digest, check_local_path, check_out_folder, did_you_mean, number_hint, pick_device, source_fingerprint, stable_hash, versions, host, git_commit, repo_root
 from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .tokens import SPEC
@@ -410,7 +410,7 @@ def reproduce(
         folder.mkdir(parents=True, exist_ok=True)
         defaults = {k: d for k, (_, d) in notebook_params(nbs / s.notebook).items() if k not in params[s.name] and k not in ("out", "run")}
         base = {"preset": pre["name"], "stage": s.name, "notebook": s.notebook, "key": keys[s.name], "params": params[s.name], "notebook_defaults": defaults,
-                "upstream": {n: keys[n] for n in s.needs}, "upstream_runs": ups, "run_id": runs[s.name], "versions": versions(), "git_commit": git_commit(nbs)}
+                "upstream": {n: keys[n] for n in s.needs}, "upstream_runs": ups, "run_id": runs[s.name], "versions": versions(), "host": host(), "git_commit": git_commit(nbs)}
         atomic_write_json(folder / "stage.json", {**base, "status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S")})
         log(f"[{s.name}] running {s.notebook} ...")
         t = time.time()

@@ -173,7 +173,9 @@ def test_a_killed_run_resumes_from_finished_shards(tmp_path):
     assert "['ran']" in out.stdout, out.stdout + out.stderr
     after = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet")}
     assert len(after) == 4 and all(after[k] == v for k, v in done.items())   # finished shards kept, not regenerated
-    assert json.loads((tmp_path / "run" / "gen" / "stage.json").read_text())["status"] == "done"
+    rec = json.loads((tmp_path / "run" / "gen" / "stage.json").read_text())
+    assert rec["status"] == "done"
+    assert rec["host"]["cpus"] == os.cpu_count() and rec["host"]["cpu_capability"] and isinstance(rec["host"]["gpus"], list)   # the machine its time and precision came from
     res = json.loads((tmp_path / "run" / "gen" / "run.json").read_text())
     assert res["n_responses"] == 4 * 3                     # 3 prompts (1 per kind) x 4 settings
     again = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path)], capture_output=True, text=True, timeout=120)
