@@ -239,6 +239,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ctlrepro.pipeline._names': ('pipeline.html#_names', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline._one_error': ('pipeline.html#_one_error', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline._path_items': ('pipeline.html#_path_items', 'ctlrepro/pipeline.py'),
+                                   'ctlrepro.pipeline._problem': ('pipeline.html#_problem', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline._put': ('pipeline.html#_put', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_common': ('pipeline.html#check_common', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_local_inputs': ('pipeline.html#check_local_inputs', 'ctlrepro/pipeline.py'),

@@ -70,7 +70,7 @@ def slopes(
     requested_own,    # (n,) requested levels of a
     requested_other,  # (n,) requested levels of the other attribute
 )->tuple:             # (beta_own, beta_other) in score units per requested level; NaN when the design is singular
-    "The two slopes of the least-squares fit y ~ 1 + r_own + r_other"
+    "The two slopes of the least-squares fit y ~ 1 + r_own + r_other (this project's disentanglement reading: the off-attribute slope is how far one control token leaks into the other attribute's score); a NaN score gives NaN slopes, left visible rather than dropped"
     y, ro, rb = _a(scores), _a(requested_own), _a(requested_other)
     X = np.column_stack([np.ones_like(ro), ro, rb])
     if len(y) < 3 or np.linalg.matrix_rank(X) < 3: return float("nan"), float("nan")

@@ -5,6 +5,7 @@
 # %% ../nbs/16_pipeline.ipynb #09dc2f9f
 from __future__ import annotations
 import copy, json, re, time, uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -188,10 +189,19 @@ def local_paths(
         if isinstance(v, str) and v and v not in _names(name) and not v.startswith(("/", "~")) and (base / v).exists(): _put(out, name, str((base / v).resolve()))
     return out
 
+@contextmanager
+def _problem(errors:list|None):
+    "Inside a check's loop: a problem is appended to `errors`, so one call names every one, or raised at once when there is no list"
+    try: yield
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        if errors is None: raise
+        errors.append(e)
+
 def check_local_inputs(
     params:dict,                 # stage name -> parameters, after `local_paths`
     nbs:str|Path|None=None,      # the notebooks' folder, where a relative path left by `local_paths` is read
     loaded:dict|None=None,       # filled with prompts value -> its frame (all splits) for `check_sizes`, so each file is read once
+    errors:list|None=None,       # each problem appended here (every parameter checked) instead of raising the first
 )->None:                         # raises ValueError naming the stage, the parameter and what is accepted
     "Before any stage runs (and before `check_sizes` loads prompt sets): each `*.prompts` parameter names a registered prompt set or a prompt file that loads (columns prompt and kind); each other path parameter that is a path (absolute, `~`, `./`, `../`) exists"
     from ctlrepro.data import REGISTRY, load_prompts
@@ -199,18 +209,19 @@ def check_local_inputs(
     where = f"a relative path is read from the folder ctlrepro runs in, {Path.cwd()}"
     for stage, ps in params.items():
         for name, v in _path_items(ps):
-            if not isinstance(v, (str, Path)) or not str(v).strip():
-                raise ValueError(f"stage {stage!r}: {name}={v!r}: give a path" + (f" or one of the registered prompt sets {sorted(REGISTRY)}" if name.endswith(".prompts") else ""))
-            v = str(v)
-            if name.endswith(".prompts"):
-                if v in REGISTRY: continue
-                f = nbs / Path(v).expanduser()                                   # an absolute path ignores nbs
-                if not f.is_file(): raise ValueError(f"stage {stage!r}: {name}={v!r}: not one of the registered prompt sets {sorted(REGISTRY)}, and no such file ({where})")
-                if v not in loaded:
-                    try: loaded[v] = load_prompts(str(f))
-                    except ValueError as e: raise ValueError(f"stage {stage!r}: {name}={v!r}: {e}") from None
-            elif not name.startswith("paths."):                                  # a benchmark's copy: `check_benchmarks` names it with its benchmark
-                check_local_path(f"stage {stage!r}: {name}", v, hint=where if v.startswith(("./", "../")) else "give an existing path")   # a hub id never starts with / ~ ./ ../; an existing relative path is absolute by now
+            with _problem(errors):
+                if not isinstance(v, (str, Path)) or not str(v).strip():
+                    raise ValueError(f"stage {stage!r}: {name}={v!r}: give a path" + (f" or one of the registered prompt sets {sorted(REGISTRY)}" if name.endswith(".prompts") else ""))
+                v = str(v)
+                if name.endswith(".prompts"):
+                    if v in REGISTRY: continue
+                    f = nbs / Path(v).expanduser()                                   # an absolute path ignores nbs
+                    if not f.is_file(): raise ValueError(f"stage {stage!r}: {name}={v!r}: not one of the registered prompt sets {sorted(REGISTRY)}, and no such file ({where})")
+                    if v not in loaded:
+                        try: loaded[v] = load_prompts(str(f))
+                        except ValueError as e: raise ValueError(f"stage {stage!r}: {name}={v!r}: {e}") from None
+                elif not name.startswith("paths."):                                  # a benchmark's copy: `check_benchmarks` names it with its benchmark
+                    check_local_path(f"stage {stage!r}: {name}", v, hint=where if v.startswith(("./", "../")) else "give an existing path")   # a hub id never starts with / ~ ./ ../; an existing relative path is absolute by now
 
 def keyed_params(
     params:dict,                 # one stage's parameters, after `local_paths`
@@ -241,6 +252,7 @@ def check_sizes(
     params:dict,                 # stage name -> checked parameters (`stage_params`)
     load=None,                   # fn(prompt set name, split) -> prompts frame; default `data.load_prompts`
     loaded:dict|None=None,       # prompts value -> frame of all splits already read (`check_local_inputs`), used before `load`; without `load`, each set read here is added, so calls that share it read each set once
+    errors:list|None=None,       # each problem appended here (every knob checked) instead of raising the first
 )->None:                         # raises ValueError naming the stage, the knob, its value and the limit
     "Every prompts-per-kind knob must fit the split it draws from, in every kind that split holds"
     from ctlrepro.data import load_prompts
@@ -248,52 +260,60 @@ def check_sizes(
     counts = {}
     for stage, ps in params.items():
         for knob, split in SIZE_KNOBS.items():
-            if knob == "eval.limit": split = _get(ps, "eval.split") or split   # EvalConfig.split: the split the limit counts in
-            v = _get(ps, knob)
-            *up, last = knob.split(".")
-            sec = _get(ps, ".".join(up)) if up else ps
-            if v is None and not (isinstance(sec, dict) and last in sec): continue   # not set: the notebook's default
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool)): continue   # a wrong type: the parameter checks name it
-            if knob == "probe_limit" and not _get(ps, "train.probe_every"): continue   # no learning curve asked for
-            if v is not None: check_int(f"stage {stage!r}: {knob}", v, none="(null in YAML) for all")   # None (null): all prompts, so only a kind with none is refused
-            name = _get(ps, ".".join(up) + ".prompts") if up else None
-            name = name or "ctlrepro"
-            if (name, split) not in counts:
-                if name not in loaded and load is None: loaded[name] = load_prompts(name)   # all splits, kept for the next stage's call
-                df = loaded[name].query("split == @split") if name in loaded else load(name, split)
-                counts[(name, split)] = {**({k: 0 for k in loaded[name].kind.unique()} if name in loaded else {}), **df.kind.value_counts().to_dict()}   # a kind the file holds in another split only counts 0
-            have = counts[(name, split)]
-            if not have: raise ValueError(f"stage {stage!r}: {knob}={v} but prompt set {name!r} has no {split!r} prompts")
-            kind, most = min(have.items(), key=lambda kv: kv[1])
-            if most == 0: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds no {kind} {split} prompts (per kind: {dict(sorted(have.items()))}); "
-                                           f"mark some {kind} prompts split={split} (in a file without a split column, each prompt's split is drawn from a hash of its text), or add {kind} prompts")
-            if v is not None and v > most: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds only {most} {kind} {split} prompts "
-                                          f"(per kind: {dict(sorted(have.items()))}); use at most {most}")
+            with _problem(errors):
+                if knob == "eval.limit": split = _get(ps, "eval.split") or split   # EvalConfig.split: the split the limit counts in
+                v = _get(ps, knob)
+                *up, last = knob.split(".")
+                sec = _get(ps, ".".join(up)) if up else ps
+                if v is None and not (isinstance(sec, dict) and last in sec): continue   # not set: the notebook's default
+                if v is not None and (not isinstance(v, int) or isinstance(v, bool)): continue   # a wrong type: the parameter checks name it
+                if knob == "probe_limit" and not _get(ps, "train.probe_every"): continue   # no learning curve asked for
+                if v is not None: check_int(f"stage {stage!r}: {knob}", v, none="(null in YAML) for all")   # None (null): all prompts, so only a kind with none is refused
+                name = _get(ps, ".".join(up) + ".prompts") if up else None
+                name = name or "ctlrepro"
+                if (name, split) not in counts:
+                    if name not in loaded and load is None: loaded[name] = load_prompts(name)   # all splits, kept for the next stage's call
+                    df = loaded[name].query("split == @split") if name in loaded else load(name, split)
+                    counts[(name, split)] = {**({k: 0 for k in loaded[name].kind.unique()} if name in loaded else {}), **df.kind.value_counts().to_dict()}   # a kind the file holds in another split only counts 0
+                have = counts[(name, split)]
+                if not have: raise ValueError(f"stage {stage!r}: {knob}={v} but prompt set {name!r} has no {split!r} prompts")
+                kind, most = min(have.items(), key=lambda kv: kv[1])
+                if most == 0: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds no {kind} {split} prompts (per kind: {dict(sorted(have.items()))}); "
+                                               f"mark some {kind} prompts split={split} (in a file without a split column, each prompt's split is drawn from a hash of its text), or add {kind} prompts")
+                if v is not None and v > most: raise ValueError(f"stage {stage!r}: {knob}={v} {split} prompts per kind, but {name!r} holds only {most} {kind} {split} prompts "
+                                              f"(per kind: {dict(sorted(have.items()))}); use at most {most}")
 
 def check_stage_values(
     params:dict,                 # stage name -> checked parameters (`stage_params`)
+    errors:list|None=None,       # each problem appended here (every value checked) instead of raising the first
 )->None:                         # raises ValueError / FileNotFoundError naming the stage, the value and what is accepted
     "Values a stage notebook would refuse only when it runs: the adapter a stage reads must be one the finetune stage trains, response lengths >= 1, no learning-curve probe under a launcher, the benchmarks stage's sets, limit and paths (`benchmarks.check_benchmarks`)"
     trained = list((params.get("finetune") or {}).get("objectives", OBJECTIVES))
     for stage, ps in params.items():
-        if "objective" in ps and ps["objective"] not in trained:
-            raise ValueError(f"stage {stage!r}: objective={ps['objective']!r} is not trained by the finetune stage; accepted are {trained}")
-        v = ps.get("max_new_tokens")
-        if v is not None: check_int(f"stage {stage!r}: max_new_tokens", v)
+        with _problem(errors):
+            if "objective" in ps and ps["objective"] not in trained:
+                raise ValueError(f"stage {stage!r}: objective={ps['objective']!r} is not trained by the finetune stage; accepted are {trained}")
+        with _problem(errors):
+            v = ps.get("max_new_tokens")
+            if v is not None: check_int(f"stage {stage!r}: max_new_tokens", v)
     r = params.get("rewind") or {}
     if r:
-        if not r.get("settings", [[4, 0]]): raise ValueError("stage 'rewind': settings=[]: give at least one [helpful, harmless] level pair, e.g. [[4, 0], [4, 4]]")
-        try: [SPEC.levels(list(s)) for s in r.get("settings", [])]
-        except (ValueError, TypeError) as e: raise ValueError(f"stage 'rewind': settings={r.get('settings')!r}: {e}; give [helpful, harmless] level pairs, e.g. [[4, 0], [4, 4]]") from None
-        al = r.get("alphas", [0.0])
-        if not al or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in al): raise ValueError(f"stage 'rewind': alphas={al!r}: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0]{next((h for a in al or [] if (h := number_hint(a, ['float']))), '')}")
+        with _problem(errors):
+            if not r.get("settings", [[4, 0]]): raise ValueError("stage 'rewind': settings=[]: give at least one [helpful, harmless] level pair, e.g. [[4, 0], [4, 4]]")
+            try: [SPEC.levels(list(s)) for s in r.get("settings", [])]
+            except (ValueError, TypeError) as e: raise ValueError(f"stage 'rewind': settings={r.get('settings')!r}: {e}; give [helpful, harmless] level pairs, e.g. [[4, 0], [4, 4]]") from None
+        with _problem(errors):
+            al = r.get("alphas", [0.0])
+            if not al or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in al): raise ValueError(f"stage 'rewind': alphas={al!r}: give a non-empty list of numbers, e.g. [0.0, 0.5, 1.0]{next((h for a in al or [] if (h := number_hint(a, ['float']))), '')}")
     f = params.get("finetune") or {}
-    if f.get("launcher"): check_launcher(f["launcher"], stage_configs(f, "stage 'finetune': ")["train"], "stage 'finetune': ")   # the TrainConfigs the stage will build
+    with _problem(errors):
+        if f.get("launcher"): check_launcher(f["launcher"], stage_configs(f, "stage 'finetune': ")["train"], "stage 'finetune': ")   # the TrainConfigs the stage will build
     b = params.get("benchmarks")
     if b is not None:
-        check_int("stage 'benchmarks': benchmark_limit", b.get("benchmark_limit"), none="(null in YAML) for all")   # the preset's name for `check_benchmarks`' limit
-        try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"))
-        except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
+        with _problem(errors):
+            check_int("stage 'benchmarks': benchmark_limit", b.get("benchmark_limit"), none="(null in YAML) for all")   # the preset's name for `check_benchmarks`' limit
+            try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"))
+            except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
 
 # %% ../nbs/16_pipeline.ipynb #3abece4c
 def external_fingerprint()->list:
@@ -334,9 +354,10 @@ def check_preset(
     for s in stages:                                                            # every stage checked before any runs; relative paths read from the working folder
         attempt(lambda: params.__setitem__(s.name, local_paths(stage_params(s, pre, nbs, extra))))
     for name, ps in list(params.items()):
-        if attempt(check_local_inputs, {name: ps}, nbs, loaded):               # every prompt set and local path named exists
-            attempt(check_sizes, {name: ps}, loaded=loaded)                     # and every prompts-per-kind knob against its data
-    attempt(check_stage_values, params)                                         # and the values a notebook would refuse only when it runs (of the stages whose parameters passed)
+        n = len(errors)
+        attempt(check_local_inputs, {name: ps}, nbs, loaded, errors)            # every prompt set and local path named exists (each one named)
+        if len(errors) == n: attempt(check_sizes, {name: ps}, loaded=loaded, errors=errors)   # and every prompts-per-kind knob against its data
+    attempt(check_stage_values, params, errors)                                 # and the values a notebook would refuse only when it runs (of the stages whose parameters passed)
     if errors: raise _one_error(errors)
     return params
 

@@ -332,3 +332,16 @@ def test_a_blank_section_is_named_as_yaml_null():
     with pytest.raises(TypeError, match=r"train=None is None; the notebook declares dict \(a YAML key with nothing after it is null: write \{\} for an empty mapping"):
         check_value("train", None, "dict")          # `train:` with nothing under it in a preset
     check_value("limit", None, "Optional[int]")     # null where null is allowed stays silent
+
+
+def test_two_problems_in_one_check_are_both_named(tmp_path):
+    "Each check names every problem it finds (it stopped at its first: two sizes of one stage, or the rewind settings and alphas, showed one at a time)"
+    from ctlrepro.pipeline import check_preset, load_preset
+    (tmp_path / "two.yaml").write_text("extends: small\nstages:\n  evaluate: {eval: {limit: 999}, examples_limit: 999}\n"
+                                       "  rewind: {settings: [[9, 9]], alphas: []}\n  benchmarks: {benchmark_limit: 0, max_new_tokens: 0}\n")
+    with pytest.raises(ValueError) as e: check_preset(load_preset(tmp_path / "two.yaml"))
+    msg = str(e.value)
+    assert msg.startswith("6 problems: "), msg
+    for says in ["stage 'evaluate': eval.limit=999", "stage 'evaluate': examples_limit=999", "stage 'rewind': settings=[[9, 9]]", "stage 'rewind': alphas=[]",
+                 "stage 'benchmarks': max_new_tokens=0", "stage 'benchmarks': benchmark_limit=0"]:
+        assert says in msg, (says, msg)
