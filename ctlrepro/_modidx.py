@@ -33,6 +33,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'ctlrepro.core.Cached.sizes': ('core.html#cached.sizes', 'ctlrepro/core.py'),
                                'ctlrepro.core.Cached.valid': ('core.html#cached.valid', 'ctlrepro/core.py'),
                                'ctlrepro.core._digest': ('core.html#_digest', 'ctlrepro/core.py'),
+                               'ctlrepro.core._gpu_names': ('core.html#_gpu_names', 'ctlrepro/core.py'),
                                'ctlrepro.core._is_bool': ('core.html#_is_bool', 'ctlrepro/core.py'),
                                'ctlrepro.core._relpath': ('core.html#_relpath', 'ctlrepro/core.py'),
                                'ctlrepro.core.a_type': ('core.html#a_type', 'ctlrepro/core.py'),

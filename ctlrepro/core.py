@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #3443b74c
 from __future__ import annotations
-import hashlib, json, numbers, os, random, re, tempfile, time
+import hashlib, json, numbers, os, random, re, subprocess, tempfile, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,8 +325,16 @@ from importlib.metadata import version, PackageNotFoundError
 # %% ../nbs/00_core.ipynb #c82e3d5b
 def host()->dict:                # {'cpus': int, 'cpu_capability': str, 'cpu_bf16': bool, 'gpus': [name, ...]}
     "The machine a stage ran on, as far as it decides speed and precision: CPU cores (`os.cpu_count`), the CPU kernels torch uses (`torch.backends.cpu.get_cpu_capability`: 'AVX2', 'AVX512', ...), whether the CPU computes bf16 natively (`cpu_native_bf16`, which `mixed_precision: auto` follows) and the GPUs' names. Stage times from two hosts are not comparable, and the precision `auto` picks differs with them"
-    return {"cpus": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_native_bf16(),
-            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
+    return {"cpus": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_native_bf16(), "gpus": _gpu_names()}
+
+def _gpu_names()->list:
+    "The GPUs' names from `nvidia-smi`, without starting CUDA in this process (the runner would hold a CUDA context, and its GPU memory, for the whole run); 'GPU' per device where nvidia-smi is missing"
+    n = torch.cuda.device_count()
+    if n == 0: return []
+    try: names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError): names = []
+    names = [x.strip() for x in names if x.strip()]
+    return names if len(names) == n else ["GPU"] * n
 
 def versions(packages=("torch", "transformers", "peft", "trl", "datasets", "accelerate", "ctlrepro"))->dict:
     "Installed versions of the packages a run depends on"

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, check_local_path, check_out_folder, content_digest, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
-from .generate import GenConfig, generate
+from .generate import GENERATED, GenConfig, generate
 from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy, slopes
 from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELPFUL_TEMPLATE
 from .data import SPLITS, load_prompts
@@ -203,12 +203,12 @@ def probe_responses(
     where:str="system",            # where the control string goes (as the model was trained)
     batch_size:int=GenConfig.batch_size,
     spec:ControlSpec=SPEC,
-)->pd.DataFrame:                   # (n x len(grid_levels)**A rows): pid (the prompt's position in `prompts`), the prompts' columns, one column per attribute (requested level), response, score_<attribute>, p_refuse, refused (p_refuse >= 0.5)
+)->pd.DataFrame:                   # (n x len(grid_levels)**A rows): pid (the prompt's position in `prompts`), setting (index into the grid), the prompts' columns, one column per attribute (requested level), `generate`'s columns (`generate.GENERATED`: response, control, ...), score_<attribute>, p_refuse, refused (p_refuse >= 0.5)
     "Greedy responses of `model` at every setting of the grid on each prompt, scored by the training scorers; raises ValueError when `prompts` lacks a column or a row. The frame `probe_summary` reads"
     missing = [c for c in ("prompt", "kind") if c not in prompts.columns]
     if missing: raise ValueError(f"probe_responses: prompts lack column(s) {missing}; pass prompts in the schema (data.load_prompts)")
     if len(prompts) == 0: raise ValueError("probe_responses: no prompts")
-    clash = sorted(set(prompts.columns) & ({"pid", "setting", "response", "refused", "p_refuse"} | set(spec.attributes) | {f"score_{a}" for a in spec.attributes}))
+    clash = sorted(set(prompts.columns) & ({"pid", "setting", "refused", "p_refuse", *GENERATED} | set(spec.attributes) | {f"score_{a}" for a in spec.attributes}))
     if clash: raise ValueError(f"probe_responses: prompts has column(s) {clash} that the output writes; drop them (the probe takes prompt, kind and any other column)")
     grid = [dict(zip(spec.attributes, ls)) for ls in itertools.product(grid_levels, repeat=len(spec.attributes))]
     req = pd.concat([prompts.reset_index(drop=True).reset_index(names="pid").assign(setting=i) for i in range(len(grid))], ignore_index=True)

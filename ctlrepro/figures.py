@@ -256,8 +256,10 @@ README_START, README_END = "<!-- results:start (written by the figures stage fro
 def host_text(hosts:list|None)->str:
     "' on 2 CPU cores (AVX2, no native bf16)' for `results_json`'s hosts; '' when none is recorded (a run from before `core.host`), ' on 2 hosts: ...' when stages ran on several"
     def one(h):
-        cpu = f"{h.get('cpus')} CPU cores ({h.get('cpu_capability')}, {'native' if h.get('cpu_bf16') else 'no native'} bf16)"
-        return cpu + (f" and {len(h['gpus'])} GPU(s) {', '.join(dict.fromkeys(h['gpus']))}" if h.get("gpus") else "")
+        bf16 = {True: "native bf16", False: "no native bf16"}.get(h.get("cpu_bf16"), "bf16 unknown")
+        cpu = f"{h.get('cpus', '?')} CPU cores ({h.get('cpu_capability') or 'CPU capability unknown'}, {bf16})"
+        return cpu + (f" and {len(h['gpus'])} GPU(s) {', '.join(dict.fromkeys(map(str, h['gpus'])))}" if h.get("gpus") else "")
+    hosts = [h for h in hosts or [] if isinstance(h, dict)]
     if not hosts: return ""
     return f" on {one(hosts[0])}" if len(hosts) == 1 else f" on {len(hosts)} hosts: " + "; ".join(map(one, hosts))
 

@@ -19,7 +19,7 @@ from .tokens import SPEC, WHERE, ControlSpec, with_control
 from .models import load_policy, DEFAULT_POLICY, default_policy_folder
 
 # %% auto #0
-__all__ = ['BACKENDS', 'GenConfig', 'render', 'fold_system', 'generate', 'vllm_available', 'pick_backend']
+__all__ = ['GENERATED', 'BACKENDS', 'GenConfig', 'render', 'fold_system', 'generate', 'vllm_available', 'pick_backend']
 
 # %% ../nbs/05_generate.ipynb #8e9e9044
 @dataclass
@@ -100,6 +100,8 @@ def _eos_ids(model, tokenizer)->set:
     ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
     if tokenizer.eos_token_id is not None: ids.add(tokenizer.eos_token_id)
     return ids
+
+GENERATED = ("control", "prefill", "sample", "response", "n_tokens", "finish", "seed")   # the columns `generate` writes beside the prompt, one per attribute and a frame's other columns
 
 @torch.inference_mode()
 def generate(

@@ -186,3 +186,12 @@ def test_configs_store_python_ints_for_the_fields_they_pass_on():
         c = C(**{k: np.int64(v) for k, v in kw.items()})
         assert all(type(getattr(c, k)) is int for k in kw), (C.__name__, {k: type(getattr(c, k)) for k in kw})
         assert stable_hash(asdict(c)) == stable_hash(asdict(C(**kw)))
+
+
+def test_generated_names_every_column_generate_writes(tiny):
+    "evaluate.probe_responses refuses input columns that clash with `generate.GENERATED`: the constant must name all of them"
+    import pandas as pd
+    from ctlrepro.generate import GENERATED, generate
+    from ctlrepro.tokens import SPEC
+    out = generate(*tiny, pd.DataFrame({"prompt": ["Hi", "Yo"], "kind": ["benign", "harmful"]}), levels={"helpful": 4, "harmless": 0}, max_new_tokens=2, progress=False)
+    assert set(out.columns) == {"prompt", "kind", *SPEC.attributes, *GENERATED}, sorted(out.columns)
