@@ -347,17 +347,15 @@ def check_preset(
     unknown = sorted(set(pre["stages"]) - set(names), key=str) + sorted(set(only or []) - set(names), key=str)
     if unknown: raise ValueError(f"unknown stage(s) {unknown}{did_you_mean(unknown, names)}: accepted are {names}")
     errors, params, loaded = [], {}, {}                                         # loaded: each local prompt file read once, by both checks
-    def attempt(f, *args, **kw):
-        try: f(*args, **kw); return True
-        except (ValueError, TypeError, FileNotFoundError) as e: errors.append(e); return False
-    attempt(check_common, pre, stages, nbs)                                     # a `common:` key no stage declares would be dropped silently
+    with _problem(errors): check_common(pre, stages, nbs)                      # a `common:` key no stage declares would be dropped silently
     for s in stages:                                                            # every stage checked before any runs; relative paths read from the working folder
-        attempt(lambda: params.__setitem__(s.name, local_paths(stage_params(s, pre, nbs, extra))))
+        with _problem(errors): params[s.name] = local_paths(stage_params(s, pre, nbs, extra))
     for name, ps in list(params.items()):
         n = len(errors)
-        attempt(check_local_inputs, {name: ps}, nbs, loaded, errors)            # every prompt set and local path named exists (each one named)
-        if len(errors) == n: attempt(check_sizes, {name: ps}, loaded=loaded, errors=errors)   # and every prompts-per-kind knob against its data
-    attempt(check_stage_values, params, errors)                                 # and the values a notebook would refuse only when it runs (of the stages whose parameters passed)
+        with _problem(errors): check_local_inputs({name: ps}, nbs, loaded, errors)   # every prompt set and local path named exists (each one named)
+        if len(errors) == n:
+            with _problem(errors): check_sizes({name: ps}, loaded=loaded, errors=errors)   # and every prompts-per-kind knob against its data
+    with _problem(errors): check_stage_values(params, errors)                  # and the values a notebook would refuse only when it runs (of the stages whose parameters passed)
     if errors: raise _one_error(errors)
     return params
 
@@ -411,6 +409,7 @@ def reproduce(
         try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"), sources=True)
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
     keys, rows, memo, runs = {}, [], {}, {}                                    # runs: stage -> id of the run that wrote its current output
+    machine = {"versions": versions(), "host": host()}                         # each stage record's; read once per run (host() reads /proc/cpuinfo and asks nvidia-smi)
     for s in stages:
         folder = out / s.name
         keys[s.name] = stage_key(s, params[s.name], nbs, keys, memo)
@@ -431,7 +430,7 @@ def reproduce(
         folder.mkdir(parents=True, exist_ok=True)
         defaults = {k: d for k, (_, d) in notebook_params(nbs / s.notebook).items() if k not in params[s.name] and k not in ("out", "run")}
         base = {"preset": pre["name"], "stage": s.name, "notebook": s.notebook, "key": keys[s.name], "params": params[s.name], "notebook_defaults": defaults,
-                "upstream": {n: keys[n] for n in s.needs}, "upstream_runs": ups, "run_id": runs[s.name], "versions": versions(), "host": host(), "git_commit": git_commit(nbs)}
+                "upstream": {n: keys[n] for n in s.needs}, "upstream_runs": ups, "run_id": runs[s.name], **machine, "git_commit": git_commit(nbs)}
         atomic_write_json(folder / "stage.json", {**base, "status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S")})
         log(f"[{s.name}] running {s.notebook} ...")
         t = time.time()
