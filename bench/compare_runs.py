@@ -4,10 +4,13 @@
 
 Rows: pairwise accuracy per family and the on/off-attribute slopes of the optimization family (value [95% CI]), the
 claim settings' refusal counts, the public benchmarks at [helpful=4][harmless=4] (training refusal decision), every objective's pairwise
-accuracy, the stage times. Nothing is computed anew: each number is the run's own (`ctlrepro.figures`' results.json).
+accuracy, the stage times, and issue 13's targets met or not for the objective (`ctlrepro.figures.target_checks`, read off the
+same file). Nothing is computed anew: each number is the run's own (`ctlrepro.figures`' results.json).
 """
 import argparse, json
 from pathlib import Path
+
+from ctlrepro.figures import target_checks
 
 
 def num(v):
@@ -72,6 +75,14 @@ def main(argv=None):
                         for att, kinds in (("helpful", "benign+borderline"), ("harmless", "harmful"))) for r in runs])
     for stage in dict.fromkeys(k for r in runs for k in r["seconds"]):
         row(f"seconds: {stage}", [f"{r['seconds'][stage]:.0f}" if stage in r["seconds"] else "-" for r in runs])
+    checks = [target_checks(r) for r in runs]
+    word = lambda met: "n/a" if met is None else ("met" if met else "not met")
+    for target, fam in dict.fromkeys((t.target, t.family) for c in checks for t in c.itertuples() if t.model in (a.model, "run")):
+        cells = []
+        for c in checks:
+            t = c[(c.target == target) & (c.family == fam) & c.model.isin([a.model, "run"])]
+            cells.append("-" if t.empty else f"{t.value.iloc[0]}: {word(t.met.iloc[0])}")
+        row(f"target: {target}" + ("" if fam == "-" else f", {fam}"), cells)
     print("\n".join(out))
 
 
