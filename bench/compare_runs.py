@@ -76,13 +76,13 @@ def main(argv=None):
     for stage in dict.fromkeys(k for r in runs for k in r["seconds"]):
         row(f"seconds: {stage}", [f"{r['seconds'][stage]:.0f}" if stage in r["seconds"] else "-" for r in runs])
     checks = [target_checks(r) for r in runs]
-    word = lambda met: "n/a" if met is None else ("met" if met else "not met")
-    for target, fam in dict.fromkeys((t.target, t.family) for c in checks for t in c.itertuples() if t.model in (a.model, "run")):
+    word = lambda met: "n/a" if met is None or met != met else ("met" if met else "not met")   # met != met: NaN
+    for target, fam in dict.fromkeys((t.target, t.family) for c in checks for t in c.itertuples()):   # every target, so one the objective has no rows for shows as '-'
         cells = []
         for c in checks:
             t = c[(c.target == target) & (c.family == fam) & c.model.isin([a.model, "run"])]
             cells.append("-" if t.empty else f"{t.value.iloc[0]}: {word(t.met.iloc[0])}")
-        row(f"target: {target}" + ("" if fam == "-" else f", {fam}"), cells)
+        row(f"{'run' if target.startswith('time') else a.model} target: {target}" + ("" if fam == "-" else f", {fam}"), cells)
     print("\n".join(out))
 
 
