@@ -40,6 +40,8 @@ def main(argv=None):
         except (OSError, ValueError) as e: raise SystemExit(f"{p}: not a readable results.json ({e}); the figures stage writes one per run")
         missing = [k for k in ("preset", "commit", "seconds", "metrics", "claims", "benchmarks") if not isinstance(r, dict) or k not in r]
         if missing: raise SystemExit(f"{p}: not a results.json of the figures stage: it lacks {missing}")
+        try: target_checks(r)                                        # the rows' columns and value types, checked before any table is drawn
+        except ValueError as e: raise SystemExit(f"{p}: {e}") from None
         runs.append(r)
     models = sorted({m["model"] for r in runs for m in r["metrics"]})
     if a.model not in models: raise SystemExit(f"--model {a.model!r} is in none of the files; accepted are {models}")
@@ -59,7 +61,7 @@ def main(argv=None):
         cells = []
         for r in runs:
             c = [c for c in r["claims"] if (c["model"], c["kind"], c["setting"]) == (a.model, kind, setting)]
-            cells.append(f"{round(c[0]['refused'] * c[0]['n'])} of {c[0]['n']}" if c else "-")
+            cells.append(f"{round(c[0]['refused'] * c[0]['n'])} of {c[0]['n']}" if c and c[0]["refused"] is not None else "-")
         row(f"{a.model} {kind} refused at {setting}", cells)
     for bench in ("all", "xstest", "advbench"):
         cells = []

@@ -317,10 +317,14 @@ TARGET_COLUMNS = {"metrics": ("model", "family", "metric", "attribute", "kinds",
 
 def _frame(results:dict, key:str)->pd.DataFrame:
     "results[key] as a frame with `TARGET_COLUMNS[key]`; ValueError naming what is wrong"
-    rows = results.get(key) or []
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows): raise ValueError(f"target_checks: results[{key!r}] is {a_type(rows)}; give a list of rows (mappings), as results.json has")
-    missing = sorted({c for r in rows for c in TARGET_COLUMNS[key] if c not in r})
-    if missing: raise ValueError(f"target_checks: rows of results[{key!r}] lack {missing}; each needs {list(TARGET_COLUMNS[key])}")
+    rows = results.get(key, [])
+    if not isinstance(rows, list): raise ValueError(f"target_checks: results[{key!r}] is {a_type(rows)}; give a list of rows (mappings), as results.json has")
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict): raise ValueError(f"target_checks: results[{key!r}][{i}] is {a_type(r)}; each row is a mapping with {list(TARGET_COLUMNS[key])}")
+        missing = [c for c in TARGET_COLUMNS[key] if c not in r]
+        if missing: raise ValueError(f"target_checks: results[{key!r}][{i}] lacks {missing}; each row needs {list(TARGET_COLUMNS[key])}")
+        bad = [c for c in TARGET_COLUMNS[key][-3:] if r[c] is not None and (isinstance(r[c], bool) or not isinstance(r[c], (int, float)))]   # the last three columns are numbers (null for none)
+        if bad: raise ValueError(f"target_checks: results[{key!r}][{i}]: {', '.join(f'{c}={r[c]!r}' for c in bad)}; give a number or null")
     return pd.DataFrame(rows, columns=list(TARGET_COLUMNS[key]))
 
 def target_checks(
@@ -362,7 +366,7 @@ def target_checks(
                 value = f"off {fmt_ci(off.value, off.lo, off.hi)}, on {fmt_ci(on.value, on.lo, on.hi)}"
                 control = _finite(on.lo) and on.lo > _TOL                             # the on-attribute slope's CI is above 0
                 covers = _finite(off.lo) and _finite(off.hi) and off.lo <= _TOL and off.hi >= -_TOL
-                met = bool(covers or (on.value > 0 and abs(off.value) <= on.value / 4))
+                met = bool(covers or (on.value > 0 and abs(off.value) <= on.value / 4 + _TOL))   # a ratio of exactly 1/4 (5/128 against 20/128) is met whatever the rounding
                 add(t, fam, model, value + ("" if control else " (no on-attribute control)"), met if control or not met else None)   # a pass without control says nothing
     if len(claims):
         lv = claims.setting.map(_setting_levels)
@@ -385,8 +389,9 @@ def target_checks(
                 counts = [(int(round(r * n)), int(n), s) for r, n, s in zip(h.refused, h.n, h.setting)]
                 add(t, "optimization", model, ", ".join(f"{x} of {n} at {s}" for x, n, s in counts), bool(all(n and x / n >= 0.90 for x, n, _ in counts)))
     seconds = results.get("seconds") or {}
-    total = seconds.get("total") if isinstance(seconds, dict) else None
-    if total is not None and not isinstance(total, (int, float)): raise ValueError(f"target_checks: results['seconds']['total']={total!r}; give the stages' total in seconds")
+    if not isinstance(seconds, dict): raise ValueError(f"target_checks: results['seconds'] is {a_type(seconds)}; give a mapping of stage -> seconds with 'total'")
+    total = seconds.get("total")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, (int, float))): raise ValueError(f"target_checks: results['seconds']['total']={total!r}; give the stages' total in seconds")
     add(f"time: stages at most {minutes:g} min", "-", "run", "n/a" if total is None else f"{total / 60:.1f} min{host_text(results.get('hosts'))}", None if total is None else bool(total <= minutes * 60))
     return pd.DataFrame(rows, columns=["target", "family", "model", "value", "met"])
 

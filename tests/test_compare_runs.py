@@ -52,6 +52,10 @@ def test_compare_runs_refuses_an_unreadable_file(tmp_path, bench):
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(SystemExit, match=r"empty.json: not a results.json of the figures stage: it lacks \['preset'"):
         bench("compare_runs").main([str(tmp_path / "empty.json")])
+    r = _results(0.5, 0.5); r["metrics"][0]["value"] = "0.5"                  # a number written as text
+    (tmp_path / "text.json").write_text(json.dumps(r))
+    with pytest.raises(SystemExit, match=r"text.json: target_checks: results\['metrics'\]\[0\]: value='0.5'; give a number or null"):
+        bench("compare_runs").main([str(tmp_path / "text.json")])
     with pytest.raises(SystemExit, match=r"--model 'exmat' is in none of the files; accepted are \["):
         bench("compare_runs").main([str(ROOT / "figures" / "results.json"), "--model", "exmat"])
     with pytest.raises(SystemExit, match="--labels gives 2 names for 1 files"):
