@@ -34,13 +34,13 @@ def main(argv=None):
     ap.add_argument("--labels", nargs="*", help="a column name per file (default: the folder holding it)")
     ap.add_argument("--model", default="exmate", help="the objective whose rows are shown (default exmate)")
     a = ap.parse_args(argv)
-    runs = []
+    runs, checks = [], []                                            # each file's results.json and its `target_checks` rows
     for p in a.results:
         try: r = json.loads(p.read_text())
         except (OSError, ValueError) as e: raise SystemExit(f"{p}: not a readable results.json ({e}); the figures stage writes one per run")
         missing = [k for k in ("preset", "commit", "seconds", "metrics", "claims", "benchmarks") if not isinstance(r, dict) or k not in r]
         if missing: raise SystemExit(f"{p}: not a results.json of the figures stage: it lacks {missing}")
-        try: target_checks(r)                                        # the rows' columns and value types, checked before any table is drawn
+        try: checks.append(target_checks(r))                         # the rows' columns and value types, checked before any table is drawn
         except ValueError as e: raise SystemExit(f"{p}: {e}") from None
         runs.append(r)
     models = sorted({m["model"] for r in runs for m in r["metrics"]})
@@ -77,7 +77,6 @@ def main(argv=None):
                         for att, kinds in (("helpful", "benign+borderline"), ("harmless", "harmful"))) for r in runs])
     for stage in dict.fromkeys(k for r in runs for k in r["seconds"]):
         row(f"seconds: {stage}", [f"{r['seconds'][stage]:.0f}" if stage in r["seconds"] else "-" for r in runs])
-    checks = [target_checks(r) for r in runs]
     word = lambda met: "n/a" if met is None or met != met else ("met" if met else "not met")   # met != met: NaN
     for target, fam in dict.fromkeys((t.target, t.family) for c in checks for t in c.itertuples()):   # every target, so one the objective has no rows for shows as '-'
         cells = []
