@@ -161,10 +161,15 @@ def metrics_table(
     binners:dict|None=None,  # attribute -> LevelBinner of the training data (optimization family); None: quantile bins fitted on these responses
     name:str="model",
     spec:ControlSpec=SPEC,
+    families=("optimization", "generalization"),  # which families to compute (the bootstrap of each takes seconds)
 )->pd.DataFrame:         # one row per family x metric x attribute x kinds: value, lo, hi (95% bootstrap CI over prompts), n
     "Every control metric of scored responses, for the training scorers ('optimization') and the independent judges ('generalization')"
+    known = {"optimization": ("score_", "refused"), "generalization": ("judge_", "judge_refused")}
+    families = [families] if isinstance(families, str) else list(families)
+    bad = [f for f in families if f not in known]
+    if bad or not families: raise ValueError(f"families={families!r}: accepted are {', '.join(map(repr, known))}")
     tables = []
-    for fam, pre, ref in [("optimization", "score_", "refused"), ("generalization", "judge_", "judge_refused")]:
+    for fam, (pre, ref) in ((f, known[f]) for f in families):
         d = df.rename(columns={f"{pre}{a}": f"s_{a}" for a in spec.attributes}).assign(refused_=df[ref])
         view = d[["pid", "kind", *spec.attributes]].copy()
         for a in spec.attributes:

@@ -15,11 +15,11 @@ from .tokens import SPEC
 from .metrics import CONTROL_KINDS
 
 # %% auto #0
-__all__ = ['METHOD_ORDER', 'RESULT_METRICS', 'README_START', 'README_END', 'TARGET_COLUMNS', 'fmt_ci', 'show_metrics',
-           'setting_means', 'collect', 'plot_control_heatmaps', 'plot_control_curves', 'plot_tradeoff', 'plot_training',
-           'collect_probes', 'plot_control_learning', 'plot_alpha_curve', 'plot_families', 'validation_markdown',
-           'results_markdown', 'results_json', 'host_text', 'readme_block', 'write_readme_block', 'target_checks',
-           'targets_markdown']
+__all__ = ['METHOD_ORDER', 'RESULT_METRICS', 'README_START', 'README_END', 'TARGET_COLUMNS', 'AUDIT_METRICS', 'fmt_ci',
+           'show_metrics', 'setting_means', 'collect', 'plot_control_heatmaps', 'plot_control_curves', 'plot_tradeoff',
+           'plot_training', 'collect_probes', 'plot_control_learning', 'plot_alpha_curve', 'plot_families',
+           'validation_markdown', 'results_markdown', 'results_json', 'host_text', 'readme_block', 'write_readme_block',
+           'target_checks', 'targets_markdown', 'refusal_audit', 'audit_markdown']
 
 # %% ../nbs/19_figures.ipynb #0bbe1037
 METHOD_ORDER = ["base", "aligned", "prompting", "rerank", "clm", "exmate", "dpo", "rl"]
@@ -193,8 +193,10 @@ def validation_markdown(validation:pd.DataFrame)->str:
                           recall=validation.recall.map(lambda x: "" if pd.isna(x) else f"{x:.2f}"))
     return v[["judge", "attribute", "data", "n", "agreement", "roc_auc", "recall"]].to_markdown(index=False)
 
-def results_markdown(tables:pd.DataFrame, run:str|Path|None=None, validation:pd.DataFrame|None=None)->str:
-    "figures/results.md: the headline metrics with CIs and n, the instruments' validation, refusal rates, claims and stage timings"
+def results_markdown(tables:pd.DataFrame, run:str|Path|None=None, validation:pd.DataFrame|None=None,
+                     audit:dict|None=None,   # `refusal_audit(run)`: the refusal detectors on the run's responses (None: no such section)
+                    )->str:
+    "figures/results.md: the headline metrics with CIs and n, the instruments' validation, refusal rates, claims, the refusal detectors' audit and stage timings"
     cols = [f"{m} ({a}, {k})" if a != "-" else f"{m} ({k})" for m, a, k in RESULT_METRICS]
     lines = ["# Results", "", "Value [95% CI] n=prompts. Control metrics: percentile bootstrap over prompts (at 8-16 prompts it covers about 84-91%, not 95%: see `ctlrepro.metrics.bootstrap_ci`); rates: exact Clopper-Pearson interval over prompts. Optimization = training scorers; generalization = the validated keyword judges "
              "(see the validation table). Helpfulness is measured on benign+borderline prompts, harmlessness on harmful ones; the other kinds "
@@ -221,6 +223,7 @@ def results_markdown(tables:pd.DataFrame, run:str|Path|None=None, validation:pd.
                       "| model | control | benchmark | judge | answered safe | refused unsafe |", "|---|---|---|---|---|---|"]
             lines += [f"| {r.model} | {r.control} | {r.benchmark} | {r.judge} | {fmt_ci(r.answered_safe, r.answered_safe_lo, r.answered_safe_hi, r.n_safe)} | "
                       f"{fmt_ci(r.refused_unsafe, r.refused_unsafe_lo, r.refused_unsafe_hi, r.n_unsafe)} |" for r in b.itertuples()]
+        if audit is not None: lines += ["", "## The two refusal detectors on this run's responses (`refusal_audit`)", "", audit_markdown(audit).rstrip("\n")]
         recs = _stage_records(run)   # in the order they finished
         if recs:
             lines += ["", "## Stages of this run", "", "| stage | seconds | git commit |", "|---|---|---|"]
@@ -229,8 +232,10 @@ def results_markdown(tables:pd.DataFrame, run:str|Path|None=None, validation:pd.
 
 def _num(x): return None if x is None or (isinstance(x, float) and not np.isfinite(x)) or pd.isna(x) else (int(x) if isinstance(x, (int, np.integer)) else float(x))
 
-def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None=None)->dict:
-    "figures/results.json: preset, commit, the hosts the stages ran on (`core.host`; stage records without one are left out), seconds per stage, every metric, the claims, the judges' validation and the public benchmarks' rows (`benchmarks.tradeoff_table`) of a run"
+def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None=None,
+                 audit:dict|None=None,     # `refusal_audit(run)`, stored under 'refusal_audit' (None when not given)
+                )->dict:
+    "figures/results.json: preset, commit, the hosts the stages ran on (`core.host`; stage records without one are left out), seconds per stage, every metric, the claims, the judges' validation, the public benchmarks' rows (`benchmarks.tradeoff_table`) and the refusal detectors' audit of a run"
     run = Path(run); recs = _stage_records(run)
     rj = read_json(run / "run.json", "run record") if (run / "run.json").exists() else {}
     seconds = {r["stage"]: r.get("seconds") for r in recs if r.get("seconds") is not None}
@@ -251,7 +256,7 @@ def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None
     for r in recs:
         if r.get("host") is not None and r["host"] not in hosts: hosts.append(r["host"])
     return {"preset": rj.get("preset") or (recs[0].get("preset") if recs else None), "commit": rj.get("git_commit") or (recs[-1].get("git_commit") if recs else None),
-            "hosts": hosts, "seconds": seconds, "metrics": metrics, "claims": claims, "judges": judges, "benchmarks": benchmarks}
+            "hosts": hosts, "seconds": seconds, "metrics": metrics, "claims": claims, "judges": judges, "benchmarks": benchmarks, "refusal_audit": audit}
 
 README_START, README_END = "<!-- results:start (written by the figures stage from figures/results.json; do not edit) -->", "<!-- results:end -->"
 
@@ -405,3 +410,72 @@ def targets_markdown(checks:pd.DataFrame)->str:
         lines.append(f"| {target} | {fam} | " + " | ".join(f"{g.value[x]} {word(g.met[x])}" if x in g.index else "-" for x in models) + " |")
     lines += [f"\n{r.target[0].upper()}{r.target[1:]}: {r.value}, {word(r.met)}." for r in checks[checks.model == "run"].itertuples()]   # the run-wide rows, under the table
     return "\n".join(lines).lstrip("\n")
+
+# %% ../nbs/19_figures.ipynb #15371e5e
+AUDIT_METRICS = [("pairwise_accuracy", "helpful", "benign+borderline"), ("pairwise_accuracy", "harmless", "harmful"),
+                 ("on_attribute_slope", "helpful", "benign+borderline"), ("on_attribute_slope", "harmless", "harmful"),
+                 ("off_attribute_slope", "helpful", "benign+borderline"), ("off_attribute_slope", "harmless", "harmful")]
+
+def _records(df:pd.DataFrame)->list: return [{k: v if isinstance(v, str) else _num(v) for k, v in r.items()} for r in df.to_dict("records")]
+
+def refusal_audit(
+    run:str|Path,               # a run folder
+    models:list|None=None,      # models whose generalization metrics are re-read (None: the fine-tuned objectives of the run, which `target_checks` reads)
+    n_boot:int|None=None, seed:int|None=None,  # bootstrap of the re-read metrics (None: the evaluate stage's, from its stage.json, else `EvalConfig`'s)
+)->dict:                        # {'coverage', 'evaluation', 'benchmarks', 'sensitivity', 'note'}: lists of JSON records and a string
+    """The refusal detectors on a run's responses: `coverage` (`opening_coverage`), `evaluation` (`refusal_disagreements`
+    of every evaluated model's responses, training refusal decision against the keyword judge), `benchmarks` (the same for
+    the public benchmark responses, per model and setting; [] without a benchmarks stage) and `sensitivity` (per controlled
+    model, `AUDIT_METRICS` of the generalization family with the keyword judges and with `with_taught_refusals`; [] with
+    the reason in `note` when the responses were scored by the LLM judges). Raises FileNotFoundError for a run without
+    evaluation results (`collect`)."""
+    from ctlrepro.benchmarks import opening_coverage, refusal_disagreements, with_taught_refusals
+    from ctlrepro.evaluate import EvalConfig, metrics_table
+    run = Path(run)
+    tables, resp = collect(run)
+    out = {"coverage": _records(opening_coverage()), "evaluation": _records(refusal_disagreements(resp, b="judge_refused", by="model")),
+           "benchmarks": [], "sensitivity": [], "note": ""}
+    if (run / "benchmarks" / "responses.parquet").exists():
+        out["benchmarks"] = _records(refusal_disagreements(pd.read_parquet(run / "benchmarks" / "responses.parquet")))
+    rec = run / "evaluate" / "stage.json"
+    params = (read_json(rec, "stage record").get("params") or {}) if rec.exists() else {}
+    n_boot = (params.get("eval") or {}).get("n_boot", EvalConfig.n_boot) if n_boot is None else n_boot
+    seed = (params.get("run_config") or {}).get("seed", EvalConfig.seed) if seed is None else seed
+    cfg, rows = EvalConfig(n_boot=n_boot, seed=seed), []
+    gen = tables[tables.family == "generalization"].set_index(["model", "metric", "attribute", "kinds"])
+    models = [m for m in resp.model.unique() if m in METHOD_ORDER[METHOD_ORDER.index("clm"):]] if models is None else list(models)
+    unknown = [m for m in models if m not in set(resp.model)]
+    if unknown: raise ValueError(f"refusal_audit: no responses of model(s) {unknown} in {run}; it has {list(resp.model.unique())}")
+    for m, g in resp[resp.model.isin(models)].groupby("model", sort=False):
+        if g[list(SPEC.attributes)].dropna().empty: continue        # no controlled responses
+        try: g2 = with_taught_refusals(g)
+        except ValueError as e: out["note"] = f"no sensitivity rows: {e}"; return out
+        t = metrics_table(g2, cfg, name=m, families="generalization").set_index(["metric", "attribute", "kinds"])
+        for key in AUDIT_METRICS:
+            if key not in t.index: continue
+            k = gen.loc[(m, *key)] if (m, *key) in gen.index else None
+            rows.append({"model": m, "metric": key[0], "attribute": key[1], "kinds": key[2],
+                         **{f"keyword_{c}": (_num(k[c]) if k is not None else None) for c in ("value", "lo", "hi")},
+                         **{f"taught_{c}": _num(t.loc[key, c]) for c in ("value", "lo", "hi")}, "n": _num(t.loc[key, "n"])})
+    out["sensitivity"] = rows
+    return out
+
+def audit_markdown(audit:dict)->str:
+    "`refusal_audit`'s tables as markdown"
+    lines = ["Openings recognised as bare sentences (taught: `REFUSAL_OPENINGS_TRAIN`, which the aligned stage prefills; held out: `REFUSAL_OPENINGS_TEST`):", "",
+             pd.DataFrame(audit["coverage"]).to_markdown(index=False, floatfmt=".2f"), "",
+             "Responses (rows) where the detectors disagree. `only_a`: called a refusal by the training refusal decision only, `only_b`: by the keyword "
+             "list only; `*_taught`: of those, the ones that open word for word with a taught refusal; `taught`: responses that open with one, "
+             "`taught_a`/`taught_b`: of those, the ones each detector calls a refusal.", "", "Evaluation responses:", "",
+             pd.DataFrame(audit["evaluation"]).to_markdown(index=False)]
+    if audit["benchmarks"]: lines += ["", "Public benchmark responses:", "", pd.DataFrame(audit["benchmarks"]).to_markdown(index=False)]
+    if audit["sensitivity"]:
+        s = pd.DataFrame(audit["sensitivity"])
+        s = pd.DataFrame({"model": s.model, "metric": s.metric + " (" + s.attribute + ", " + s.kinds + ")",
+                          "keyword judges": [fmt_ci(v, lo, hi) for v, lo, hi in zip(s.keyword_value, s.keyword_lo, s.keyword_hi)],
+                          "keyword judges + taught refusals": [fmt_ci(v, lo, hi, n) for v, lo, hi, n in zip(s.taught_value, s.taught_lo, s.taught_hi, s.n)]})
+        lines += ["", "Generalization family re-read with every response that opens with a taught refusal counted as a refusal "
+                  "(a sensitivity check: this judge knows the study's openings):", "", s.to_markdown(index=False)]
+    if audit.get("note"): lines += ["", audit["note"]]
+    return "\n".join(lines) + "\n"
+

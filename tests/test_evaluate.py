@@ -73,3 +73,7 @@ def test_responses_generated_elsewhere_score_to_the_same_table(tmp_path, fake_sc
     assert t2.equals(table)
     t3 = ev.metrics_table(again.assign(score_helpful=1 - again.score_helpful), cfg, name="model")   # the scores matter
     assert not t3.equals(table)
+    gen = ev.metrics_table(again, cfg, name="model", families="generalization")   # one family: that family's rows of the full table
+    assert gen.reset_index(drop=True).equals(table[table.family == "generalization"].reset_index(drop=True))
+    with pytest.raises(ValueError, match=r"families=\['judges'\]: accepted are 'optimization', 'generalization'"):
+        ev.metrics_table(again, cfg, families="judges")
