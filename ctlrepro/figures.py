@@ -418,17 +418,27 @@ AUDIT_METRICS = [("pairwise_accuracy", "helpful", "benign+borderline"), ("pairwi
 
 def _records(df:pd.DataFrame)->list: return [{k: v if isinstance(v, str) else _num(v) for k, v in r.items()} for r in df.to_dict("records")]
 
+def _eval_bootstrap(run:Path, model:str)->tuple:
+    "(n_boot, seed) of the stage that evaluated `model` (its stage.json's eval section and run seed), else `EvalConfig`'s defaults"
+    from ctlrepro.evaluate import EvalConfig
+    for st in ("baseline", "aligned", "training_free", "evaluate"):
+        if (run / st / f"responses_{model}.parquet").exists() and (run / st / "stage.json").exists():
+            p = read_json(run / st / "stage.json", "stage record").get("params") or {}
+            return (p.get("eval") or {}).get("n_boot", EvalConfig.n_boot), (p.get("run_config") or {}).get("seed", EvalConfig.seed)
+    return EvalConfig.n_boot, EvalConfig.seed
+
 def refusal_audit(
     run:str|Path,               # a run folder
-    models:list|None=None,      # models whose generalization metrics are re-read (None: the fine-tuned objectives of the run, which `target_checks` reads)
-    n_boot:int|None=None, seed:int|None=None,  # bootstrap of the re-read metrics (None: the evaluate stage's, from its stage.json, else `EvalConfig`'s)
+    models:list|None=None,      # models whose generalization metrics are re-read (None: the fine-tuned objectives clm, exmate, dpo, rl present in the run, the README block's target columns)
+    n_boot:int|None=None, seed:int|None=None,  # bootstrap of the re-read metrics (None: each model's own stage's, from its stage.json, so the keyword column is the run's number)
 )->dict:                        # {'coverage', 'evaluation', 'benchmarks', 'sensitivity', 'note'}: lists of JSON records and a string
     """The refusal detectors on a run's responses: `coverage` (`opening_coverage`), `evaluation` (`refusal_disagreements`
     of every evaluated model's responses, training refusal decision against the keyword judge), `benchmarks` (the same for
-    the public benchmark responses, per model and setting; [] without a benchmarks stage) and `sensitivity` (per controlled
-    model, `AUDIT_METRICS` of the generalization family with the keyword judges and with `with_taught_refusals`; [] with
-    the reason in `note` when the responses were scored by the LLM judges). Raises FileNotFoundError for a run without
-    evaluation results (`collect`)."""
+    the public benchmark responses, per model and setting; [] without a benchmarks stage) and `sensitivity` (for each of
+    `models` with controlled responses, `AUDIT_METRICS` of the generalization family with the keyword judges, as the run
+    stored them, and with `with_taught_refusals`; [] with the reason in `note` when the responses were scored by the LLM
+    judges). Raises FileNotFoundError for a run without evaluation results (`collect`), ValueError for a model without
+    responses in the run."""
     from ctlrepro.benchmarks import opening_coverage, refusal_disagreements, with_taught_refusals
     from ctlrepro.evaluate import EvalConfig, metrics_table
     run = Path(run)
@@ -437,11 +447,7 @@ def refusal_audit(
            "benchmarks": [], "sensitivity": [], "note": ""}
     if (run / "benchmarks" / "responses.parquet").exists():
         out["benchmarks"] = _records(refusal_disagreements(pd.read_parquet(run / "benchmarks" / "responses.parquet")))
-    rec = run / "evaluate" / "stage.json"
-    params = (read_json(rec, "stage record").get("params") or {}) if rec.exists() else {}
-    n_boot = (params.get("eval") or {}).get("n_boot", EvalConfig.n_boot) if n_boot is None else n_boot
-    seed = (params.get("run_config") or {}).get("seed", EvalConfig.seed) if seed is None else seed
-    cfg, rows = EvalConfig(n_boot=n_boot, seed=seed), []
+    rows = []
     gen = tables[tables.family == "generalization"].set_index(["model", "metric", "attribute", "kinds"])
     models = [m for m in resp.model.unique() if m in METHOD_ORDER[METHOD_ORDER.index("clm"):]] if models is None else list(models)
     unknown = [m for m in models if m not in set(resp.model)]
@@ -450,6 +456,8 @@ def refusal_audit(
         if g[list(SPEC.attributes)].dropna().empty: continue        # no controlled responses
         try: g2 = with_taught_refusals(g)
         except ValueError as e: out["note"] = f"no sensitivity rows: {e}"; return out
+        nb, sd = _eval_bootstrap(run, m)
+        cfg = EvalConfig(n_boot=nb if n_boot is None else n_boot, seed=sd if seed is None else seed)
         t = metrics_table(g2, cfg, name=m, families="generalization").set_index(["metric", "attribute", "kinds"])
         for key in AUDIT_METRICS:
             if key not in t.index: continue
@@ -461,12 +469,13 @@ def refusal_audit(
     return out
 
 def audit_markdown(audit:dict)->str:
-    "`refusal_audit`'s tables as markdown"
+    "`refusal_audit`'s tables as markdown (its note alone when it has no evaluation rows, e.g. when it failed)"
+    if not audit.get("evaluation"): return (audit.get("note") or "No evaluation responses to audit.") + "\n"
     lines = ["Openings recognised as bare sentences (taught: `REFUSAL_OPENINGS_TRAIN`, which the aligned stage prefills; held out: `REFUSAL_OPENINGS_TEST`):", "",
              pd.DataFrame(audit["coverage"]).to_markdown(index=False, floatfmt=".2f"), "",
              "Responses (rows) where the detectors disagree. `only_a`: called a refusal by the training refusal decision only, `only_b`: by the keyword "
              "list only; `*_taught`: of those, the ones that open word for word with a taught refusal; `taught`: responses that open with one, "
-             "`taught_a`/`taught_b`: of those, the ones each detector calls a refusal.", "", "Evaluation responses:", "",
+             "`taught_a`/`taught_b`: of those, the ones each detector calls a refusal, `taught_turn`: the ones whose text turns to compliance after the opening.", "", "Evaluation responses:", "",
              pd.DataFrame(audit["evaluation"]).to_markdown(index=False)]
     if audit["benchmarks"]: lines += ["", "Public benchmark responses:", "", pd.DataFrame(audit["benchmarks"]).to_markdown(index=False)]
     if audit["sensitivity"]:
@@ -474,8 +483,8 @@ def audit_markdown(audit:dict)->str:
         s = pd.DataFrame({"model": s.model, "metric": s.metric + " (" + s.attribute + ", " + s.kinds + ")",
                           "keyword judges": [fmt_ci(v, lo, hi) for v, lo, hi in zip(s.keyword_value, s.keyword_lo, s.keyword_hi)],
                           "keyword judges + taught refusals": [fmt_ci(v, lo, hi, n) for v, lo, hi, n in zip(s.taught_value, s.taught_lo, s.taught_hi, s.n)]})
-        lines += ["", "Generalization family re-read with every response that opens with a taught refusal counted as a refusal "
-                  "(a sensitivity check: this judge knows the study's openings):", "", s.to_markdown(index=False)]
+        lines += ["", "Generalization family re-read with every response that opens with a taught refusal, and does not turn to compliance after it, "
+                  "counted as a refusal (a sensitivity check: this judge knows the study's openings; the keyword column is the run's own number):", "", s.to_markdown(index=False)]
     if audit.get("note"): lines += ["", audit["note"]]
     return "\n".join(lines) + "\n"
 
