@@ -419,13 +419,13 @@ AUDIT_METRICS = [("pairwise_accuracy", "helpful", "benign+borderline"), ("pairwi
 def _records(df:pd.DataFrame)->list: return [{k: v if isinstance(v, str) else _num(v) for k, v in r.items()} for r in df.to_dict("records")]
 
 def _eval_bootstrap(run:Path, model:str)->tuple:
-    "(n_boot, seed) of the stage that evaluated `model` (its stage.json's eval section and run seed), else `EvalConfig`'s defaults"
+    "(n_boot, seed, found) of the stage that evaluated `model` (its stage.json's eval section and run seed), else `EvalConfig`'s defaults with found=False"
     from ctlrepro.evaluate import EvalConfig
     for st in ("baseline", "aligned", "training_free", "evaluate"):
         if (run / st / f"responses_{model}.parquet").exists() and (run / st / "stage.json").exists():
             p = read_json(run / st / "stage.json", "stage record").get("params") or {}
-            return (p.get("eval") or {}).get("n_boot", EvalConfig.n_boot), (p.get("run_config") or {}).get("seed", EvalConfig.seed)
-    return EvalConfig.n_boot, EvalConfig.seed
+            return (p.get("eval") or {}).get("n_boot", EvalConfig.n_boot), (p.get("run_config") or {}).get("seed", EvalConfig.seed), True
+    return EvalConfig.n_boot, EvalConfig.seed, False
 
 def refusal_audit(
     run:str|Path,               # a run folder
@@ -442,6 +442,9 @@ def refusal_audit(
     from ctlrepro.benchmarks import opening_coverage, refusal_disagreements, with_taught_refusals
     from ctlrepro.evaluate import EvalConfig, metrics_table
     run = Path(run)
+    if not run.is_dir(): raise FileNotFoundError(f"refusal_audit: run folder {str(run)!r} does not exist (give a run folder such as 'runs/small')")
+    if isinstance(models, str): models = [models]
+    if models is not None and not isinstance(models, (list, tuple)): raise ValueError(f"refusal_audit: models={models!r}: give a model name or a list of them")
     tables, resp = collect(run)
     out = {"coverage": _records(opening_coverage()), "evaluation": _records(refusal_disagreements(resp, b="judge_refused", by="model")),
            "benchmarks": [], "sensitivity": [], "note": ""}
@@ -456,7 +459,8 @@ def refusal_audit(
         if g[list(SPEC.attributes)].dropna().empty: continue        # no controlled responses
         try: g2 = with_taught_refusals(g)
         except ValueError as e: out["note"] = f"no sensitivity rows: {e}"; return out
-        nb, sd = _eval_bootstrap(run, m)
+        nb, sd, found = _eval_bootstrap(run, m)
+        if not found and n_boot is None: out["note"] += f"{m}: no stage record, re-read with EvalConfig's bootstrap (n_boot {nb}, seed {sd}), which may differ from the run's. "
         cfg = EvalConfig(n_boot=nb if n_boot is None else n_boot, seed=sd if seed is None else seed)
         t = metrics_table(g2, cfg, name=m, families="generalization").set_index(["metric", "attribute", "kinds"])
         for key in AUDIT_METRICS:
@@ -466,6 +470,7 @@ def refusal_audit(
                          **{f"keyword_{c}": (_num(k[c]) if k is not None else None) for c in ("value", "lo", "hi")},
                          **{f"taught_{c}": _num(t.loc[key, c]) for c in ("value", "lo", "hi")}, "n": _num(t.loc[key, "n"])})
     out["sensitivity"] = rows
+    if not rows and not out["note"]: out["note"] = f"no sensitivity rows: none of the models {models} has controlled responses in this run"
     return out
 
 def audit_markdown(audit:dict)->str:

@@ -77,3 +77,6 @@ def test_responses_generated_elsewhere_score_to_the_same_table(tmp_path, fake_sc
     assert gen.reset_index(drop=True).equals(table[table.family == "generalization"].reset_index(drop=True))
     with pytest.raises(ValueError, match=r"families=\['judges'\]: accepted are 'optimization', 'generalization'"):
         ev.metrics_table(again, cfg, families="judges")
+    for bad in (None, ("generalization", "generalization"), ()):
+        with pytest.raises(ValueError, match="accepted are 'optimization', 'generalization'"):
+            ev.metrics_table(again, cfg, families=bad)
