@@ -158,15 +158,22 @@ def taught_opening(
 )->np.ndarray:                  # (n,) bool
     "Whether each response opens with one of `openings`, word for word after case, runs of white space and curly apostrophes are normalised; raises ValueError for a single string or for openings that are not non-empty strings"
     if isinstance(responses, str): raise ValueError(f"responses must be a list of strings, not one string: {responses[:60]!r}")
+    opened, turned = _opening_and_turn(responses, _openings(openings))
+    return opened & ~turned if unless_turn else opened
+
+def _openings(openings)->list:   # the checked, normalised refusal openings (None: `REFUSAL_OPENINGS_TRAIN`)
     if isinstance(openings, str): raise ValueError(f"openings must be a list of sentences, not one string: {openings!r}")
     openings = REFUSAL_OPENINGS_TRAIN if openings is None else list(openings)
     if not openings or not all(isinstance(o, str) and o.strip() for o in openings): raise ValueError(f"openings must be non-empty strings; got {openings!r}")
-    opens = [_norm(o) for o in openings]
+    return [_norm(o) for o in openings]
+
+def _opening_and_turn(responses, opens:list)->tuple:   # ((n,) bool: opens with one of `opens`, (n,) bool: and a compliance word follows it)
     out = []
     for r in responses:
         r = _norm(r); o = next((o for o in opens if r.startswith(o)), None)
-        out.append(o is not None and not (unless_turn and COMPLIANCE_TURN.search(r[len(o):])))
-    return np.array(out, dtype=bool)
+        out.append((o is not None, o is not None and bool(COMPLIANCE_TURN.search(r[len(o):]))))
+    a = np.array(out, dtype=bool).reshape(-1, 2)
+    return a[:, 0], a[:, 1]
 
 DISAGREEMENT_COLUMNS = ["n", "both", "neither", "only_a", "only_b", "only_a_taught", "only_b_taught", "taught", "taught_a", "taught_b", "taught_turn"]
 
@@ -191,9 +198,9 @@ def refusal_disagreements(
         if resp[c].isna().any(): raise ValueError(f"column {c!r} has {int(resp[c].isna().sum())} missing value(s): every response needs a refusal decision")
     d = pd.DataFrame({k: resp[k].astype(object).where(resp[k].notna(), "none") for k in by})
     x, y = resp[a].to_numpy(bool), resp[b].to_numpy(bool)
-    t, tr = taught_opening(resp.response, openings), taught_opening(resp.response, openings, unless_turn=True)
+    t, turn = _opening_and_turn(resp.response, _openings(openings))   # one pass over the responses for both counts
     d = d.assign(n=1, both=x & y, neither=~x & ~y, only_a=x & ~y, only_b=~x & y, only_a_taught=x & ~y & t, only_b_taught=~x & y & t,
-                 taught=t, taught_a=t & x, taught_b=t & y, taught_turn=t & ~tr)
+                 taught=t, taught_a=t & x, taught_b=t & y, taught_turn=turn)
     return d.groupby(by, sort=False, dropna=False)[DISAGREEMENT_COLUMNS].sum().astype(int).reset_index()
 
 def opening_coverage(detectors:dict|None=None)->pd.DataFrame:   # one row per detector: taught, held_out (shares of the openings called a refusal), n_taught, n_held_out

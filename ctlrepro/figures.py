@@ -232,6 +232,8 @@ def results_markdown(tables:pd.DataFrame, run:str|Path|None=None, validation:pd.
 
 def _num(x): return None if x is None or (isinstance(x, float) and not np.isfinite(x)) or pd.isna(x) else (int(x) if isinstance(x, (int, np.integer)) else float(x))
 
+def _records(df:pd.DataFrame)->list: return [{k: v if isinstance(v, str) else _num(v) for k, v in r.items()} for r in df.to_dict("records")]
+
 def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None=None,
                  audit:dict|None=None,     # `refusal_audit(run)`, stored under 'refusal_audit' (None when not given)
                 )->dict:
@@ -251,7 +253,7 @@ def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None
                                              "auc": _num(r.auc), "lo": _num(r.lo), "hi": _num(r.hi), "agreement_lo": _num(r.agreement_lo),
                                              "agreement_hi": _num(r.agreement_hi), "recall": _num(r.recall)} for r in validation.itertuples()]
     bench = run / "benchmarks" / "tradeoff.csv"
-    benchmarks = [{k: _num(v) if not isinstance(v, str) else v for k, v in r.items()} for r in pd.read_csv(bench).to_dict("records")] if bench.exists() else []
+    benchmarks = _records(pd.read_csv(bench)) if bench.exists() else []
     hosts = []                                                        # distinct, in the order the stages finished
     for r in recs:
         if r.get("host") is not None and r["host"] not in hosts: hosts.append(r["host"])
@@ -415,8 +417,6 @@ def targets_markdown(checks:pd.DataFrame)->str:
 AUDIT_METRICS = [("pairwise_accuracy", "helpful", "benign+borderline"), ("pairwise_accuracy", "harmless", "harmful"),
                  ("on_attribute_slope", "helpful", "benign+borderline"), ("on_attribute_slope", "harmless", "harmful"),
                  ("off_attribute_slope", "helpful", "benign+borderline"), ("off_attribute_slope", "harmless", "harmful")]
-
-def _records(df:pd.DataFrame)->list: return [{k: v if isinstance(v, str) else _num(v) for k, v in r.items()} for r in df.to_dict("records")]
 
 def _eval_bootstrap(run:Path, model:str)->tuple:
     "(n_boot, seed, found) of the stage that evaluated `model` (its stage.json's eval section and run seed), else `EvalConfig`'s defaults with found=False"
