@@ -24,6 +24,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'ctlrepro/benchmarks.py'),
                                      'ctlrepro.benchmarks.taught_opening': ('benchmarks.html#taught_opening', 'ctlrepro/benchmarks.py'),
                                      'ctlrepro.benchmarks.tradeoff_table': ('benchmarks.html#tradeoff_table', 'ctlrepro/benchmarks.py'),
+                                     'ctlrepro.benchmarks.turns_to_compliance': ( 'benchmarks.html#turns_to_compliance',
+                                                                                  'ctlrepro/benchmarks.py'),
                                      'ctlrepro.benchmarks.with_taught_refusals': ( 'benchmarks.html#with_taught_refusals',
                                                                                    'ctlrepro/benchmarks.py')},
             'ctlrepro.cli': { 'ctlrepro.cli._level_arg': ('cli.html#_level_arg', 'ctlrepro/cli.py'),
