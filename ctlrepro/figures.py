@@ -237,7 +237,7 @@ def _records(df:pd.DataFrame)->list: return [{k: v if isinstance(v, str) else _n
 def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None=None,
                  audit:dict|None=None,     # `refusal_audit(run)`, stored under 'refusal_audit' (None when not given)
                 )->dict:
-    "figures/results.json: preset, commit, the hosts the stages ran on (`core.host`; stage records without one are left out), seconds per stage, every metric, the claims, the judges' validation, the public benchmarks' rows (`benchmarks.tradeoff_table`) and the refusal detectors' audit of a run"
+    "figures/results.json: preset, commit (the last finished stage's; `commits`: each commit the stages ran at -> those stages, as a partial rerun after a change leaves several), the hosts the stages ran on (`core.host`; stage records without one are left out), seconds per stage, every metric, the claims, the judges' validation, the public benchmarks' rows (`benchmarks.tradeoff_table`) and the refusal detectors' audit of a run"
     run = Path(run); recs = _stage_records(run)
     rj = read_json(run / "run.json", "run record") if (run / "run.json").exists() else {}
     seconds = {r["stage"]: r.get("seconds") for r in recs if r.get("seconds") is not None}
@@ -257,7 +257,11 @@ def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None
     hosts = []                                                        # distinct, in the order the stages finished
     for r in recs:
         if r.get("host") is not None and r["host"] not in hosts: hosts.append(r["host"])
-    return {"preset": rj.get("preset") or (recs[0].get("preset") if recs else None), "commit": rj.get("git_commit") or (recs[-1].get("git_commit") if recs else None),
+    commits = {}                                                      # commit -> the stages that ran at it, in the order they finished (this figures stage's old record left out)
+    for r in recs:
+        if r.get("stage") != "figures" and r.get("git_commit"): commits.setdefault(r["git_commit"], []).append(r["stage"])
+    last = [r["git_commit"] for r in recs if r.get("stage") != "figures" and r.get("git_commit")]
+    return {"preset": rj.get("preset") or (recs[0].get("preset") if recs else None), "commit": last[-1] if last else rj.get("git_commit"), "commits": commits,
             "hosts": hosts, "seconds": seconds, "metrics": metrics, "claims": claims, "judges": judges, "benchmarks": benchmarks, "refusal_audit": audit}
 
 README_START, README_END = "<!-- results:start (written by the figures stage from figures/results.json; do not edit) -->", "<!-- results:end -->"
@@ -279,7 +283,9 @@ def readme_block(results:dict)->str:
         r = m[(m.model == model) & (m.family == fam) & (m.metric == metric) & (m.attribute == attr) & (m.kinds == kinds)]
         return "n/a" if r.empty else fmt_ci(*r.iloc[0][["value", "lo", "hi", "n"]])
     secs = results.get("seconds", {})
-    lines = [f"Preset `{results.get('preset')}`, commit `{str(results.get('commit'))[:12]}`, {secs.get('total', 0) / 60:.1f} min of stages{host_text(results.get('hosts'))}. "
+    cs = results.get("commits") or {}
+    at = (" and ".join(f"`{c[:12]}` ({', '.join(s)})" for c, s in cs.items()) if len(cs) > 1 else f"`{str(results.get('commit'))[:12]}`")
+    lines = [f"Preset `{results.get('preset')}`, commit{'s' if len(cs) > 1 else ''} {at}, {secs.get('total', 0) / 60:.1f} min of stages{host_text(results.get('hosts'))}. "
              "Pairwise accuracy (0.5 = no control) [95% CI] n=prompts; training scorers / validated keyword judges.", "",
              "| model | helpful, benign+borderline (train / judge) | harmless, harmful (train / judge) | over-refusal | harmful compliance |", "|---|---|---|---|---|"]
     for model in dict.fromkeys(m.model):
