@@ -257,11 +257,10 @@ def results_json(tables:pd.DataFrame, run:str|Path, validation:pd.DataFrame|None
     hosts = []                                                        # distinct, in the order the stages finished
     for r in recs:
         if r.get("host") is not None and r["host"] not in hosts: hosts.append(r["host"])
-    commits = {}                                                      # commit -> the stages that ran at it, in the order they finished (this figures stage's old record left out)
+    commits, last = {}, None                                          # commit -> the stages that ran at it, in the order they finished (this figures stage's old record left out); the last one's
     for r in recs:
-        if r.get("stage") != "figures" and r.get("git_commit"): commits.setdefault(r["git_commit"], []).append(r["stage"])
-    last = [r["git_commit"] for r in recs if r.get("stage") != "figures" and r.get("git_commit")]
-    return {"preset": rj.get("preset") or (recs[0].get("preset") if recs else None), "commit": last[-1] if last else rj.get("git_commit"), "commits": commits,
+        if r.get("stage") != "figures" and r.get("git_commit"): commits.setdefault(r["git_commit"], []).append(r["stage"]); last = r["git_commit"]
+    return {"preset": rj.get("preset") or (recs[0].get("preset") if recs else None), "commit": last or rj.get("git_commit"), "commits": commits,
             "hosts": hosts, "seconds": seconds, "metrics": metrics, "claims": claims, "judges": judges, "benchmarks": benchmarks, "refusal_audit": audit}
 
 README_START, README_END = "<!-- results:start (written by the figures stage from figures/results.json; do not edit) -->", "<!-- results:end -->"
