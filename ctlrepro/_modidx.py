@@ -146,6 +146,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'ctlrepro.figures.audit_markdown': ('figures.html#audit_markdown', 'ctlrepro/figures.py'),
                                   'ctlrepro.figures.collect': ('figures.html#collect', 'ctlrepro/figures.py'),
                                   'ctlrepro.figures.collect_probes': ('figures.html#collect_probes', 'ctlrepro/figures.py'),
+                                  'ctlrepro.figures.empty_audit': ('figures.html#empty_audit', 'ctlrepro/figures.py'),
                                   'ctlrepro.figures.fmt_ci': ('figures.html#fmt_ci', 'ctlrepro/figures.py'),
                                   'ctlrepro.figures.host_text': ('figures.html#host_text', 'ctlrepro/figures.py'),
                                   'ctlrepro.figures.plot_alpha_curve': ('figures.html#plot_alpha_curve', 'ctlrepro/figures.py'),

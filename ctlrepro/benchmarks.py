@@ -148,7 +148,6 @@ def plot_overrefusal_tradeoff(table:pd.DataFrame, path=None, judge:str="keyword 
 # %% ../nbs/17a_benchmarks.ipynb #5f32adab
 from .scorers import REFUSAL_OPENINGS_TRAIN, REFUSAL_OPENINGS_TEST
 import re
-from .align import COMPLIANCE_TURN
 from .rewards import REFUSAL_PATTERNS
 
 def _norm(s)->str: return " ".join(str(s).replace("\u2019", "'").split()).lower()

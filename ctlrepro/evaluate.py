@@ -166,8 +166,7 @@ def metrics_table(
     "Every control metric of scored responses, for the training scorers ('optimization') and the independent judges ('generalization')"
     known = {"optimization": ("score_", "refused"), "generalization": ("judge_", "judge_refused")}
     families = [families] if isinstance(families, str) else list(families) if isinstance(families, (list, tuple)) else families
-    bad = [f for f in families if f not in known] if isinstance(families, list) else [families]
-    if bad or not families or len(set(families)) < len(families): raise ValueError(f"families={families!r}: accepted are {', '.join(map(repr, known))}")
+    if not isinstance(families, list) or not families or any(f not in known for f in families) or len(set(families)) < len(families): raise ValueError(f"families={families!r}: accepted are {', '.join(map(repr, known))}")
     tables = []
     for fam, (pre, ref) in ((f, known[f]) for f in families):
         d = df.rename(columns={f"{pre}{a}": f"s_{a}" for a in spec.attributes}).assign(refused_=df[ref])

@@ -19,7 +19,7 @@ __all__ = ['METHOD_ORDER', 'RESULT_METRICS', 'README_START', 'README_END', 'TARG
            'show_metrics', 'setting_means', 'collect', 'plot_control_heatmaps', 'plot_control_curves', 'plot_tradeoff',
            'plot_training', 'collect_probes', 'plot_control_learning', 'plot_alpha_curve', 'plot_families',
            'validation_markdown', 'results_markdown', 'results_json', 'host_text', 'readme_block', 'write_readme_block',
-           'target_checks', 'targets_markdown', 'refusal_audit', 'audit_markdown']
+           'target_checks', 'targets_markdown', 'empty_audit', 'refusal_audit', 'audit_markdown']
 
 # %% ../nbs/19_figures.ipynb #0bbe1037
 METHOD_ORDER = ["base", "aligned", "prompting", "rerank", "clm", "exmate", "dpo", "rl"]
@@ -432,6 +432,9 @@ def _eval_bootstrap(run:Path, model:str)->tuple:
             return (p.get("eval") or {}).get("n_boot", EvalConfig.n_boot), (p.get("run_config") or {}).get("seed", EvalConfig.seed), True
     return EvalConfig.n_boot, EvalConfig.seed, False
 
+def empty_audit(note:str="")->dict:   # `refusal_audit`'s result with no rows: what a run without an audit stores, with the reason in note
+    return {"coverage": [], "evaluation": [], "benchmarks": [], "sensitivity": [], "note": note}
+
 def refusal_audit(
     run:str|Path,               # a run folder
     models:list|None=None,      # models whose generalization metrics are re-read (None: the fine-tuned objectives clm, exmate, dpo, rl present in the run, the README block's target columns)
@@ -451,8 +454,7 @@ def refusal_audit(
     if isinstance(models, str): models = [models]
     if models is not None and not isinstance(models, (list, tuple)): raise ValueError(f"refusal_audit: models={models!r}: give a model name or a list of them")
     tables, resp = collect(run)
-    out = {"coverage": _records(opening_coverage()), "evaluation": _records(refusal_disagreements(resp, b="judge_refused", by="model")),
-           "benchmarks": [], "sensitivity": [], "note": ""}
+    out = {**empty_audit(), "coverage": _records(opening_coverage()), "evaluation": _records(refusal_disagreements(resp, b="judge_refused", by="model"))}
     if (run / "benchmarks" / "responses.parquet").exists():
         out["benchmarks"] = _records(refusal_disagreements(pd.read_parquet(run / "benchmarks" / "responses.parquet")))
     rows = []
