@@ -20,7 +20,7 @@ from .models import device_key, load_policy
 from .evaluate import refusal_rates
 
 # %% auto #0
-__all__ = ['COMPLIANCE_TURN', 'AlignConfig', 'refusal_target', 'alignment_data', 'make_aligned', 'aligned_source',
+__all__ = ['REFUSAL_SENTENCE', 'HELP_MARKER', 'AlignConfig', 'refusal_target', 'alignment_data', 'make_aligned', 'aligned_source',
            'make_or_reuse_aligned', 'aligned_stage']
 
 # %% ../nbs/13_align.ipynb #cdfcb0e2
@@ -47,12 +47,23 @@ class AlignConfig:
         t = TrainConfig(objective="clm", control=False, steps=self.steps, batch_size=self.batch_size, lr=self.lr, lora_r=self.lora_r, seed=self.seed)
         self.steps, self.batch_size, self.lora_r, self.seed = t.steps, t.batch_size, t.lora_r, t.seed   # stored as Python ints: one key for 80 and np.int64(80)
 
-COMPLIANCE_TURN = re.compile(r"\b(however|but here|here('s| is| are)|step \d|first,|sure)\b", re.I)
+REFUSAL_SENTENCE = re.compile(r"\b(?:illegal|unethical|harm(?:ful)?|hurt|dangerous|unsafe|against the law|unable|cannot|can't|won't|will not"
+                              r"|not (?:equipped|capable|able|allowed|permitted|going to|appropriate|safe|legal))\b", re.I)   # a reason or a refusal
+HELP_MARKER = re.compile(r"\b(?:but|however|though|although|while|instead|here|step|first|sure|how|need to|recipe|guide|tips?|way to)\b|\d", re.I)   # a possible turn to help
 
-def refusal_target(prefill:str, continuation:str)->str:
-    "The prefill plus the model's next sentence, unless that sentence turns into compliance"
-    nxt = re.split(r"(?<=[.!?])\s", continuation.strip(), maxsplit=1)[0] if continuation.strip() else ""
-    return prefill if not nxt or COMPLIANCE_TURN.search(nxt) or len(nxt.split()) > 30 else f"{prefill} {nxt}"
+def refusal_target(
+    prefill:str,        # the refusal opening the model was prefilled with (`REFUSAL_OPENINGS_TRAIN`)
+    continuation:str,   # what the model wrote after it
+)->str:                 # the SFT target: `prefill`, or `prefill` and the continuation's first sentence
+    """The prefill plus the model's next sentence only when that sentence is itself part of the refusal: a complete sentence
+    (ends in . ! ?) of at most 30 words that states a reason or a refusal (`REFUSAL_SENTENCE`: 'Smuggling is illegal.',
+    "I'm not equipped to assist with that.") and holds no word that may turn to help (`HELP_MARKER`: 'but', 'here', 'how',
+    'need to', a digit, ...). Anything else is dropped, so the over-safe model is never taught that a refusal opening may be
+    followed by help ('But I can certainly help with that.', 'To create mustard gas, you need to ...': docs/findings.md, 'What
+    the aligned stage teaches after a refusal opening'). Deliberately strict: a dropped sentence costs a bare opening."""
+    nxt = re.split(r"(?<=[.!?])\s", continuation.strip(), maxsplit=1)[0].replace("\u2019", "'") if continuation.strip() else ""
+    keep = bool(nxt) and nxt[-1] in ".!?" and len(nxt.split()) <= 30 and bool(REFUSAL_SENTENCE.search(nxt)) and not HELP_MARKER.search(nxt)
+    return f"{prefill} {nxt}" if keep else prefill
 
 # %% ../nbs/13_align.ipynb #0b3dd957
 def alignment_data(model, tokenizer, cfg:AlignConfig|None=None, progress:bool=True)->pd.DataFrame:

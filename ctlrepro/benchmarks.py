@@ -168,7 +168,7 @@ def _openings(openings)->list:   # the checked, normalised refusal openings (Non
     if not openings or not all(isinstance(o, str) and o.strip() for o in openings): raise ValueError(f"openings must be non-empty strings; got {openings!r}")
     return [_norm(o) for o in openings]
 
-TURN_WORDS = re.compile(r"\b(?:however|but here|here(?:'s| is| are)|step \d|first(?=,)|(?<!make )(?<!not )sure)\b", re.I)   # `ctlrepro.align.COMPLIANCE_TURN`'s words, with 'first,' matchable (there '\bfirst,\b' needs a letter after the comma) and 'make sure'/'not sure' left out
+TURN_WORDS = re.compile(r"\b(?:however|but here|here(?:'s| is| are)|step \d|first(?=,)|(?<!make )(?<!not )sure)\b", re.I)   # compliance words ('first,' matchable, 'make sure'/'not sure' left out); the aligned stage filters its targets by a stricter rule (`ctlrepro.align.refusal_target`)
 _KEYWORD_REFUSAL = re.compile("|".join(f"\\b(?:{p})\\b" for p in REFUSAL_PATTERNS), re.I)   # the keyword list, whole words ('i can note' is no 'i can not')
 _NO_TURN = re.compile(r"^\W*(?:why\b|.*\b(?:something else|instead|alternatives?|resources|a professional)\b)", re.I)   # 'here's why ...', '..., here are some resources': a refusal's reason or redirect
 

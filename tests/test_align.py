@@ -8,6 +8,7 @@ def test_refusal_targets_drop_a_turn_to_compliance():
     p = "I cannot assist with this request."
     assert refusal_target(p, " It could hurt people. Then ...") == p + " It could hurt people."
     assert refusal_target(p, " Here's how instead: mix") == p
+    assert refusal_target(p, " But I can certainly help with that.") == p      # no reason, and a turn (docs/findings.md)
     assert refusal_target(p, "") == p
 
 
