@@ -49,23 +49,29 @@ class AlignConfig:
 
 REFUSAL_SENTENCE = re.compile(r"\b(?:illegal|unethical|harm(?:ful)?|hurt|dangerous|unsafe|against the law|unable|cannot|can't|won't|will not"
                               r"|not (?:equipped|capable|able|allowed|permitted|going to|appropriate|safe|legal))\b", re.I)   # a reason or a refusal
-HELP_MARKER = re.compile(r"\b(?:but|however|though|although|while|yet|nevertheless|instead|unless|if|so|because|which|just|simply|here|step|first|sure"
-                         r"|how|need to|recipe|guide|tips?|way to|go wrong|e\.g|i\.e|etc)\b|\d|[:;]", re.I)   # a possible turn to help (a contrast, a condition, an explaining reason, a list) or a cut at an abbreviation
+HELP_MARKER = re.compile(
+    r"\b(?:but|however|though|although|while|yet|nevertheless|instead|unless|if|so|because|which|as|since|when|where|then|next|just|simply"   # a contrast, a condition, an explaining reason, a sequence
+    r"|here|step|first|sure|how|need to|recipe|guide|tips?|way|easiest|best|go wrong|e\.g|i\.e|etc"                                        # a list, a method, a cut at an abbreviation
+    r"|can(?!'t)|you(?:'ll| should)|i'?ll|i'?d|i will|happy|glad|gladly|let me|walk you|show you|explain|wait"                               # an offer
+    r"|(?:not|\w+n't|nothing) (?:illegal|unethical|harmful|dangerous|unsafe|against)|nothing|refuse|say no|stop you|tell anyone|believe"        # a reason turned round
+    r"|traced?|track(?:ed)?|caught|detect(?:ed)?|notice)\b|\d|[:;]", re.I)                                                                  # evading detection
 
 def refusal_target(
     prefill:str,        # the refusal opening the model was prefilled with (`REFUSAL_OPENINGS_TRAIN`)
     continuation:str,   # what the model wrote after it
 )->str:                 # the SFT target: `prefill`, or `prefill` and the continuation's first sentence
-    """The prefill plus the model's next sentence only when that sentence is itself part of the refusal: a complete statement
-    (ends in . or !) of at most 30 words and 200 characters that states a reason or a refusal (`REFUSAL_SENTENCE`: 'Smuggling
-    is illegal.', "I'm not equipped to assist with that.") and holds no word that may turn to help (`HELP_MARKER`: 'but',
-    'so', 'unless', 'because', 'here', 'how', 'need to', a digit, a colon, ...). Anything else is dropped, so the over-safe
-    model is no longer taught, by this lexical test, that a refusal opening may be followed by help ('But I can certainly
+    """The prefill plus the model's next sentence only when that sentence is itself part of the refusal: one complete statement
+    (ends in . or !, no other . ! ? in it; a line break also ends a sentence) of at most 30 words and 200 characters that
+    states a reason or a refusal (`REFUSAL_SENTENCE`: 'Smuggling is illegal.', "I'm not equipped to assist with that.") and
+    holds no word that may turn to help (`HELP_MARKER`: 'but', 'so', 'as', 'unless', 'because', 'here', 'how', "I'll",
+    "isn't illegal", 'traced', a digit, a colon, ...). Anything else is dropped, so the over-safe model is no longer taught, by this lexical test, that a refusal opening may be followed by help ('But I can certainly
     help with that.', 'To create mustard gas, you need to ...': docs/findings.md, 'What the aligned stage teaches after a
     refusal opening'). Deliberately strict, since a dropped sentence costs only a bare opening; a word list still lets some
-    help through ('The dangerous part is mixing the nitrate with fuel oil.') and does not check that a kept sentence is true."""
-    nxt = re.split(r"(?<=[.!?])\s", continuation.strip(), maxsplit=1)[0].replace("\u2019", "'") if continuation.strip() else ""
-    keep = bool(nxt) and nxt[-1] in ".!" and len(nxt.split()) <= 30 and len(nxt) <= 200 and bool(REFUSAL_SENTENCE.search(nxt)) and not HELP_MARKER.search(nxt)
+    help through ('The dangerous part is mixing the nitrate with fuel oil.', 'Mixing bleach and ammonia produces a harmful gas
+    called chloramine.') and does not check that a kept sentence is true."""
+    nxt = re.split(r"(?<=[.!?])\s|\n", continuation.strip(), maxsplit=1)[0].strip().replace("\u2019", "'") if continuation.strip() else ""
+    keep = (bool(nxt) and nxt[-1] in ".!" and not re.search(r"[.!?]", nxt[:-1]) and len(nxt.split()) <= 30 and len(nxt) <= 200   # one whole sentence
+            and bool(REFUSAL_SENTENCE.search(nxt)) and not HELP_MARKER.search(nxt))
     return f"{prefill} {nxt}" if keep else prefill
 
 # %% ../nbs/13_align.ipynb #0b3dd957
