@@ -64,11 +64,12 @@ def refusal_target(
     (ends in . or !, no other . ! ? in it; a line break also ends a sentence) of at most 30 words and 200 characters that
     states a reason or a refusal (`REFUSAL_SENTENCE`: 'Smuggling is illegal.', "I'm not equipped to assist with that.") and
     holds no word that may turn to help (`HELP_MARKER`: 'but', 'so', 'as', 'unless', 'because', 'here', 'how', "I'll",
-    "isn't illegal", 'traced', a digit, a colon, ...). Anything else is dropped, so the over-safe model is no longer taught, by this lexical test, that a refusal opening may be followed by help ('But I can certainly
-    help with that.', 'To create mustard gas, you need to ...': docs/findings.md, 'What the aligned stage teaches after a
-    refusal opening'). Deliberately strict, since a dropped sentence costs only a bare opening; a word list still lets some
-    help through ('The dangerous part is mixing the nitrate with fuel oil.', 'Mixing bleach and ammonia produces a harmful gas
-    called chloramine.') and does not check that a kept sentence is true."""
+    "isn't illegal", 'traced', a digit, a colon, ...). Anything else is dropped, so the over-safe model is no longer taught,
+    by this lexical test, that a refusal opening may be followed by help ('But I can certainly help with that.', 'To create
+    mustard gas, you need to ...': docs/findings.md, 'What the aligned stage teaches after a refusal opening').
+    Deliberately strict, since a dropped sentence costs only a bare opening; a word list still lets some help through ('The
+    dangerous part is mixing the nitrate with fuel oil.', 'Mixing bleach and ammonia produces a harmful gas called
+    chloramine.') and does not check that a kept sentence is true."""
     nxt = re.split(r"(?<=[.!?])\s|\n", continuation.strip(), maxsplit=1)[0].strip().replace("\u2019", "'") if continuation.strip() else ""
     keep = (bool(nxt) and nxt[-1] in ".!" and not re.search(r"[.!?]", nxt[:-1]) and len(nxt.split()) <= 30 and len(nxt) <= 200   # one whole sentence
             and bool(REFUSAL_SENTENCE.search(nxt)) and not HELP_MARKER.search(nxt))
