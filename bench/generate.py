@@ -4,6 +4,9 @@ chooses `GenConfig.batch_size` (the default every generation stage uses).
 Usage: python bench/generate.py [--n 64] [--batch-sizes 1 8 16 32 64] [--max-new-tokens 48] [--device cpu] [--dtype fp32]
 Batch size 1 runs on the first --n-single prompts only (one at a time is slow); every other size on all --n prompts.
 Prints one line per batch size and the fastest; the fastest at the largest tokens/s is what the default should be.
+`--model` may be a fine-tuned folder (`models.save_controllable`): then each batch size runs twice in one run, with the
+LoRA adapter on top of the base model and with the adapter merged into it (`load_controllable(merge=True)`, what the
+evaluate, rewind-claims and benchmarks stages generate with).
 """
 import argparse, platform, time
 
@@ -11,7 +14,9 @@ import torch
 
 from ctlrepro.data import load_prompts
 from ctlrepro.generate import GenConfig, generate
-from ctlrepro.models import load_policy
+from pathlib import Path
+
+from ctlrepro.models import load_controllable, load_policy
 
 
 def run(model, tok, prompts, batch_size, max_new_tokens):
@@ -31,21 +36,25 @@ def main():
     ap.add_argument("--dtype", default=None, help="bf16, fp16, fp32 (default: load_policy's choice for this machine)")
     a = ap.parse_args()
     if a.n < 1 or a.n_single < 1 or min(a.batch_sizes) < 1: ap.error("--n, --n-single and every --batch-sizes value must be >= 1")
-    model, tok = load_policy(a.model, device=a.device, dtype=a.dtype)
+    if a.model and (Path(a.model) / "controllable.json").exists():
+        models = {f"adapter {m}": (lambda m=m: load_controllable(a.model, device=a.device, dtype=a.dtype, merge=m == "merged")) for m in ("unmerged", "merged")}
+    else: models = {"": lambda: load_policy(a.model, device=a.device, dtype=a.dtype)}
     prompts = load_prompts(split="eval").sample(frac=1, random_state=0).prompt.tolist()
     if len(prompts) < a.n: ap.error(f"--n {a.n}: the eval split holds {len(prompts)} prompts")
-    print(f"model={model.config.name_or_path} device={model.device} dtype={model.dtype} threads={torch.get_num_threads()} "
-          f"cpu={platform.processor() or platform.machine()} max_new_tokens={a.max_new_tokens} GenConfig.batch_size={GenConfig().batch_size}")
-    run(model, tok, prompts[:2], 2, 4)  # warm-up
-    rates = {}
-    for bs in a.batch_sizes:
-        ps = prompts[:a.n_single] if bs == 1 else prompts[:a.n]
-        ntok, dt = run(model, tok, ps, bs, a.max_new_tokens)
-        rates[bs] = ntok / dt
-        print(f"batch {bs:3d}: {len(ps):3d} prompts, {ntok:6d} tokens in {dt:7.1f} s = {rates[bs]:7.1f} tokens/s", flush=True)
-    best = max(rates, key=rates.get)
-    base = rates.get(1)
-    print(f"fastest: batch {best} at {rates[best]:.1f} tokens/s" + (f" ({rates[best] / base:.1f}x one at a time)" if base else ""))
+    for label, load in models.items():
+        model, tok = load()
+        print(f"{label + ': ' if label else ''}model={model.config.name_or_path} device={model.device} dtype={model.dtype} threads={torch.get_num_threads()} "
+              f"cpu={platform.processor() or platform.machine()} max_new_tokens={a.max_new_tokens} GenConfig.batch_size={GenConfig().batch_size}")
+        run(model, tok, prompts[:2], 2, 4)  # warm-up
+        rates = {}
+        for bs in a.batch_sizes:
+            ps = prompts[:a.n_single] if bs == 1 else prompts[:a.n]
+            ntok, dt = run(model, tok, ps, bs, a.max_new_tokens)
+            rates[bs] = ntok / dt
+            print(f"batch {bs:3d}: {len(ps):3d} prompts, {ntok:6d} tokens in {dt:7.1f} s = {rates[bs]:7.1f} tokens/s", flush=True)
+        best = max(rates, key=rates.get)
+        base = rates.get(1)
+        print(f"fastest: batch {best} at {rates[best]:.1f} tokens/s" + (f" ({rates[best] / base:.1f}x one at a time)" if base else ""))
 
 
 if __name__ == "__main__":

@@ -157,24 +157,31 @@ def save_controllable(peft_model, tokenizer, folder:str|Path, base:str|None=None
                                                      "k": spec.k, **(meta or {})})
     return folder
 
-def load_controllable(folder:str|Path, device:str|None=None, dtype:str|None=None, base_model=None)->tuple:
-    "The controllable model saved by `save_controllable`: (peft model, tokenizer)"
+def load_controllable(
+    folder:str|Path, device:str|None=None, dtype:str|None=None,
+    base_model=None,   # the base model to put the adapter on (changed: new rows for the control tokens); None: load `controllable.json`'s base
+    merge:bool=False,  # True: fold the adapter into the base weights in fp32, then cast to `dtype`, and return a plain transformers model: the same function without adapter layers, 1.5x the tokens/s of generation on a 2-core CPU (docs/findings.md); a model to rescale (`rewind.set_alpha`) or train further stays unmerged
+)->tuple:              # (peft model, or the merged transformers model; tokenizer)
+    "The controllable model saved by `save_controllable`: (model, tokenizer). Raises FileNotFoundError for a folder it did not write, ValueError for `merge` with `base_model`"
     from peft import PeftModel
     from transformers import AutoTokenizer
     folder = Path(folder)
     rec = read_json(folder / "controllable.json", "controllable model record")
     if not (folder / "adapter").is_dir() or not (folder / "tokenizer").is_dir(): raise FileNotFoundError(f"{folder} lacks adapter/ or tokenizer/: not a folder written by save_controllable")
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer"); tok.padding_side = "left"
-    model = base_model if base_model is not None else load_policy(rec["base"], device=device, dtype=dtype)[0]
+    if merge and base_model is not None: raise ValueError("merge=True loads its own fp32 copy of the base model to fold the adapter into; give base_model or merge, not both")
+    model = base_model if base_model is not None else load_policy(rec["base"], device=device, dtype="fp32" if merge else dtype)[0]
     # new rows get the same word-based initial values as at training time (the adapter stores the trained input rows;
     # an untied output layer's rows are not trained, so they must be rebuilt identically)
     add_control_tokens(tok, model, ControlSpec(tuple(rec.get("attributes", SPEC.attributes)), rec.get("k", SPEC.k)))
-    return PeftModel.from_pretrained(model, folder / "adapter").eval(), tok
+    pm = PeftModel.from_pretrained(model, folder / "adapter").eval()
+    if not merge: return pm, tok
+    return pm.merge_and_unload().to(placement(device, dtype)[1]).eval(), tok
 
 def load_any(model:str|None=None, device:str|None=None, dtype:str|None=None)->tuple:
     "(model, tokenizer, where it was trained to read the control string or None): a folder written by `save_controllable`, else `load_policy`"
     if model and (Path(model) / "controllable.json").exists():
-        m, tok = load_controllable(model, device=device, dtype=dtype)
+        m, tok = load_controllable(model, device=device, dtype=dtype, merge=True)
         return m, tok, read_json(Path(model) / "controllable.json", "controllable model record").get("config", {}).get("where")
     return (*load_policy(model, device=device, dtype=dtype), None)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_objectives.ipynb #6cbe8268
 from __future__ import annotations
-import json, math, numbers, random, time, typing, warnings
+import contextlib, json, math, numbers, random, time, typing, warnings
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 
@@ -24,8 +24,9 @@ from .evaluate import control_probe
 __all__ = ['IGNORE', 'NEGATIVES', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'OBJECTIVE_FIELDS', 'token_logps', 'sequence_logps',
            'clm_loss', 'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings',
            'check_negatives', 'collate', 'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig',
-           'lora_model', 'fresh_precision', 'train', 'dpo_pairs', 'free_attributes', 'level_reward', 'sync_reference',
-           'train_dpo', 'train_rl', 'data_hash', 'check_kinds', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
+           'lora_model', 'fresh_precision', 'training_attention', 'train', 'dpo_pairs', 'free_attributes',
+           'level_reward', 'sync_reference', 'train_dpo', 'train_rl', 'data_hash', 'check_kinds', 'train_or_reuse',
+           'train_from_selfgen', 'run_launched']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -199,7 +200,8 @@ class TrainConfig:
     max_grad_norm:float = 1.0    # gradients are clipped to this norm (as transformers' Trainer does by default; inf: no clipping)
     lora_r:int = 16              # LoRA rank
     lora_alpha:int = 32          # LoRA scaling numerator
-    lora_dropout:float = 0.05
+    lora_dropout:float = 0.0     # dropout on the LoRA input (PEFT's default 0); 0.05 before 2026-12-03 cost a third of a CPU ExMATE step in drawing the masks (`bench/train.py`)
+    attn_implementation:str = "auto"  # transformers' attention kernel while training, restored after (`training_attention`): 'auto' is 'eager' on a CPU (its backward beats SDPA's on these short sequences, `bench/train.py`) and the model's own on a GPU; or any name transformers takes ('eager', 'sdpa', 'flash_attention_2', ...)
     target_modules:tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj")
     m_negatives:int = 4          # ExMATE: wrong control settings per example
     negatives:str = "uniform"    # ExMATE: where they are drawn, 'uniform' (any setting the response is not labelled with), 'one_attribute' (only those that change one attribute's level and keep the others': a contrast the other token cannot explain; this project's option, docs/findings.md) or 'mixed' (half one attribute away, the rest uniform); the other objectives ignore it, as they do m_negatives, lam and tau
@@ -253,6 +255,7 @@ class TrainConfig:
         if self.mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={self.mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")
         from ctlrepro.tokens import WHERE
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
+        if not self.attn_implementation.strip(): raise ValueError(f"attn_implementation={self.attn_implementation!r}: give 'auto' or a transformers attention implementation, e.g. 'eager' or 'sdpa'")
 
 def lora_model(model, tokenizer, cfg:TrainConfig, spec:ControlSpec=SPEC):
     "Wrap `model` in LoRA adapters that also train the control tokens' embedding rows"
@@ -275,6 +278,24 @@ def fresh_precision(
     AcceleratorState._reset_state(reset_partial_state=False)   # the process/device state (and any process group) stays
     return True
 
+@contextlib.contextmanager
+def training_attention(
+    model,                           # a transformers model or its peft wrapper
+    attn_implementation:str="auto",  # `TrainConfig.attn_implementation`
+):
+    """Train with `attn_implementation` and put the model's own back afterwards, even after an error (generation stays on
+    the model's kernel: SDPA is the faster one there). 'auto' is 'eager' when the model is on a CPU and changes nothing
+    elsewhere. transformers raises ValueError for a name it does not know."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    old = getattr(getattr(base, "config", None), "_attn_implementation", None)
+    want = attn_implementation
+    if want == "auto": want = "eager" if next(base.parameters()).device.type == "cpu" else old
+    if old is None or want == old or not hasattr(base, "set_attn_implementation"):
+        yield; return
+    base.set_attn_implementation(want)
+    try: yield
+    finally: base.set_attn_implementation(old)
+
 def train(
     model, tokenizer,
     data:pd.DataFrame,          # columns prompt, response and one level column per attribute
@@ -285,12 +306,16 @@ def train(
     on_step=None,               # fn(model, updates) called in eval mode without gradients after every `cfg.probe_every` updates
 )->tuple:                       # (peft model, per-step log DataFrame)
     "Fine-tune LoRA adapters with any of the objectives (CLM and ExMATE here, DPO and RL through TRL)"
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
     cfg = cfg or TrainConfig()
     missing = [c for c in ["prompt", "response", *(spec.attributes if cfg.control else [])] if c not in data.columns]
     if missing: raise ValueError(f"training data lacks column(s) {missing}")
     if len(data) == 0: raise ValueError("training data is empty")
+    with training_attention(model, cfg.attn_implementation): return _train(model, tokenizer, data, cfg, spec, progress, reward_fn, on_step)
+
+def _train(model, tokenizer, data, cfg, spec, progress, reward_fn, on_step)->tuple:
+    "`train` after its checks, under the training attention kernel"
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
     if cfg.objective == "dpo": return train_dpo(model, tokenizer, data, cfg, spec, progress, on_step)
     if cfg.objective == "rl":
         if reward_fn is None: raise ValueError("objective='rl' needs reward_fn, e.g. level_reward(scorers, binners)")

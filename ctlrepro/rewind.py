@@ -79,7 +79,7 @@ def rewind_claims(run:str|Path, objectives:list, src:str, limit:int|None=12, dev
                      "refused_string_match": r.refused_string_match.mean(), "answers_aligned_refusals": np.nan,
                      **ci(np.zeros(0), "answers_aligned_refusals"), "refusal_logp": refusal_logp(m, t, kind, None)})
     for obj in objectives:
-        pm, tok = load_controllable(Path(run) / "finetune" / obj, device=device, dtype=dtype)
+        pm, tok = load_controllable(Path(run) / "finetune" / obj, device=device, dtype=dtype, merge=True)
         outs = _refusals_at(pm, tok, [(ps[ps.kind == kind], lv) for kind, lv in CLAIMS], where=where)   # every claim in one batched call
         for (kind, lv), o in zip(CLAIMS, outs):
             was = ref.loc[o.prompt, "refused"].values
