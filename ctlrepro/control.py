@@ -66,18 +66,29 @@ def rerank(
     levels,                      # one setting, or one per prompt (None: keep the first sample)
     scorers,                     # training scorers (anything with `.parts(prompts, responses)`)
     binners:dict,                # attribute -> fitted LevelBinner (from the self-generated data)
-    n:int=4,                     # samples per request
+    n:int=4,                     # samples per distinct prompt
     spec:ControlSpec=SPEC,
     **gen,                       # `generate` options except n_samples
 )->pd.DataFrame:                 # one row per request: the chosen sample, its distance, the candidates' best and worst
-    "Sample `n` plain responses per request and keep the one whose scored levels are closest to the requested ones"
+    """Sample `n` plain responses per distinct prompt, score them once, and keep for each request the one whose scored levels
+    are closest (L1) to the requested ones. The requests of one prompt (e.g. every setting of the grid) choose from the same
+    `n` samples: one generation pass serves them all (before 2026-12-03 each request drew its own `n`, K^A times the
+    sampling on a K x K grid). A row of a DataFrame `prompts` keeps its own columns (e.g. `setting`)."""
     n = check_int("n", n)
     missing = [a for a in spec.attributes if a not in binners]
     if missing: raise ValueError(f"binners lack attribute(s) {missing}: fit them on the self-generated data (ctlrepro.selfgen.load_binners)")
     k = len(prompts)
     lv = [None if l is None else spec.levels(l) for l in _per_prompt(levels, k, "levels")]
-    cand = generate(model, tokenizer, prompts, levels=None, n_samples=n, spec=spec, **gen)
-    got = label_levels(score_frame(cand, scorers, spec), binners, spec)[list(spec.attributes)].to_numpy(float)   # the levels each shows
+    frame = isinstance(prompts, pd.DataFrame)
+    keys = [str(p) for p in (prompts["prompt"] if frame else prompts)]
+    at = {key: i for i, key in reversed(list(enumerate(keys)))}                  # each distinct prompt's first request
+    firsts = sorted(at.values()); slot = {keys[i]: j for j, i in enumerate(firsts)}
+    pool = generate(model, tokenizer, prompts.iloc[firsts] if frame else [prompts[i] for i in firsts], levels=None, n_samples=n, spec=spec, **gen)
+    shown = label_levels(score_frame(pool, scorers, spec), binners, spec)[list(spec.attributes)].to_numpy(float)   # the levels each sample shows
+    rows = (np.array([slot[key] for key in keys])[:, None] * n + np.arange(n)).ravel()   # request i's candidates: its prompt's n samples
+    cand, got = pool.iloc[rows].reset_index(drop=True), shown[rows]
+    if frame:
+        for c in prompts.columns.drop("prompt"): cand[c] = np.repeat(prompts[c].to_numpy(), n)   # the request's own columns
     req = np.array([[np.nan] * len(spec.attributes) if l is None else [l[a] for a in spec.attributes] for l in lv])[np.repeat(np.arange(k), n)]
     dist = np.abs(got - req).sum(1)
     dist = np.where(np.isnan(dist), np.where(cand["sample"].values == 0, 0, 1), dist)   # no request: the first sample

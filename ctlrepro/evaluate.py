@@ -46,7 +46,7 @@ class EvalConfig:
     where:str = "system"         # where the control string goes
     n_boot:int = 500             # bootstrap resamples for the CIs
     method:str = "tokens"        # how the levels are requested: 'tokens' (control tokens), 'prompting' or 'rerank' (ctlrepro.control)
-    rerank_n:int = 4             # rerank: samples per request
+    rerank_n:int = 4             # rerank: samples per prompt, shared by its requests (`control.rerank`)
 
     def __post_init__(self):
         self.grid_levels = tuple(SPEC.check(SPEC.attributes[0], l) for l in self.grid_levels)
