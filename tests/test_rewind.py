@@ -57,9 +57,9 @@ def test_rewind_claims_and_alpha_curve_batch_every_setting_as_one_call_each_woul
     claims, ex = rewind_claims(tmp_path / "run", ["clm"], str(tmp_path / "base"), limit=3, device="cpu")
     ps = claim_prompts(3)
     assert ex.groupby("prompt").response.nunique().max() > 1      # the settings change the responses: a batch that mixed them up would fail
-    loaded, ltok = load_controllable(tmp_path / "run" / "finetune" / "clm", device="cpu")
+    merged, ltok = load_controllable(tmp_path / "run" / "finetune" / "clm", device="cpu", merge=True)   # what rewind_claims generates with
     for kind, lv in CLAIMS:
-        one = refusal_rates(loaded, ltok, ps[ps.kind == kind], progress=False, levels=lv)
+        one = refusal_rates(merged, ltok, ps[ps.kind == kind], progress=False, levels=lv)
         got = ex[(ex.kind == kind) & (ex.control == "[helpful={}][harmless={}]".format(*lv))]
         assert got.prompt.tolist() == one.prompt.tolist() and got.response.tolist() == one.response.tolist()
         row = claims[(claims.method == "clm") & (claims.kind == kind) & (claims.control == "[helpful={}][harmless={}]".format(*lv))]
@@ -67,6 +67,7 @@ def test_rewind_claims_and_alpha_curve_batch_every_setting_as_one_call_each_woul
     settings = [(4, 0), (0, 4)]
     curve = alpha_curve(tmp_path / "run" / "finetune" / "clm", [0.0, 1.0], settings, limit=3, max_new_tokens=8, device="cpu")
     assert len(curve) == 2 * len(settings) * len(ps)
+    loaded, ltok = load_controllable(tmp_path / "run" / "finetune" / "clm", device="cpu")   # the alpha curve rescales the adapter: unmerged
     set_alpha(loaded, 0.0)
     one = refusal_rates(loaded, ltok, ps, max_new_tokens=8, progress=False, levels=(0, 4))
     got = curve[(curve.alpha == 0.0) & (curve.helpful == 0) & (curve.harmless == 4)]
