@@ -73,17 +73,20 @@ def rerank(
     """Sample `n` plain responses per distinct prompt, score them once, and keep for each request the one whose scored levels
     are closest (L1) to the requested ones. The requests of one prompt (e.g. every setting of the grid) choose from the same
     `n` samples: one generation pass serves them all (before 2026-12-03 each request drew its own `n`, K^A times the
-    sampling on a K x K grid). A row of a DataFrame `prompts` keeps its own columns (e.g. `setting`)."""
+    sampling on a K x K grid). Requests with another `prefill` or `system` message (one per request in `gen`) get their
+    own pool. A row of a DataFrame `prompts` keeps its own columns (e.g. `setting`)."""
     n = check_int("n", n)
     missing = [a for a in spec.attributes if a not in binners]
     if missing: raise ValueError(f"binners lack attribute(s) {missing}: fit them on the self-generated data (ctlrepro.selfgen.load_binners)")
     k = len(prompts)
     lv = [None if l is None else spec.levels(l) for l in _per_prompt(levels, k, "levels")]
     frame = isinstance(prompts, pd.DataFrame)
-    keys = [str(p) for p in (prompts["prompt"] if frame else prompts)]
+    own = {o: _per_prompt(gen.pop(o), k, o) for o in ("prefill", "system") if o in gen}   # per-request options: a request's pool is its (prompt, prefill, system)
+    keys = [str((p, *(v[i] for v in own.values()))) for i, p in enumerate(prompts["prompt"] if frame else prompts)]
     at = {key: i for i, key in reversed(list(enumerate(keys)))}                  # each distinct prompt's first request
     firsts = sorted(at.values()); slot = {keys[i]: j for j, i in enumerate(firsts)}
-    pool = generate(model, tokenizer, prompts.iloc[firsts] if frame else [prompts[i] for i in firsts], levels=None, n_samples=n, spec=spec, **gen)
+    pool = generate(model, tokenizer, prompts.iloc[firsts] if frame else [prompts[i] for i in firsts], levels=None, n_samples=n, spec=spec,
+                    **gen, **{o: [v[i] for i in firsts] for o, v in own.items()})
     shown = label_levels(score_frame(pool, scorers, spec), binners, spec)[list(spec.attributes)].to_numpy(float)   # the levels each sample shows
     rows = (np.array([slot[key] for key in keys])[:, None] * n + np.arange(n)).ravel()   # request i's candidates: its prompt's n samples
     cand, got = pool.iloc[rows].reset_index(drop=True), shown[rows]

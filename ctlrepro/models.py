@@ -160,7 +160,7 @@ def save_controllable(peft_model, tokenizer, folder:str|Path, base:str|None=None
 def load_controllable(
     folder:str|Path, device:str|None=None, dtype:str|None=None,
     base_model=None,   # the base model to put the adapter on (changed: new rows for the control tokens); None: load `controllable.json`'s base
-    merge:bool=False,  # True: fold the adapter into the base weights in fp32, then cast to `dtype`, and return a plain transformers model: the same function without adapter layers, 1.5x the tokens/s of generation on a 2-core CPU (docs/findings.md); a model to rescale (`rewind.set_alpha`) or train further stays unmerged
+    merge:bool=False,  # True: fold the adapter into the base weights in fp32, then cast to `dtype`, and return a plain transformers model: the same function without adapter layers (in fp32 to 6e-5 in the logits; in bf16 it rounds differently from the adapter model, docs/findings.md), 1.3-1.5x the tokens/s of generation on a 2-core CPU; a model to rescale (`rewind.set_alpha`) or train further stays unmerged
 )->tuple:              # (peft model, or the merged transformers model; tokenizer)
     "The controllable model saved by `save_controllable`: (model, tokenizer). Raises FileNotFoundError for a folder it did not write, ValueError for `merge` with `base_model`"
     from peft import PeftModel
@@ -169,6 +169,7 @@ def load_controllable(
     rec = read_json(folder / "controllable.json", "controllable model record")
     if not (folder / "adapter").is_dir() or not (folder / "tokenizer").is_dir(): raise FileNotFoundError(f"{folder} lacks adapter/ or tokenizer/: not a folder written by save_controllable")
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer"); tok.padding_side = "left"
+    if not isinstance(merge, bool): raise TypeError(f"merge={merge!r}: give True or False")
     if merge and base_model is not None: raise ValueError("merge=True loads its own fp32 copy of the base model to fold the adapter into; give base_model or merge, not both")
     model = base_model if base_model is not None else load_policy(rec["base"], device=device, dtype="fp32" if merge else dtype)[0]
     # new rows get the same word-based initial values as at training time (the adapter stores the trained input rows;

@@ -255,7 +255,10 @@ class TrainConfig:
         if self.mixed_precision not in PRECISIONS: raise ValueError(f"mixed_precision={self.mixed_precision!r}: accepted are {', '.join(map(repr, PRECISIONS))}")
         from ctlrepro.tokens import WHERE
         if self.where not in WHERE: raise ValueError(f"where={self.where!r}: accepted are {', '.join(map(repr, WHERE))}")
-        if not self.attn_implementation.strip(): raise ValueError(f"attn_implementation={self.attn_implementation!r}: give 'auto' or a transformers attention implementation, e.g. 'eager' or 'sdpa'")
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+        kernels = ["auto", "eager", *ALL_ATTENTION_FUNCTIONS.keys()]
+        if self.attn_implementation not in kernels and "/" not in self.attn_implementation:   # 'org/repo': a hub kernel, checked by transformers
+            raise ValueError(f"attn_implementation={self.attn_implementation!r}: accepted are {', '.join(map(repr, kernels))} or a hub kernel 'org/repo'")
 
 def lora_model(model, tokenizer, cfg:TrainConfig, spec:ControlSpec=SPEC):
     "Wrap `model` in LoRA adapters that also train the control tokens' embedding rows"
@@ -283,8 +286,9 @@ def training_attention(
     model,                           # a transformers model or its peft wrapper
     attn_implementation:str="auto",  # `TrainConfig.attn_implementation`
 ):
-    """Train with `attn_implementation` and put the model's own back afterwards, even after an error (generation stays on
-    the model's kernel: SDPA is the faster one there). 'auto' is 'eager' when the model is on a CPU and changes nothing
+    """Train with `attn_implementation` and put the model's own back afterwards, even after an error (generation after
+    training is on the model's kernel again: SDPA is the faster one there; the learning-curve probes during training run on
+    the training kernel). 'auto' is 'eager' when the model is on a CPU and changes nothing
     elsewhere. transformers raises ValueError for a name it does not know."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     old = getattr(getattr(base, "config", None), "_attn_implementation", None)
