@@ -83,12 +83,12 @@ def rerank(
     frame = isinstance(prompts, pd.DataFrame)
     own = {o: _per_prompt(gen.pop(o), k, o) for o in ("prefill", "system") if o in gen}   # per-request options: a request's pool is its (prompt, prefill, system)
     keys = [str((p, *(v[i] for v in own.values()))) for i, p in enumerate(prompts["prompt"] if frame else prompts)]
-    at = {key: i for i, key in reversed(list(enumerate(keys)))}                  # each distinct prompt's first request
-    firsts = sorted(at.values()); slot = {keys[i]: j for j, i in enumerate(firsts)}
+    slots = pd.factorize(pd.Series(keys))[0]                                     # each request's pool, numbered in order of first appearance
+    firsts = np.unique(slots, return_index=True)[1]                              # the request that first asks for each pool
     pool = generate(model, tokenizer, prompts.iloc[firsts] if frame else [prompts[i] for i in firsts], levels=None, n_samples=n, spec=spec,
                     **gen, **{o: [v[i] for i in firsts] for o, v in own.items()})
     shown = label_levels(score_frame(pool, scorers, spec), binners, spec)[list(spec.attributes)].to_numpy(float)   # the levels each sample shows
-    rows = (np.array([slot[key] for key in keys])[:, None] * n + np.arange(n)).ravel()   # request i's candidates: its prompt's n samples
+    rows = (slots[:, None] * n + np.arange(n)).ravel()                           # request i's candidates: its pool's n samples
     cand, got = pool.iloc[rows].reset_index(drop=True), shown[rows]
     if frame:
         for c in prompts.columns.drop("prompt"): cand[c] = np.repeat(prompts[c].to_numpy(), n)   # the request's own columns
