@@ -26,7 +26,7 @@ import torch
 
 from ctlrepro.models import load_policy
 from ctlrepro import objectives
-from ctlrepro.objectives import TrainConfig, label_logps, level_reward, train
+from ctlrepro.objectives import TrainConfig, label_logps, level_reward, train, training_kernel
 from ctlrepro.scorers import default_scorers
 from ctlrepro.selfgen import load_binners
 
@@ -84,7 +84,7 @@ def main():
             else:
                 dt = float(log.seconds.iloc[-1] - log.seconds.iloc[a.warmup - 1]) if a.warmup else float(log.seconds.iloc[-1])
                 steps, tokens = a.steps, log.iloc[a.warmup:].tokens.sum() / dt
-            rows.append({"objective": obj, "precision": prec, "T": "all" if trl or t is None else t, "checkpointing": ac, "lora_dropout": 0.05 if drop else 0.0, "attention": "sdpa" if sdpa else "auto", "logits": "n/a" if trl else "all" if full else "response", "s/step": dt / steps,
+            rows.append({"objective": obj, "precision": prec, "T": "all" if trl or t is None else t, "checkpointing": ac, "lora_dropout": 0.05 if drop else 0.0, "attention": training_kernel(base, cfg.attn_implementation), "logits": "n/a" if trl else "all" if full else "response", "s/step": dt / steps,
                          "examples/s": a.batch_size * steps / dt, "tokens/s": tokens, "loss": log.iloc[a.warmup:].loss.mean()})
             print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
     df = pd.DataFrame(rows)

@@ -10,7 +10,7 @@ from pathlib import Path
 from .tokens import SPEC, WHERE
 from .pipeline import STAGES, reproduce, shipped_presets
 from .scorers import train_default_scorers, default_scorer_dir
-from .models import ModelLoadError, load_any
+from .models import ModelLoadError, load_any, trained_where
 from .generate import GenConfig, generate
 from .evaluate import EvalConfig, run_generation, load_judge
 from .align import AlignConfig, aligned_stage
@@ -49,14 +49,14 @@ def parser()->argparse.ArgumentParser:
     rp.add_argument("--check", action="store_true", help="check the preset and this machine, print which stages would run and which are reused, and stop (nothing runs)")
     r = sub.add_parser("generate", help="responses for the eval prompts under several control settings (resumable shards)")
     r.add_argument("--out", default="runs/generate", help="run folder (default: runs/generate)")
-    r.add_argument("--model", default=None, help="Hugging Face id, local folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
+    r.add_argument("--model", default=None, help="Hugging Face id, local folder, .gguf or a fine-tuned folder (`ctlrepro train`'s --out) (default: embedded SmolLM2-135M-Instruct)")
     r.add_argument("--prompts", default="ctlrepro", help="prompt set: a registered name or a file")
     r.add_argument("--limit", type=int, default=None, help="at most this many eval prompts per kind")
     r.add_argument("--settings", type=_levels_arg, nargs="+", default=[None, *CLAIM_SETTINGS], help=f"settings as H,S or none (default: none and the claims' settings {' '.join(','.join(map(str, s)) for s in CLAIM_SETTINGS)})")
     r.add_argument("--n-samples", type=int, default=1); r.add_argument("--max-new-tokens", type=int, default=64)
     r.add_argument("--temperature", type=float, default=0.7); r.add_argument("--batch-size", type=int, default=GenConfig.batch_size)
     r.add_argument("--seed", type=int, default=0); r.add_argument("--device", default=None); r.add_argument("--dtype", default=None)
-    r.add_argument("--where", default="system", choices=WHERE, help="where the control string goes: 'system' (default) or 'user' (a chat template without a system role)")
+    r.add_argument("--where", default=None, choices=WHERE, help="where the control string goes: 'system' or 'user' (a chat template without a system role); default: as a fine-tuned model was trained, else 'system'")
     t = sub.add_parser("train-scorers", help="sample refusal data and fit the offline scorer heads (about 2 minutes on a CPU)")
     t.add_argument("--out", default=None, help="output folder (default: data/scorers, the shipped heads)")
     t.add_argument("--per-kind", type=int, default=30, help="train prompts per kind for the refusal data")
@@ -114,7 +114,7 @@ def _run(a:argparse.Namespace):
     elif a.cmd == "generate":
         if a.limit is not None and a.limit < 1: raise SystemExit(f"ctlrepro generate: --limit {a.limit}: give a whole number >= 1, or leave --limit out for every prompt")   # EvalConfig's own message speaks of None
         cfg = EvalConfig(prompts=a.prompts, limit=a.limit, n_samples=a.n_samples, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                         batch_size=a.batch_size, seed=a.seed, where=a.where)
+                         batch_size=a.batch_size, seed=a.seed, where=a.where or trained_where(a.model) or "system")   # render as in training
         res = run_generation(cfg, a.settings, a.out, model=a.model, device=a.device, dtype=a.dtype)
         print(res.groupby(["setting", "kind"]).agg(responses=("response", "size"), mean_tokens=("n_tokens", "mean")).round(1).to_string())
         print(f"wrote {Path(a.out) / 'generations.parquet'} and {Path(a.out) / 'run.json'}")
@@ -144,9 +144,9 @@ def _run(a:argparse.Namespace):
         if a.out: tab.to_csv(a.out, index=False)
         print(tab.drop(columns=["agreement_lo", "agreement_hi", "precision"]).round(3).to_string(index=False))
     elif a.cmd == "chat":
-        model, tok, trained_where = load_any(a.model, device=a.device, dtype=a.dtype)
+        model, tok, trained = load_any(a.model, device=a.device, dtype=a.dtype)
         df = generate(model, tok, [a.prompt], levels={k: getattr(a, k) for k in SPEC.attributes}, max_new_tokens=a.max_new_tokens,
-                      temperature=a.temperature, progress=False, where=a.where or trained_where or "system")   # render as in training
+                      temperature=a.temperature, progress=False, where=a.where or trained or "system")   # render as in training
         print(df.response.iloc[0])
 
 # %% ../nbs/90_cli.ipynb #b7c1d2e3

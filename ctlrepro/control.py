@@ -13,7 +13,7 @@ from .generate import generate, _per_prompt
 from .scorers import score_frame, label_levels
 
 # %% auto #0
-__all__ = ['LEVEL_WORDS', 'describe', 'prompting', 'rerank']
+__all__ = ['LEVEL_WORDS', 'RERANK_COLUMNS', 'describe', 'prompting', 'rerank']
 
 # %% ../nbs/15_control.ipynb #38586422
 LEVEL_WORDS = {
@@ -60,6 +60,8 @@ def _requested(out:pd.DataFrame, lv:list, n_samples:int, spec:ControlSpec)->pd.D
     return out
 
 # %% ../nbs/15_control.ipynb #a37c2e08
+RERANK_COLUMNS = ("rerank_distance", "cand_min", "cand_max", "method", "n_candidates", "_req")   # what `rerank` adds to `generate`'s columns
+
 def rerank(
     model, tokenizer,
     prompts:list|pd.DataFrame,
@@ -81,6 +83,8 @@ def rerank(
     k = len(prompts)
     lv = [None if l is None else spec.levels(l) for l in _per_prompt(levels, k, "levels")]
     frame = isinstance(prompts, pd.DataFrame)
+    if frame and (clash := [c for c in prompts.columns if c in RERANK_COLUMNS]):
+        raise ValueError(f"the prompts frame has column(s) {clash} that rerank writes itself ({', '.join(RERANK_COLUMNS)}): rename or drop them")
     own = {o: _per_prompt(gen.pop(o), k, o) for o in ("prefill", "system") if o in gen}   # per-request options: a request's pool is its (prompt, prefill, system)
     keys = [str((p, *(v[i] for v in own.values()))) for i, p in enumerate(prompts["prompt"] if frame else prompts)]
     slots = pd.factorize(pd.Series(keys))[0]                                     # each request's pool, numbered in order of first appearance

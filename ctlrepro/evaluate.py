@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, check_local_path, check_out_folder, content_digest, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, check_local_path, check_out_folder, content_digest, read_json, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import GENERATED, GenConfig, generate
 from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy, slopes
@@ -19,7 +19,7 @@ from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELP
 from .data import SPLITS, load_prompts
 from .control import prompting, rerank
 from .scorers import default_scorers, score_frame
-from .models import device_key, load_policy, model_fingerprint, placement
+from .models import device_key, is_controllable, load_any, load_policy, model_fingerprint, placement
 from .core import versions, git_commit
 
 # %% auto #0
@@ -267,7 +267,7 @@ def run_generation(
     cfg:EvalConfig,                 # prompts, split, limit, sampling, batch and `where` (the grid fields are not used)
     settings:list,                  # control settings (tuples or dicts; None: no control string), one resumable shard each
     out:str|Path,                   # the run folder
-    model:str|None=None,            # hub id, folder or .gguf (None: the embedded SmolLM2-135M-Instruct); loaded only when a shard is missing
+    model:str|None=None,            # hub id, folder, .gguf or a fine-tuned folder (`save_controllable`, loaded merged) (None: the embedded SmolLM2-135M-Instruct); loaded only when a shard is missing
     device:str|None=None, dtype:str|None=None,
     progress:bool=True,
     model_tok:tuple|None=None,      # an already loaded (model, tokenizer), for tests
@@ -282,7 +282,8 @@ def run_generation(
     check_local_path("model", model)                                # and a model path that does not exist
     _, dt, _ = placement(device, dtype)                             # the dtype the model would be loaded in: shards made in fp32 are not reused for bf16
     out = check_out_folder("out", out); (out / "shards").mkdir(parents=True, exist_ok=True)
-    what = [asdict(cfg) | {"batch_size": None, "n_boot": None}, str(model), content_digest(model), prompts.to_dict("records"), str(dt), device_key(device), source_fingerprint()]   # a prompt file or model edited in place is not reused; hashed once, not per setting
+    base = read_json(Path(model) / "controllable.json", "controllable model record").get("base") if is_controllable(model) else None   # a fine-tuned folder names its base model
+    what = [asdict(cfg) | {"batch_size": None, "n_boot": None}, str(model), content_digest(model), content_digest(base), prompts.to_dict("records"), str(dt), device_key(device), source_fingerprint()]   # a prompt file or model edited in place is not reused; hashed once, not per setting
     t0, timings, shards, used = time.time(), {}, [], []
     for s in settings:
         name = spec.file_name(s)
@@ -292,7 +293,7 @@ def run_generation(
         if cache.valid:
             print(f"reuse {f.name}"); shards.append(pd.read_parquet(f)); continue
         if model_tok is None:
-            t = time.time(); model_tok = load_policy(model, device=device, dtype=dtype); timings["load_model_s"] = round(time.time() - t, 1)
+            t = time.time(); model_tok = load_any(model, device=device, dtype=dtype)[:2]; timings["load_model_s"] = round(time.time() - t, 1)
         t = time.time()
         df = generate_grid(*model_tok, cfg, spec, progress, settings=[s], prompts=prompts).assign(setting=name)
         timings[f"generate_{name}_s"] = round(time.time() - t, 1)

@@ -125,6 +125,10 @@ def generate(
             model, tokenizer = load_policy(model)
         else: tokenizer = tokenizer or _vllm_tokenizer(model)
     extra = prompts.reset_index(drop=True) if isinstance(prompts, pd.DataFrame) else None
+    if extra is not None:
+        if "prompt" not in extra.columns: raise ValueError(f"a prompts DataFrame needs a 'prompt' column; it has {list(extra.columns)}")
+        clash = [c for c in extra.columns if c in (*GENERATED, *spec.attributes)]
+        if clash: raise ValueError(f"the prompts frame has column(s) {clash} that generate writes itself ({', '.join((*GENERATED, *spec.attributes))}): rename or drop them")
     plist = list(extra["prompt"]) if extra is not None else list(prompts)
     n = len(plist)
     if n == 0: raise ValueError("no prompts to generate for (an empty list or frame)")

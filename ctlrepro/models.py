@@ -16,7 +16,8 @@ from .tokens import SPEC, ControlSpec, add_control_tokens
 # %% auto #0
 __all__ = ['DEFAULT_POLICY', 'SMOLLM2_PACKAGE', 'SMOLLM2_GGUF', 'MANIFEST', 'ModelLoadError', 'smollm2_gguf', 'verify_cache',
            'build_gguf_cache', 'default_policy_folder', 'spreads', 'placement', 'device_key', 'load_policy',
-           'model_fingerprint', 'save_controllable', 'load_controllable', 'load_any']
+           'model_fingerprint', 'save_controllable', 'load_controllable', 'is_controllable', 'trained_where',
+           'load_any']
 
 # %% ../nbs/03_models.ipynb #46f08880
 DEFAULT_POLICY = "smollm2-135m-instruct"   # the embedded default, an alias understood by `load_policy`
@@ -179,10 +180,16 @@ def load_controllable(
     if not merge: return pm, tok
     return pm.merge_and_unload().to(placement(device, dtype)[1]).eval(), tok
 
+def is_controllable(model)->bool:
+    "Whether `model` (a path, id or None) names a folder written by `save_controllable`"
+    return bool(model) and isinstance(model, (str, Path)) and (Path(model) / "controllable.json").exists()
+
+def trained_where(model)->str|None:
+    "Where a folder written by `save_controllable` was trained to read the control string ('system' or 'user'); None for any other model"
+    return read_json(Path(model) / "controllable.json", "controllable model record").get("config", {}).get("where") if is_controllable(model) else None
+
 def load_any(model:str|None=None, device:str|None=None, dtype:str|None=None)->tuple:
-    "(model, tokenizer, where it was trained to read the control string or None): a folder written by `save_controllable`, else `load_policy`"
-    if model and (Path(model) / "controllable.json").exists():
-        m, tok = load_controllable(model, device=device, dtype=dtype, merge=True)
-        return m, tok, read_json(Path(model) / "controllable.json", "controllable model record").get("config", {}).get("where")
+    "(model, tokenizer, where it was trained to read the control string or None): a folder written by `save_controllable` (adapter merged), else `load_policy`"
+    if is_controllable(model): return (*load_controllable(model, device=device, dtype=dtype, merge=True), trained_where(model))
     return (*load_policy(model, device=device, dtype=dtype), None)
 

@@ -24,9 +24,9 @@ from .evaluate import control_probe
 __all__ = ['IGNORE', 'NEGATIVES', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'OBJECTIVE_FIELDS', 'token_logps', 'sequence_logps',
            'clm_loss', 'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings',
            'check_negatives', 'collate', 'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig',
-           'lora_model', 'fresh_precision', 'training_attention', 'train', 'dpo_pairs', 'free_attributes',
-           'level_reward', 'sync_reference', 'train_dpo', 'train_rl', 'data_hash', 'check_kinds', 'train_or_reuse',
-           'train_from_selfgen', 'run_launched']
+           'lora_model', 'fresh_precision', 'training_kernel', 'training_attention', 'train', 'dpo_pairs',
+           'free_attributes', 'level_reward', 'sync_reference', 'train_dpo', 'train_rl', 'data_hash', 'check_kinds',
+           'train_or_reuse', 'train_from_selfgen', 'run_launched']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -281,6 +281,12 @@ def fresh_precision(
     AcceleratorState._reset_state(reset_partial_state=False)   # the process/device state (and any process group) stays
     return True
 
+def training_kernel(model, attn_implementation:str="auto")->str|None:
+    "The attention kernel `training_attention` trains `model` with: 'auto' is 'eager' on a CPU and the model's own elsewhere (None: the model names none)"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if attn_implementation != "auto": return attn_implementation
+    return "eager" if next(base.parameters()).device.type == "cpu" else getattr(getattr(base, "config", None), "_attn_implementation", None)
+
 @contextlib.contextmanager
 def training_attention(
     model,                           # a transformers model or its peft wrapper
@@ -292,8 +298,7 @@ def training_attention(
     elsewhere. transformers raises ValueError for a name it does not know."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     old = getattr(getattr(base, "config", None), "_attn_implementation", None)
-    want = attn_implementation
-    if want == "auto": want = "eager" if next(base.parameters()).device.type == "cpu" else old
+    want = training_kernel(base, attn_implementation)
     if old is None or want == old or not hasattr(base, "set_attn_implementation"):
         yield; return
     base.set_attn_implementation(want)

@@ -154,7 +154,7 @@ def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys
     pd.DataFrame([{"prompt": "Hi", "response": ["No.", "Hello there!"][h % 2], "helpful": h, "harmless": 4 - h} for h in range(5)]).to_parquet(sg / "selfgen.parquet")
     for a in ("helpful", "harmless"): LevelBinner(k=5).fit(np.linspace(0, 1, 20)).save(sg / f"binner_{a}.json")
     argv = ["train", "--model", str(tmp_path / "base"), "--selfgen", str(sg), "--out", str(tmp_path / "ctl"),
-            "--config", json.dumps({"objective": "exmate", "steps": 3, "batch_size": 2, "m_negatives": 2})]
+            "--config", json.dumps({"objective": "exmate", "steps": 3, "batch_size": 2, "m_negatives": 2, "where": "user"})]
     main(argv)
     rec = json.loads((tmp_path / "ctl" / "controllable.json").read_text())
     assert rec["objective"] == "exmate" and rec["config"]["steps"] == 3 and (tmp_path / "ctl" / "adapter").is_dir()
@@ -162,6 +162,14 @@ def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys
     assert "reusing" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown field.*TrainConfig accepts"):
         main(argv[:-1] + ['{"objectiv": "clm"}'])
+    gen = ["generate", "--model", str(tmp_path / "ctl"), "--out", str(tmp_path / "gen"), "--limit", "1", "--settings", "4,0", "--max-new-tokens", "3"]
+    main(gen)                                                                  # a fine-tuned folder: loaded merged, rendered as it was trained
+    out = pd.read_parquet(tmp_path / "gen" / "generations.parquet")
+    assert set(out.control) == {"[helpful=4][harmless=0]"} and len(out) == 3
+    assert json.loads((tmp_path / "gen" / "run.json").read_text())["config"]["where"] == "user"
+    capsys.readouterr()
+    main(gen + ["--where", "system"])                                          # another placement is another result, not a reuse
+    assert json.loads((tmp_path / "gen" / "run.json").read_text())["config"]["where"] == "system" and "reuse " not in capsys.readouterr().out
 
 
 def test_reproduce_check_plans_without_running(tmp_path, capsys):
