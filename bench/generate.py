@@ -18,6 +18,7 @@ from ctlrepro.generate import GenConfig, generate
 
 from ctlrepro.models import is_controllable, load_controllable, load_policy, trained_where
 from ctlrepro.tokens import SPEC
+from ctlrepro.core import pick_dtype
 
 
 def run(model, tok, prompts, batch_size, max_new_tokens, levels=None, where="system", temperature=0.7):
@@ -39,12 +40,17 @@ def main():
     ap.add_argument("--levels", type=int, nargs=2, default=[4, 4], metavar=("H", "S"), help="control setting for a fine-tuned --model (default: 4 4)")
     a = ap.parse_args()
     if a.n < 1 or a.n_single < 1 or min(a.batch_sizes) < 1: ap.error("--n, --n-single and every --batch-sizes value must be >= 1")
+    for dt in a.dtype:                                # every dtype before any is timed
+        try: pick_dtype(torch.device(a.device or "cpu"), dt)
+        except ValueError as e: ap.error(f"--dtype {dt}: {e}")
     levels, where = None, "system"
     if is_controllable(a.model):                      # a fine-tuned model generates under a control setting, rendered as it was trained
         models = {f"{dt or 'auto'} adapter {m}": (lambda m=m, dt=dt: load_controllable(a.model, device=a.device, dtype=dt, merge=m == "merged")) for dt in a.dtype for m in ("unmerged", "merged")}
         try: levels, where = SPEC.levels(*a.levels), trained_where(a.model) or "system"
         except ValueError as e: ap.error(f"--levels {' '.join(map(str, a.levels))}: {e}")
-    else: models = {dt or "auto": (lambda dt=dt: load_policy(a.model, device=a.device, dtype=dt)) for dt in a.dtype}
+    else:
+        if a.levels != [4, 4]: ap.error(f"--levels {' '.join(map(str, a.levels))}: only a fine-tuned --model (a folder with controllable.json) reads control tokens")
+        models = {dt or "auto": (lambda dt=dt: load_policy(a.model, device=a.device, dtype=dt)) for dt in a.dtype}
     prompts = load_prompts(split="eval").sample(frac=1, random_state=0).prompt.tolist()
     if len(prompts) < a.n: ap.error(f"--n {a.n}: the eval split holds {len(prompts)} prompts")
     table = {}

@@ -283,7 +283,8 @@ def run_generation(
     _, dt, _ = placement(device, dtype)                             # the dtype the model would be loaded in: shards made in fp32 are not reused for bf16
     out = check_out_folder("out", out); (out / "shards").mkdir(parents=True, exist_ok=True)
     base = read_json(Path(model) / "controllable.json", "controllable model record").get("base") if is_controllable(model) else None   # a fine-tuned folder names its base model
-    what = [asdict(cfg) | {"batch_size": None, "n_boot": None}, str(model), content_digest(model), content_digest(base), prompts.to_dict("records"), str(dt), device_key(device), source_fingerprint()]   # a prompt file or model edited in place is not reused; hashed once, not per setting
+    name = str(Path(model)) if model is not None and Path(model).exists() else str(model)   # one key for 'folder' and 'folder/'
+    what = [asdict(cfg) | {"batch_size": None, "n_boot": None}, name, content_digest(model), content_digest(base), prompts.to_dict("records"), str(dt), device_key(device), source_fingerprint()]   # a prompt file or model edited in place is not reused; hashed once, not per setting
     t0, timings, shards, used = time.time(), {}, [], []
     for s in settings:
         name = spec.file_name(s)

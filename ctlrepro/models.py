@@ -186,7 +186,11 @@ def is_controllable(model)->bool:
 
 def trained_where(model)->str|None:
     "Where a folder written by `save_controllable` was trained to read the control string ('system' or 'user'); None for any other model"
-    return read_json(Path(model) / "controllable.json", "controllable model record").get("config", {}).get("where") if is_controllable(model) else None
+    if not is_controllable(model): return None
+    rec = read_json(Path(model) / "controllable.json", "controllable model record")
+    cfg = (rec.get("config") or {}) if isinstance(rec, dict) else None        # a record without a training config: no placement known
+    if not isinstance(cfg, dict): raise ValueError(f"{Path(model) / 'controllable.json'}: not a record written by save_controllable (a JSON object whose 'config' is an object); delete the folder and rerun the training that writes it")
+    return cfg.get("where")
 
 def load_any(model:str|None=None, device:str|None=None, dtype:str|None=None)->tuple:
     "(model, tokenizer, where it was trained to read the control string or None): a folder written by `save_controllable` (adapter merged), else `load_policy`"

@@ -167,6 +167,9 @@ def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys
     out = pd.read_parquet(tmp_path / "gen" / "generations.parquet")
     assert set(out.control) == {"[helpful=4][harmless=0]"} and len(out) == 3
     assert json.loads((tmp_path / "gen" / "run.json").read_text())["config"]["where"] == "user"
+    for text in ("[]", '{"config": 3}'):                                    # a record of the wrong shape: one line naming the file
+        bad = tmp_path / "bad"; bad.mkdir(exist_ok=True); (bad / "controllable.json").write_text(text)
+        with pytest.raises(SystemExit, match="not a record written by save_controllable"): main(["generate", "--model", str(bad), "--out", str(tmp_path / "g2"), "--limit", "1"])
     capsys.readouterr()
     main(gen + ["--where", "system"])                                          # another placement is another result, not a reuse
     assert json.loads((tmp_path / "gen" / "run.json").read_text())["config"]["where"] == "system" and "reuse " not in capsys.readouterr().out
