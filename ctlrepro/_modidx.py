@@ -176,6 +176,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ctlrepro.generate._vllm_path': ('generate.html#_vllm_path', 'ctlrepro/generate.py'),
                                    'ctlrepro.generate._vllm_rows': ('generate.html#_vllm_rows', 'ctlrepro/generate.py'),
                                    'ctlrepro.generate._vllm_tokenizer': ('generate.html#_vllm_tokenizer', 'ctlrepro/generate.py'),
+                                   'ctlrepro.generate.check_prompt_frame': ('generate.html#check_prompt_frame', 'ctlrepro/generate.py'),
                                    'ctlrepro.generate.fold_system': ('generate.html#fold_system', 'ctlrepro/generate.py'),
                                    'ctlrepro.generate.generate': ('generate.html#generate', 'ctlrepro/generate.py'),
                                    'ctlrepro.generate.pick_backend': ('generate.html#pick_backend', 'ctlrepro/generate.py'),

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .core import check_int
 from .tokens import SPEC, ControlSpec
-from .generate import GENERATED, generate, _per_prompt
+from .generate import check_prompt_frame, generate, _per_prompt
 from .scorers import score_frame, label_levels
 
 # %% auto #0
@@ -83,10 +83,7 @@ def rerank(
     k = len(prompts)
     lv = [None if l is None else spec.levels(l) for l in _per_prompt(levels, k, "levels")]
     frame = isinstance(prompts, pd.DataFrame)
-    if frame:
-        if "prompt" not in prompts.columns: raise ValueError(f"a prompts DataFrame needs a 'prompt' column; it has {list(prompts.columns)}")
-        own_cols = (*GENERATED, *spec.attributes, *RERANK_COLUMNS)
-        if (clash := [c for c in prompts.columns if c in own_cols]): raise ValueError(f"the prompts frame has column(s) {clash} that rerank writes itself ({', '.join(own_cols)}): rename or drop them")
+    if frame: check_prompt_frame(prompts, spec, RERANK_COLUMNS, "rerank")
     own = {o: _per_prompt(gen.pop(o), k, o) for o in ("prefill", "system") if o in gen}   # per-request options: a request's pool is its (prompt, prefill, system)
     keys = [str((p, *(v[i] for v in own.values()))) for i, p in enumerate(prompts["prompt"] if frame else prompts)]
     slots = pd.factorize(pd.Series(keys))[0]                                     # each request's pool, numbered in order of first appearance

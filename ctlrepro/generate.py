@@ -19,7 +19,8 @@ from .tokens import SPEC, WHERE, ControlSpec, with_control
 from .models import load_policy, DEFAULT_POLICY, default_policy_folder
 
 # %% auto #0
-__all__ = ['GENERATED', 'BACKENDS', 'GenConfig', 'render', 'fold_system', 'generate', 'vllm_available', 'pick_backend']
+__all__ = ['GENERATED', 'BACKENDS', 'GenConfig', 'render', 'fold_system', 'check_prompt_frame', 'generate', 'vllm_available',
+           'pick_backend']
 
 # %% ../nbs/05_generate.ipynb #8e9e9044
 @dataclass
@@ -103,6 +104,17 @@ def _eos_ids(model, tokenizer)->set:
 
 GENERATED = ("control", "prefill", "sample", "response", "n_tokens", "finish", "seed")   # the columns `generate` writes beside the prompt, one per attribute and a frame's other columns
 
+def check_prompt_frame(
+    frame:pd.DataFrame,  # prompts with a `prompt` column and any columns of the caller's own
+    spec:ControlSpec=SPEC,
+    writes:tuple=(),     # the columns the caller adds beside `generate`'s
+    by:str="generate",   # the caller's name, for the message
+):
+    "Raise ValueError for a prompts frame without a `prompt` column, or with a column `generate` (`GENERATED`, one per attribute) or the caller (`writes`) would overwrite"
+    if "prompt" not in frame.columns: raise ValueError(f"a prompts DataFrame needs a 'prompt' column; it has {list(frame.columns)}")
+    own = (*GENERATED, *spec.attributes, *writes)
+    if (clash := [c for c in frame.columns if c in own]): raise ValueError(f"the prompts frame has column(s) {clash} that {by} writes itself ({', '.join(own)}): rename or drop them")
+
 @torch.inference_mode()
 def generate(
     model, tokenizer,
@@ -125,10 +137,7 @@ def generate(
             model, tokenizer = load_policy(model)
         else: tokenizer = tokenizer or _vllm_tokenizer(model)
     extra = prompts.reset_index(drop=True) if isinstance(prompts, pd.DataFrame) else None
-    if extra is not None:
-        if "prompt" not in extra.columns: raise ValueError(f"a prompts DataFrame needs a 'prompt' column; it has {list(extra.columns)}")
-        clash = [c for c in extra.columns if c in (*GENERATED, *spec.attributes)]
-        if clash: raise ValueError(f"the prompts frame has column(s) {clash} that generate writes itself ({', '.join((*GENERATED, *spec.attributes))}): rename or drop them")
+    if extra is not None: check_prompt_frame(extra, spec)
     plist = list(extra["prompt"]) if extra is not None else list(prompts)
     n = len(plist)
     if n == 0: raise ValueError("no prompts to generate for (an empty list or frame)")
