@@ -6,38 +6,41 @@ over the timed steps. Settings with the same truncation draw the same batches (s
 (the loss parity check of bf16 against fp32); a truncated setting's loss is over its first T response tokens only.
 
 DPO and RL run through TRL's trainers, which log no per-step time: their s/step is the whole `train` call over
-warmup + timed steps (setup included), and they train on full responses (T does not apply).
+warmup + timed steps (setup included). DPO trains on the first T response tokens as CLM and ExMATE do
+(`objectives.first_tokens_collator`); RL samples its completions (T does not apply).
 
 Usage: python bench/train.py [--data runs/small/selfgen/selfgen.parquet] [--steps 8] [--warmup 2] [--batch-size 8]
                              [--settings no:16:full no:16 no:all bf16:all no:all:ac] [--objectives clm exmate dpo rl]
-A setting is PRECISION:T[:ac][:full][:drop][:sdpa] with PRECISION one of no/bf16/fp16 (accelerate's mixed_precision), T 'all'
+A setting is PRECISION:T[:ac][:full][:drop][:sdpa][:rebuild] with PRECISION one of no/bf16/fp16 (accelerate's mixed_precision), T 'all'
 or a token count >= 1, ':ac' for activation (gradient) checkpointing (`TrainConfig.activation_checkpointing`), ':full' for
 the vocabulary projection at every position (the loop before `objectives.label_logps` kept logits at the response tokens
 only; CLM and ExMATE), ':drop' for LoRA dropout 0.05 (the default before 2026-12-03; now 0) and ':sdpa' for the SDPA
-attention kernel while training (`TrainConfig.attn_implementation`; the default 'auto' trains with 'eager' on a CPU). The speed-up column is against each objective's first setting.
+attention kernel while training (`TrainConfig.attn_implementation`; the default 'auto' trains with 'eager' on a CPU) and
+':rebuild' for peft building the control-token rows at every forward of a generation (GRPO's rollouts, learning-curve
+probes), as before `models.token_rows_once` (2026-12-04). The speed-up column is against each objective's first setting.
 Needs a self-generated data set (`ctlrepro reproduce --only aligned selfgen`, or any parquet with prompt, response, helpful,
 harmless). Run it on a quiet machine: the figures are only comparable within one run.
 """
-import argparse, copy, platform, time
+import argparse, contextlib, copy, platform, time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from ctlrepro.models import load_policy
+from ctlrepro.models import load_policy, token_rows_once
 from ctlrepro import objectives
 from ctlrepro.objectives import TrainConfig, label_logps, level_reward, train, training_kernel
 from ctlrepro.scorers import default_scorers
 from ctlrepro.selfgen import load_binners
 
 
-FLAGS = ("ac", "full", "drop", "sdpa")
+FLAGS = ("ac", "full", "drop", "sdpa", "rebuild")
 
 
 def parse_setting(text):
     prec, t, *flags = text.split(":") if ":" in text else (text, "")
     if prec not in ("no", "bf16", "fp16") or not (t == "all" or (t.isdigit() and int(t) >= 1)) or not set(flags) <= set(FLAGS) or len(set(flags)) < len(flags):
-        raise argparse.ArgumentTypeError(f"setting {text!r}: expected PRECISION:T[:ac][:full][:drop][:sdpa], PRECISION in no/bf16/fp16, T 'all' or an integer >= 1")
+        raise argparse.ArgumentTypeError(f"setting {text!r}: expected PRECISION:T[:ac][:full][:drop][:sdpa][:rebuild], PRECISION in no/bf16/fp16, T 'all' or an integer >= 1")
     return prec, None if t == "all" else int(t), *(f in flags for f in FLAGS)
 
 
@@ -68,23 +71,25 @@ def main():
     rows = []
     for obj in a.objectives:
         done = set()
-        for prec, t, ac, full, drop, sdpa in a.settings:
+        for prec, t, ac, full, drop, sdpa, rebuild in a.settings:
             trl = obj in ("dpo", "rl")
-            if trl and (prec, ac, drop, sdpa) in done: continue             # T and ':full' do not apply to TRL's trainers: one run per precision/checkpointing/dropout/kernel
-            done.add((prec, ac, drop, sdpa))
+            t = t if obj == "dpo" else None if trl else t                # T applies to DPO's responses, not to RL's sampled completions
+            if trl and (prec, t, ac, drop, sdpa, rebuild) in done: continue # ':full' does not apply to TRL's trainers (nor T to RL): one run per remaining setting
+            done.add((prec, t, ac, drop, sdpa, rebuild))
             cfg = TrainConfig(objective=obj, steps=a.warmup + a.steps, batch_size=a.batch_size, m_negatives=a.m_negatives, lr=1e-3,
-                              mixed_precision=prec, max_response_tokens=None if trl else t, activation_checkpointing=ac,
+                              mixed_precision=prec, max_response_tokens=t, activation_checkpointing=ac,
                               lora_dropout=0.05 if drop else 0.0, attn_implementation="sdpa" if sdpa else "auto")
             t0 = time.perf_counter()
             objectives.label_logps = full_logits_logps if full else label_logps
+            objectives.token_rows_once = contextlib.nullcontext if rebuild else token_rows_once
             try: _, log = train(copy.deepcopy(base), copy.deepcopy(tok), data, cfg, progress=False, reward_fn=reward_fn)
-            finally: objectives.label_logps = label_logps
+            finally: objectives.label_logps, objectives.token_rows_once = label_logps, token_rows_once
             wall, n = time.perf_counter() - t0, a.warmup + a.steps
             if trl: dt, steps, tokens = wall, n, float("nan")              # TRL logs no per-step time: the whole call
             else:
                 dt = float(log.seconds.iloc[-1] - log.seconds.iloc[a.warmup - 1]) if a.warmup else float(log.seconds.iloc[-1])
                 steps, tokens = a.steps, log.iloc[a.warmup:].tokens.sum() / dt
-            rows.append({"objective": obj, "precision": prec, "T": "all" if trl or t is None else t, "checkpointing": ac, "lora_dropout": 0.05 if drop else 0.0, "attention": training_kernel(base, cfg.attn_implementation), "logits": "n/a" if trl else "all" if full else "response", "s/step": dt / steps,
+            rows.append({"objective": obj, "precision": prec, "T": "all" if t is None else t, "checkpointing": ac, "lora_dropout": 0.05 if drop else 0.0, "attention": training_kernel(base, cfg.attn_implementation), "token rows": "per forward" if rebuild else "once", "logits": "n/a" if trl else "all" if full else "response", "s/step": dt / steps,
                          "examples/s": a.batch_size * steps / dt, "tokens/s": tokens, "loss": log.iloc[a.warmup:].loss.mean()})
             print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
     df = pd.DataFrame(rows)

@@ -281,7 +281,7 @@ def run_generation(
         raise ValueError(f"prompts={cfg.prompts!r}: no prompt in split {cfg.split!r}; " + (f"the set holds {held} by split (a prompt without a split value, or a file without a 'split' column, is put in train or eval by a hash of its text: add split: {cfg.split} to the rows to use)" if held else "the set holds no prompt (empty, or only blank prompts)"))
     check_local_path("model", model)                                # and a model path that does not exist
     _, dt, _ = placement(device, dtype)                             # the dtype the model would be loaded in: shards made in fp32 are not reused for bf16
-    out = check_out_folder("out", out); (out / "shards").mkdir(parents=True, exist_ok=True)
+    out = check_out_folder("out", out)
     base = read_json(Path(model) / "controllable.json", "controllable model record").get("base") if is_controllable(model) else None   # a fine-tuned folder names its base model
     name = str(Path(model)) if model is not None and Path(model).exists() else str(model)   # one key for 'folder' and 'folder/'
     what = [asdict(cfg) | {"batch_size": None, "n_boot": None}, name, content_digest(model), content_digest(base), prompts.to_dict("records"), str(dt), device_key(device), source_fingerprint()]   # a prompt file or model edited in place is not reused; hashed once, not per setting
@@ -298,6 +298,7 @@ def run_generation(
         t = time.time()
         df = generate_grid(*model_tok, cfg, spec, progress, settings=[s], prompts=prompts).assign(setting=name)
         timings[f"generate_{name}_s"] = round(time.time() - t, 1)
+        f.parent.mkdir(parents=True, exist_ok=True)                # made with the first shard: a model that fails to load leaves no empty folder
         with atomic_path(f) as tmp: df.to_parquet(tmp, index=False)
         cache.save(setting=name, n=len(df))
         print(f"wrote {f.name}: {len(df)} responses in {timings[f'generate_{name}_s']} s")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .core import check_int, set_seed
 from .tokens import SPEC, WHERE, ControlSpec, with_control
-from .models import load_policy, DEFAULT_POLICY, default_policy_folder
+from .models import load_policy, DEFAULT_POLICY, default_policy_folder, token_rows_once
 
 # %% auto #0
 __all__ = ['GENERATED', 'BACKENDS', 'GenConfig', 'render', 'fold_system', 'check_prompt_frame', 'generate', 'vllm_available',
@@ -145,7 +145,8 @@ def generate(
     lv = [None if l is None else spec.levels(l) for l in lv]                   # validate before any work
     texts = [render(tokenizer, p, l, f, s, cfg.where, spec) for p, l, f, s in zip(plist, lv, pf, sy)]
     if engine == "vllm": rows = _vllm_rows(model, texts, pf, cfg)
-    else: rows = _hf_rows(model, tokenizer, texts, pf, cfg, progress)
+    else:
+        with token_rows_once(model): rows = _hf_rows(model, tokenizer, texts, pf, cfg, progress)   # the trained token rows built once, not per token
     res = pd.DataFrame(rows).sort_values(["pidx", "sample"]).reset_index(drop=True)
     req = pd.DataFrame({"prompt": [p if isinstance(p, str) else p[-1]["content"] for p in plist],
                         **{a: [None if l is None else l[a] for l in lv] for a in spec.attributes},

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .tokens import SPEC, ControlSpec
 from .scorers import score_frame, label_levels, training_scorers
 from .core import Cached, a_type, atomic_path, bf16_supported, check_int, check_out_folder, number_hint, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
-from .models import device_key, load_policy, save_controllable
+from .models import device_key, load_policy, save_controllable, token_rows_once
 from .selfgen import load_binners
 from .evaluate import control_probe
 
@@ -25,8 +25,8 @@ __all__ = ['IGNORE', 'NEGATIVES', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'O
            'clm_loss', 'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings',
            'check_negatives', 'collate', 'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig',
            'lora_model', 'fresh_precision', 'training_kernel', 'training_attention', 'train', 'dpo_pairs',
-           'free_attributes', 'level_reward', 'sync_reference', 'train_dpo', 'train_rl', 'data_hash', 'check_kinds',
-           'train_or_reuse', 'train_from_selfgen', 'run_launched']
+           'free_attributes', 'level_reward', 'sync_reference', 'first_tokens_collator', 'train_dpo', 'train_rl',
+           'data_hash', 'check_kinds', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -166,7 +166,7 @@ PRECISIONS = ("no", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("constant", "linear", "cosine")   # transformers' `get_scheduler` names (no warm-up); the Trainer's default is linear
 OBJECTIVE_FIELDS = {                               # `TrainConfig` fields that only some objectives read: field -> those objectives (the others ignore it)
     **dict.fromkeys(("m_negatives", "negatives", "lam", "tau"), ("exmate",)),
-    **dict.fromkeys(("max_response_tokens", "kind_weights"), ("clm", "exmate")),
+    "max_response_tokens": ("clm", "exmate", "dpo"), "kind_weights": ("clm", "exmate"),
     **dict.fromkeys(("dpo_beta", "pairs_per_prompt", "max_length"), ("dpo",)),
     **dict.fromkeys(("kl_beta", "num_generations", "max_completion_length", "temperature"), ("rl",))}
 
@@ -210,7 +210,7 @@ class TrainConfig:
     seed:int = 0
     where:str = "system"         # where the control string goes
     mixed_precision:str = "no"   # accelerate: 'no', 'bf16', 'fp16', or 'auto' (`resolve_precision`: bf16 where native; on a CPU without AVX512-BF16 bf16 is about 3x slower, `bench/train.py`)
-    max_response_tokens:int|None = None  # CLM, ExMATE: train on the first T response tokens only (the refuse-or-answer decision is made early); None: all
+    max_response_tokens:int|None = None  # CLM, ExMATE, conditional DPO: train on the first T response tokens only (the refuse-or-answer decision is made early); None: all
     kind_weights:dict|None = None  # CLM, ExMATE: sampling weight of a row by its prompt kind (data need a `kind` column), e.g. {'harmful': 2.0}; a kind not named weighs 1; None: every row equally likely
     activation_checkpointing:bool = False  # (gradient checkpointing) recompute activations in the backward pass: less memory, about one more forward pass of compute; TRL's configs default to True, a 135M policy does not need it
     probe_every:int = 0          # call `train`'s `on_step(model, updates)` after every this many updates (0: never), e.g. `evaluate.control_probe` for a learning curve
@@ -431,11 +431,11 @@ def level_reward(scorers, binners:dict, spec:ControlSpec=SPEC,
 
 # %% ../nbs/11_objectives.ipynb #75af02f6
 def _trl_args(cfg, out_dir:str, progress:bool)->dict:
-    "TrainingArguments shared by the TRL trainers: same steps, batch, seed and gradient clipping as our loop; bf16 on a GPU when asked"
+    "TrainingArguments shared by the TRL trainers: same steps, batch, seed and gradient clipping as our loop; bf16 autocast when asked (on a CPU too, as our loop), fp16 only on a GPU"
     cuda = torch.cuda.is_available()
     return dict(output_dir=out_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                 max_grad_norm=cfg.max_grad_norm, lr_scheduler_type=cfg.lr_schedule, warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed,
-                bf16=cuda and resolve_precision(cfg.mixed_precision) == "bf16", fp16=cuda and cfg.mixed_precision == "fp16", use_cpu=not cuda,
+                bf16=resolve_precision(cfg.mixed_precision) == "bf16", fp16=cuda and cfg.mixed_precision == "fp16", use_cpu=not cuda,
                 disable_tqdm=not progress, remove_unused_columns=False, **_checkpointing_arg(cfg.activation_checkpointing))
 
 def _checkpointing_arg(on:bool)->dict:
@@ -455,8 +455,9 @@ def _trl_ready(pm):
     return pm
 
 def _trl_precision(cfg)->str:
-    "The precision the TRL Trainer's Accelerator will use (bf16/fp16 only on a GPU, as `_trl_args` asks)"
-    return resolve_precision(cfg.mixed_precision) if torch.cuda.is_available() else "no"
+    "The precision the TRL Trainer's Accelerator will use: what `_trl_args` asks, bf16 on a CPU too, fp16 only on a GPU"
+    p = resolve_precision(cfg.mixed_precision)
+    return p if torch.cuda.is_available() or p != "fp16" else "no"
 
 def sync_reference(
     pm,                  # a peft model after TRL added its frozen `ref` adapter
@@ -512,6 +513,16 @@ def _finish(trainer, keys:dict)->tuple:
     log = pd.DataFrame([{"step": h["step"] - 1, **{new: h.get(old, float("nan")) for new, old in keys.items()}} for h in hist])
     return pm, log
 
+def first_tokens_collator(tokenizer, cfg):
+    """TRL's preference collator on the first `cfg.max_response_tokens` tokens of each response, as CLM and ExMATE train
+    (`encode_example`): nothing after token T carries loss, and a response cut short ends there without EOS. None when
+    `max_response_tokens` is None: TRL's own collator, whole responses."""
+    if cfg.max_response_tokens is None: return None
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    whole, t = DataCollatorForPreference(pad_token_id=pad, max_length=cfg.max_length), cfg.max_response_tokens
+    return lambda examples: whole([{**e, "chosen_ids": e["chosen_ids"][:t], "rejected_ids": e["rejected_ids"][:t]} for e in examples])
+
 def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, progress:bool=True, on_step=None)->tuple:
     "Conditional DPO with TRL's DPOTrainer on `dpo_pairs(data)`"
     import tempfile
@@ -526,7 +537,8 @@ def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, p
     fresh_precision(_trl_precision(cfg))
     with tempfile.TemporaryDirectory() as tmp:
         args = DPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.dpo_beta, max_length=cfg.max_length)
-        trainer = DPOTrainer(model=pm, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
+        trainer = DPOTrainer(model=pm, args=args, train_dataset=ds, processing_class=tokenizer, data_collator=first_tokens_collator(tokenizer, cfg),
+                             callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
         sync_reference(pm)                                  # at step 0 the reference is the start policy: margins are 0
         _quiet(trainer, progress).train()
     return _finish(trainer, {"loss": "loss", "lr": "learning_rate", "reward_margin": "rewards/margins", "reward_accuracy": "rewards/accuracies"})
@@ -554,7 +566,12 @@ def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSp
                           max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, shuffle_dataset=False)
         trainer = GRPOTrainer(model=pm, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
         sync_reference(pm)                                  # at step 0 the reference is the start policy: KL is 0
-        _quiet(trainer, progress).train()
+        own = pm.generate
+        def generate(*a, **kw):                             # the rollouts build the control-token rows once per call (`models.token_rows_once`)
+            with token_rows_once(pm): return own(*a, **kw)
+        pm.generate = generate
+        try: _quiet(trainer, progress).train()
+        finally: vars(pm).pop("generate", None)
     return _finish(trainer, {"loss": "loss", "lr": "learning_rate", "reward": "reward", "kl": "kl"})
 
 # %% ../nbs/11_objectives.ipynb #37f3c396

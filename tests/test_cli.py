@@ -122,6 +122,9 @@ def test_errors_are_one_line_naming_the_value(tmp_path, monkeypatch):
         with pytest.raises(SystemExit) as e: main(argv)
         assert says in str(e.value.code) and "\n" not in str(e.value.code)
         assert not (tmp_path / argv[-1].rsplit("/", 1)[-1]).exists()                           # refused before any folder was made
+    bad = tmp_path / "bad-model"; bad.mkdir(); (bad / "config.json").write_text("{not json")   # a folder that exists and fails to load
+    with pytest.raises(SystemExit) as e: main(["generate", "--model", str(bad), "--limit", "1", "--out", str(tmp_path / "gen4")])
+    assert str(bad) in str(e.value.code) and not (tmp_path / "gen4" / "shards").exists()   # was: an empty shards folder left after the failed load
     f = tmp_path / "p.jsonl"; f.write_text("{}\n")                     # --out naming a file: was a NotADirectoryError traceback after the checks (reproduce: after every stage's plan)
     for argv in (["reproduce", "--preset", "smoke", "--check"], ["generate", "--limit", "1"], ["align", "--steps", "1"], ["train-scorers"]):
         with pytest.raises(SystemExit) as e: main([*argv, "--out", str(f)])

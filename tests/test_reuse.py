@@ -283,10 +283,11 @@ def test_train_or_reuse_ignores_knobs_the_objective_does_not_use(tmp_path, monke
         for p in ("adapter", "tokenizer"): Path(folder, p).mkdir(parents=True, exist_ok=True)
         Path(folder, "controllable.json").write_text(json.dumps(meta))
     monkeypatch.setattr(objectives, "save_controllable", fake_save)
-    for obj, changed in [("dpo", False), ("clm", True)]:                  # DPO never truncates responses; CLM does
+    for obj, changed in [("rl", False), ("dpo", True), ("clm", True)]:    # RL samples its completions (T does not apply); DPO and CLM truncate responses
+        runs.clear()
         for t in (None, 8):
-            train_or_reuse(str(tmp_path / "base"), data, TrainConfig(objective=obj, steps=1, batch_size=2, max_response_tokens=t), tmp_path / obj, StubScorers(), {}, device="cpu")
-        assert len(runs) == (3 if changed else 1), (obj, len(runs))   # DPO: trained once, then reused; CLM: trained twice more
+            train_or_reuse(str(tmp_path / "base"), data, TrainConfig(objective=obj, steps=1, batch_size=2, num_generations=2, max_response_tokens=t), tmp_path / obj, StubScorers(), {}, device="cpu")
+        assert len(runs) == (2 if changed else 1), (obj, len(runs))   # RL: trained once, then reused; DPO, CLM: trained again
     for obj, changed in [("clm", False), ("exmate", True)]:              # ExMATE's own knobs: only ExMATE reads them
         runs.clear()
         for kw in ({}, {"negatives": "one_attribute", "lam": 2.0, "m_negatives": 1}):
