@@ -198,7 +198,7 @@ def load_any(model:str|None=None, device:str|None=None, dtype:str|None=None)->tu
     return (*load_policy(model, device=device, dtype=dtype), None)
 
 
-# %% ../nbs/03_models.ipynb #424bbabd
+# %% ../nbs/03_models.ipynb #952d394f
 @contextlib.contextmanager
 def token_rows_once(
     model,  # a transformers model or its peft wrapper; one without peft's trainable token rows is left as it is
