@@ -37,7 +37,7 @@ def main():
     ap.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0: greedy, the same tokens in every dtype up to rounding)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", nargs="+", default=[None], help="bf16, fp16, fp32, one or more, each timed in the same run (default: load_policy's choice for this machine)")
-    ap.add_argument("--levels", type=int, nargs=2, default=[4, 4], metavar=("H", "S"), help="control setting for a fine-tuned --model (default: 4 4)")
+    ap.add_argument("--levels", type=int, nargs=2, default=None, metavar=("H", "S"), help="control setting for a fine-tuned --model (default: 4 4); refused for a model without control tokens")
     a = ap.parse_args()
     if a.n < 1 or a.n_single < 1 or min(a.batch_sizes) < 1: ap.error("--n, --n-single and every --batch-sizes value must be >= 1")
     for dt in a.dtype:                                # every dtype before any is timed
@@ -46,10 +46,10 @@ def main():
     levels, where = None, "system"
     if is_controllable(a.model):                      # a fine-tuned model generates under a control setting, rendered as it was trained
         models = {f"{dt or 'auto'} adapter {m}": (lambda m=m, dt=dt: load_controllable(a.model, device=a.device, dtype=dt, merge=m == "merged")) for dt in a.dtype for m in ("unmerged", "merged")}
-        try: levels, where = SPEC.levels(*a.levels), trained_where(a.model) or "system"
+        try: levels, where = SPEC.levels(*(a.levels or (4, 4))), trained_where(a.model) or "system"
         except ValueError as e: ap.error(f"--levels {' '.join(map(str, a.levels))}: {e}")
     else:
-        if a.levels != [4, 4]: ap.error(f"--levels {' '.join(map(str, a.levels))}: only a fine-tuned --model (a folder with controllable.json) reads control tokens")
+        if a.levels is not None: ap.error(f"--levels {' '.join(map(str, a.levels))}: only a fine-tuned --model (a folder with controllable.json) reads control tokens")
         models = {dt or "auto": (lambda dt=dt: load_policy(a.model, device=a.device, dtype=dt)) for dt in a.dtype}
     prompts = load_prompts(split="eval").sample(frac=1, random_state=0).prompt.tolist()
     if len(prompts) < a.n: ap.error(f"--n {a.n}: the eval split holds {len(prompts)} prompts")

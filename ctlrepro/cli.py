@@ -20,7 +20,7 @@ from .stage import unknown_fields
 from .validate import validate_instruments
 
 # %% auto #0
-__all__ = ['parser', 'error_line', 'main']
+__all__ = ['parser', 'error_line', 'main', 'pick_where']
 
 # %% ../nbs/90_cli.ipynb #0ae40de5
 def _levels_arg(text:str):
@@ -108,13 +108,23 @@ def main(argv=None):
         if os.environ.get("CTLREPRO_TRACEBACK"): raise
         raise SystemExit(f"ctlrepro {a.cmd}: {error_line(e)}") from None
 
+def pick_where(
+    given:str|None,    # --where as given (None: not given)
+    trained:str|None,  # where the model was trained to read the control string (`models.trained_where`; None: not a fine-tuned folder)
+    cmd:str,           # the command, for the note
+)->str:                # 'system' or 'user'
+    "The placement to render with: the given one, else the trained one, else 'system'; a note on stderr when the given one is not where the model learned its control tokens"
+    if given and trained and given != trained:
+        print(f"ctlrepro {cmd}: note: --where {given}, but this model was trained with the control string in the {trained!r} turn: its control tokens may not take effect", file=sys.stderr)
+    return given or trained or "system"
+
 def _run(a:argparse.Namespace):
     if a.cmd == "reproduce":
         print(reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force, check=a.check).to_string(index=False))
     elif a.cmd == "generate":
         if a.limit is not None and a.limit < 1: raise SystemExit(f"ctlrepro generate: --limit {a.limit}: give a whole number >= 1, or leave --limit out for every prompt")   # EvalConfig's own message speaks of None
         cfg = EvalConfig(prompts=a.prompts, limit=a.limit, n_samples=a.n_samples, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                         batch_size=a.batch_size, seed=a.seed, where=a.where or trained_where(a.model) or "system")   # render as in training
+                         batch_size=a.batch_size, seed=a.seed, where=pick_where(a.where, trained_where(a.model), "generate"))   # render as in training
         res = run_generation(cfg, a.settings, a.out, model=a.model, device=a.device, dtype=a.dtype)
         print(res.groupby(["setting", "kind"]).agg(responses=("response", "size"), mean_tokens=("n_tokens", "mean")).round(1).to_string())
         print(f"wrote {Path(a.out) / 'generations.parquet'} and {Path(a.out) / 'run.json'}")
@@ -146,7 +156,7 @@ def _run(a:argparse.Namespace):
     elif a.cmd == "chat":
         model, tok, trained = load_any(a.model, device=a.device, dtype=a.dtype)
         df = generate(model, tok, [a.prompt], levels={k: getattr(a, k) for k in SPEC.attributes}, max_new_tokens=a.max_new_tokens,
-                      temperature=a.temperature, progress=False, where=a.where or trained or "system")   # render as in training
+                      temperature=a.temperature, progress=False, where=pick_where(a.where, trained, "chat"))   # render as in training
         print(df.response.iloc[0])
 
 # %% ../nbs/90_cli.ipynb #b7c1d2e3

@@ -175,7 +175,11 @@ def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys
         with pytest.raises(SystemExit, match="not a record written by save_controllable"): main(["generate", "--model", str(bad), "--out", str(tmp_path / "g2"), "--limit", "1"])
     capsys.readouterr()
     main(gen + ["--where", "system"])                                          # another placement is another result, not a reuse
-    assert json.loads((tmp_path / "gen" / "run.json").read_text())["config"]["where"] == "system" and "reuse " not in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert json.loads((tmp_path / "gen" / "run.json").read_text())["config"]["where"] == "system" and "reuse " not in said.out
+    assert "--where system, but this model was trained with the control string in the 'user' turn" in said.err   # a note, not silence
+    main(gen + ["--where", "user"])
+    assert "trained with the control string" not in capsys.readouterr().err   # the trained placement: no note
 
 
 def test_reproduce_check_plans_without_running(tmp_path, capsys):
