@@ -46,8 +46,10 @@ def main():
     levels, where = None, "system"
     if is_controllable(a.model):                      # a fine-tuned model generates under a control setting, rendered as it was trained
         models = {f"{dt or 'auto'} adapter {m}": (lambda m=m, dt=dt: load_controllable(a.model, device=a.device, dtype=dt, merge=m == "merged")) for dt in a.dtype for m in ("unmerged", "merged")}
-        try: levels, where = SPEC.levels(*(a.levels or (4, 4))), trained_where(a.model) or "system"
-        except ValueError as e: ap.error(f"--levels {' '.join(map(str, a.levels))}: {e}")
+        try: where = trained_where(a.model) or "system"
+        except ValueError as e: ap.error(f"--model {a.model}: {e}")
+        try: levels = SPEC.levels(*(a.levels or (4, 4)))
+        except ValueError as e: ap.error(f"--levels {' '.join(map(str, a.levels or (4, 4)))}: {e}")
     else:
         if a.levels is not None: ap.error(f"--levels {' '.join(map(str, a.levels))}: only a fine-tuned --model (a folder with controllable.json) reads control tokens")
         models = {dt or "auto": (lambda dt=dt: load_policy(a.model, device=a.device, dtype=dt)) for dt in a.dtype}

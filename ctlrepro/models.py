@@ -207,7 +207,8 @@ def token_rows_once(
     trained token rows once per context instead of at every forward (peft 0.21 copies vocabulary x hidden values per call:
     a third of the time of GRPO's rollouts with the 135M policy on a CPU, cProfile in docs/findings.md). The cached weight is
     the tensor the layer would compute; with gradients enabled (training) the layer computes it afresh, as without the
-    context. Nested contexts keep the outermost cache."""
+    context. Nested contexts keep the outermost cache. Do not copy the model inside the context: a copy would keep the
+    original's cached rows."""
     try: from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
     except ImportError: layers = []
     else: layers = [m for m in model.modules() if isinstance(m, TrainableTokensLayer) and "get_merged_weights" not in vars(m)]

@@ -513,14 +513,15 @@ def _finish(trainer, keys:dict)->tuple:
     log = pd.DataFrame([{"step": h["step"] - 1, **{new: h.get(old, float("nan")) for new, old in keys.items()}} for h in hist])
     return pm, log
 
-def first_tokens_collator(tokenizer, cfg):
+def first_tokens_collator(tokenizer, cfg, args=None):   # args: the DPOConfig (its truncation_mode and pad_to_multiple_of, as TRL's own collator reads them); None: TRL's defaults
     """TRL's preference collator on the first `cfg.max_response_tokens` tokens of each response, as CLM and ExMATE train
     (`encode_example`): nothing after token T carries loss, and a response cut short ends there without EOS. None when
     `max_response_tokens` is None: TRL's own collator, whole responses."""
     if cfg.max_response_tokens is None: return None
     from trl.trainer.dpo_trainer import DataCollatorForPreference
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    whole, t = DataCollatorForPreference(pad_token_id=pad, max_length=cfg.max_length), cfg.max_response_tokens
+    whole = DataCollatorForPreference(pad_token_id=pad, max_length=cfg.max_length, truncation_mode=getattr(args, "truncation_mode", "keep_start"), pad_to_multiple_of=getattr(args, "pad_to_multiple_of", None))
+    t = cfg.max_response_tokens
     return lambda examples: whole([{**e, "chosen_ids": e["chosen_ids"][:t], "rejected_ids": e["rejected_ids"][:t]} for e in examples])
 
 def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, progress:bool=True, on_step=None)->tuple:
@@ -537,7 +538,7 @@ def train_dpo(model, tokenizer, data:pd.DataFrame, cfg, spec:ControlSpec=SPEC, p
     fresh_precision(_trl_precision(cfg))
     with tempfile.TemporaryDirectory() as tmp:
         args = DPOConfig(**_trl_args(cfg, tmp, progress), beta=cfg.dpo_beta, max_length=cfg.max_length)
-        trainer = DPOTrainer(model=pm, args=args, train_dataset=ds, processing_class=tokenizer, data_collator=first_tokens_collator(tokenizer, cfg),
+        trainer = DPOTrainer(model=pm, args=args, train_dataset=ds, processing_class=tokenizer, data_collator=first_tokens_collator(tokenizer, cfg, args),
                              callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
         sync_reference(pm)                                  # at step 0 the reference is the start policy: margins are 0
         _quiet(trainer, progress).train()
