@@ -73,7 +73,7 @@ def main():
         done = set()
         for prec, t, ac, full, drop, sdpa, rebuild in a.settings:
             trl = obj in ("dpo", "rl")
-            t = t if obj == "dpo" else None if trl else t                # T applies to DPO's responses, not to RL's sampled completions
+            if obj == "rl": t = None                                      # T applies to DPO's responses, not to RL's sampled completions
             if trl and (prec, t, ac, drop, sdpa, rebuild) in done: continue # ':full' does not apply to TRL's trainers (nor T to RL): one run per remaining setting
             done.add((prec, t, ac, drop, sdpa, rebuild))
             cfg = TrainConfig(objective=obj, steps=a.warmup + a.steps, batch_size=a.batch_size, m_negatives=a.m_negatives, lr=1e-3,

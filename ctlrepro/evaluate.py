@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, check_local_path, check_out_folder, content_digest, read_json, source_fingerprint, stable_hash
+from .core import Cached, atomic_path, atomic_write_json, cache_dir, check_int, check_local_path, check_out_folder, content_digest, source_fingerprint, stable_hash
 from .tokens import SPEC, WHERE, ControlSpec, LevelBinner
 from .generate import GENERATED, GenConfig, generate
 from .metrics import control_metrics, CONTROL_KINDS, pairwise_order_accuracy, slopes
@@ -19,7 +19,7 @@ from .rewards import Scorer, LLMJudge, StringMatchRefusal, SAFETY_TEMPLATE, HELP
 from .data import SPLITS, load_prompts
 from .control import prompting, rerank
 from .scorers import default_scorers, score_frame
-from .models import device_key, is_controllable, load_any, load_policy, model_fingerprint, placement
+from .models import controllable_record, device_key, load_any, load_policy, model_fingerprint, placement
 from .core import versions, git_commit
 
 # %% auto #0
@@ -282,7 +282,7 @@ def run_generation(
     check_local_path("model", model)                                # and a model path that does not exist
     _, dt, _ = placement(device, dtype)                             # the dtype the model would be loaded in: shards made in fp32 are not reused for bf16
     out = check_out_folder("out", out)
-    base = read_json(Path(model) / "controllable.json", "controllable model record").get("base") if is_controllable(model) else None   # a fine-tuned folder names its base model
+    base = (controllable_record(model) or {}).get("base")           # a fine-tuned folder names its base model
     name = str(Path(model)) if model is not None and Path(model).exists() else str(model)   # one key for 'folder' and 'folder/'
     what = [asdict(cfg) | {"batch_size": None, "n_boot": None}, name, content_digest(model), content_digest(base), prompts.to_dict("records"), str(dt), device_key(device), source_fingerprint()]   # a prompt file or model edited in place is not reused; hashed once, not per setting
     t0, timings, shards, used = time.time(), {}, [], []

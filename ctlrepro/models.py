@@ -16,8 +16,8 @@ from .tokens import SPEC, ControlSpec, add_control_tokens
 # %% auto #0
 __all__ = ['DEFAULT_POLICY', 'SMOLLM2_PACKAGE', 'SMOLLM2_GGUF', 'MANIFEST', 'ModelLoadError', 'smollm2_gguf', 'verify_cache',
            'build_gguf_cache', 'default_policy_folder', 'spreads', 'placement', 'device_key', 'load_policy',
-           'model_fingerprint', 'save_controllable', 'load_controllable', 'is_controllable', 'trained_where',
-           'load_any', 'token_rows_once']
+           'model_fingerprint', 'save_controllable', 'load_controllable', 'is_controllable', 'controllable_record',
+           'trained_where', 'load_any', 'token_rows_once']
 
 # %% ../nbs/03_models.ipynb #46f08880
 DEFAULT_POLICY = "smollm2-135m-instruct"   # the embedded default, an alias understood by `load_policy`
@@ -184,13 +184,18 @@ def is_controllable(model)->bool:
     "Whether `model` (a path, id or None) names a folder written by `save_controllable`"
     return bool(model) and isinstance(model, (str, Path)) and (Path(model) / "controllable.json").exists()
 
-def trained_where(model)->str|None:
-    "Where a folder written by `save_controllable` was trained to read the control string ('system' or 'user'); None for any other model"
+def controllable_record(model)->dict|None:
+    "The `controllable.json` record of a folder written by `save_controllable` (None for any other model); ValueError naming the file for a record of another shape"
     if not is_controllable(model): return None
     rec = read_json(Path(model) / "controllable.json", "controllable model record")
-    cfg = (rec.get("config") or {}) if isinstance(rec, dict) else None        # a record without a training config: no placement known
-    if not isinstance(cfg, dict): raise ValueError(f"{Path(model) / 'controllable.json'}: not a record written by save_controllable (a JSON object whose 'config' is an object); delete the folder and rerun the training that writes it")
-    return cfg.get("where")
+    if not isinstance(rec, dict) or not isinstance(rec.get("config") or {}, dict):   # a record without a training config is allowed: no placement known
+        raise ValueError(f"{Path(model) / 'controllable.json'}: not a record written by save_controllable (a JSON object whose 'config' is an object); delete the folder and rerun the training that writes it")
+    return rec
+
+def trained_where(model)->str|None:
+    "Where a folder written by `save_controllable` was trained to read the control string ('system' or 'user'); None for any other model"
+    rec = controllable_record(model)
+    return None if rec is None else (rec.get("config") or {}).get("where")
 
 def load_any(model:str|None=None, device:str|None=None, dtype:str|None=None)->tuple:
     "(model, tokenizer, where it was trained to read the control string or None): a folder written by `save_controllable` (adapter merged), else `load_policy`"
