@@ -16,8 +16,9 @@ or a token count >= 1, ':ac' for activation (gradient) checkpointing (`TrainConf
 the vocabulary projection at every position (the loop before `objectives.label_logps` kept logits at the response tokens
 only; CLM and ExMATE), ':drop' for LoRA dropout 0.05 (the default before 2026-12-03; now 0) and ':sdpa' for the SDPA
 attention kernel while training (`TrainConfig.attn_implementation`; the default 'auto' trains with 'eager' on a CPU) and
-':rebuild' for peft building the control-token rows at every forward of a generation (GRPO's rollouts, learning-curve
-probes), as before `models.token_rows_once` (2026-12-04). The speed-up column is against each objective's first setting.
+':rebuild' for peft building the control-token rows at every forward of GRPO's rollouts, as before
+`models.token_rows_once` (2026-12-04; RL only: the other objectives generate nothing while training, and a setting
+that differs from an earlier one only in a flag that does not apply is run once). The speed-up column is against each objective's first setting.
 Needs a self-generated data set (`ctlrepro reproduce --only aligned selfgen`, or any parquet with prompt, response, helpful,
 harmless). Run it on a quiet machine: the figures are only comparable within one run.
 """
@@ -74,8 +75,10 @@ def main():
         for prec, t, ac, full, drop, sdpa, rebuild in a.settings:
             trl = obj in ("dpo", "rl")
             if obj == "rl": t = None                                      # T applies to DPO's responses, not to RL's sampled completions
-            if trl and (prec, t, ac, drop, sdpa, rebuild) in done: continue # ':full' does not apply to TRL's trainers (nor T to RL): one run per remaining setting
-            done.add((prec, t, ac, drop, sdpa, rebuild))
+            else: rebuild = False                                         # the rows matter only where training generates: GRPO's rollouts
+            key = (prec, t, ac, drop, sdpa, rebuild, None if trl else full) # ':full' does not apply to TRL's trainers: one run per remaining setting
+            if key in done: continue
+            done.add(key)
             cfg = TrainConfig(objective=obj, steps=a.warmup + a.steps, batch_size=a.batch_size, m_negatives=a.m_negatives, lr=1e-3,
                               mixed_precision=prec, max_response_tokens=t, activation_checkpointing=ac,
                               lora_dropout=0.05 if drop else 0.0, attn_implementation="sdpa" if sdpa else "auto")
@@ -89,7 +92,7 @@ def main():
             else:
                 dt = float(log.seconds.iloc[-1] - log.seconds.iloc[a.warmup - 1]) if a.warmup else float(log.seconds.iloc[-1])
                 steps, tokens = a.steps, log.iloc[a.warmup:].tokens.sum() / dt
-            rows.append({"objective": obj, "precision": prec, "T": "all" if t is None else t, "checkpointing": ac, "lora_dropout": 0.05 if drop else 0.0, "attention": training_kernel(base, cfg.attn_implementation), "token rows": "per forward" if rebuild else "once", "logits": "n/a" if trl else "all" if full else "response", "s/step": dt / steps,
+            rows.append({"objective": obj, "precision": prec, "T": "all" if t is None else t, "checkpointing": ac, "lora_dropout": 0.05 if drop else 0.0, "attention": training_kernel(base, cfg.attn_implementation), "token rows": "n/a" if obj != "rl" else "per forward" if rebuild else "once", "logits": "n/a" if trl else "all" if full else "response", "s/step": dt / steps,
                          "examples/s": a.batch_size * steps / dt, "tokens/s": tokens, "loss": log.iloc[a.warmup:].loss.mean()})
             print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
     df = pd.DataFrame(rows)

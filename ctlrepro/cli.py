@@ -5,6 +5,7 @@
 # %% ../nbs/90_cli.ipynb #9da5d855
 from __future__ import annotations
 import argparse, json, os, sys
+from dataclasses import replace
 from pathlib import Path
 
 from .tokens import SPEC, WHERE
@@ -124,7 +125,8 @@ def _run(a:argparse.Namespace):
     elif a.cmd == "generate":
         if a.limit is not None and a.limit < 1: raise SystemExit(f"ctlrepro generate: --limit {a.limit}: give a whole number >= 1, or leave --limit out for every prompt")   # EvalConfig's own message speaks of None
         cfg = EvalConfig(prompts=a.prompts, limit=a.limit, n_samples=a.n_samples, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                         batch_size=a.batch_size, seed=a.seed, where=pick_where(a.where, trained_where(a.model), "generate"))   # render as in training
+                         batch_size=a.batch_size, seed=a.seed, where=a.where or "system")   # every value checked before pick_where's note
+        cfg = replace(cfg, where=pick_where(a.where, trained_where(a.model), "generate"))   # render as in training
         res = run_generation(cfg, a.settings, a.out, model=a.model, device=a.device, dtype=a.dtype)
         print(res.groupby(["setting", "kind"]).agg(responses=("response", "size"), mean_tokens=("n_tokens", "mean")).round(1).to_string())
         print(f"wrote {Path(a.out) / 'generations.parquet'} and {Path(a.out) / 'run.json'}")

@@ -90,8 +90,10 @@ def _from_pretrained(name:str, dtype, device_map, **kw):
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map, **kw)
     except (OSError, ValueError) as e:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        where = ("it is a local folder, but its files do not load (a corrupt or incomplete checkpoint: save it again)" if Path(name).is_dir() else
+                 f"it is not a local model folder{' and, offline (HF_HUB_OFFLINE=1), not in the Hugging Face cache' if offline else ' nor a reachable Hugging Face id'}")
         raise ModelLoadError(
-            f"could not load model {name!r}: it is not a local model folder{' and, offline (HF_HUB_OFFLINE=1), not in the Hugging Face cache' if offline else ' nor a reachable Hugging Face id'}. "
+            f"could not load model {name!r}: {where}. "
             f"Accepted: {DEFAULT_POLICY!r} (the embedded default), a local folder with config.json, a .gguf file, or a Hugging Face id "
             f"(downloaded once online). Cause: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
     return model, tok

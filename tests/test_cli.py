@@ -180,6 +180,9 @@ def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys
     assert "--where system, but this model was trained with the control string in the 'user' turn" in said.err   # a note, not silence
     main(gen + ["--where", "user"])
     assert "trained with the control string" not in capsys.readouterr().err   # the trained placement: no note
+    with pytest.raises(SystemExit, match="temperature"):                     # a refused value: its one line, and no note before it
+        main(gen + ["--where", "system", "--temperature", "-1"])
+    assert "trained with the control string" not in capsys.readouterr().err
 
 
 def test_reproduce_check_plans_without_running(tmp_path, capsys):
