@@ -5,7 +5,6 @@
 # %% ../nbs/90_cli.ipynb #9da5d855
 from __future__ import annotations
 import argparse, json, os, sys
-from dataclasses import replace
 from pathlib import Path
 
 from .tokens import SPEC, WHERE
@@ -113,23 +112,24 @@ def pick_where(
     given:str|None,    # --where as given (None: not given)
     trained:str|None,  # where the model was trained to read the control string (`models.trained_where`; None: not a fine-tuned folder)
     cmd:str,           # the command, for the note
-)->str:                # 'system' or 'user'
-    "The placement to render with: the given one, else the trained one, else 'system'; a note on stderr when the given one is not where the model learned its control tokens"
-    if given and trained and given != trained:
-        print(f"ctlrepro {cmd}: note: --where {given}, but this model was trained with the control string in the {trained!r} turn: its control tokens may not take effect", file=sys.stderr)
-    return given or trained or "system"
+)->tuple:              # ('system' or 'user', the note to print once the command has done its work, or None)
+    "The placement to render with: the given one, else the trained one, else 'system'; and a note for stderr when the given one is not where the model learned its control tokens"
+    note = (f"ctlrepro {cmd}: note: --where {given}, but this model was trained with the control string in the {trained!r} turn: its control tokens may not take effect"
+            if given and trained and given != trained else None)
+    return given or trained or "system", note
 
 def _run(a:argparse.Namespace):
     if a.cmd == "reproduce":
         print(reproduce(a.preset, out=a.out, only=a.only, device=a.device, force=a.force, check=a.check).to_string(index=False))
     elif a.cmd == "generate":
         if a.limit is not None and a.limit < 1: raise SystemExit(f"ctlrepro generate: --limit {a.limit}: give a whole number >= 1, or leave --limit out for every prompt")   # EvalConfig's own message speaks of None
+        where, note = pick_where(a.where, trained_where(a.model), "generate")   # render as in training
         cfg = EvalConfig(prompts=a.prompts, limit=a.limit, n_samples=a.n_samples, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                         batch_size=a.batch_size, seed=a.seed, where=a.where or "system")   # every value checked before pick_where's note
-        cfg = replace(cfg, where=pick_where(a.where, trained_where(a.model), "generate"))   # render as in training
+                         batch_size=a.batch_size, seed=a.seed, where=where)
         res = run_generation(cfg, a.settings, a.out, model=a.model, device=a.device, dtype=a.dtype)
         print(res.groupby(["setting", "kind"]).agg(responses=("response", "size"), mean_tokens=("n_tokens", "mean")).round(1).to_string())
         print(f"wrote {Path(a.out) / 'generations.parquet'} and {Path(a.out) / 'run.json'}")
+        if note: print(note, file=sys.stderr)                                   # after the work: a refused value is never preceded by it
     elif a.cmd == "train-scorers":
         out = Path(a.out) if a.out else default_scorer_dir()
         es = train_default_scorers(out, per_kind=a.per_kind, seed=a.seed)
@@ -157,9 +157,11 @@ def _run(a:argparse.Namespace):
         print(tab.drop(columns=["agreement_lo", "agreement_hi", "precision"]).round(3).to_string(index=False))
     elif a.cmd == "chat":
         model, tok, trained = load_any(a.model, device=a.device, dtype=a.dtype)
+        where, note = pick_where(a.where, trained, "chat")   # render as in training
         df = generate(model, tok, [a.prompt], levels={k: getattr(a, k) for k in SPEC.attributes}, max_new_tokens=a.max_new_tokens,
-                      temperature=a.temperature, progress=False, where=pick_where(a.where, trained, "chat"))   # render as in training
+                      temperature=a.temperature, progress=False, where=where)
         print(df.response.iloc[0])
+        if note: print(note, file=sys.stderr)
 
 # %% ../nbs/90_cli.ipynb #b7c1d2e3
 if __name__ == "__main__" and ("IPython" not in sys.modules or sys.modules["IPython"].get_ipython() is None): main()   # `python -m ctlrepro.cli ...` runs the command too; in a notebook (an IPython shell) this cell does nothing

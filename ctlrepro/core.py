@@ -106,7 +106,7 @@ def pick_dtype(
     dtype:str|torch.dtype|None=None, # 'bf16', 'fp16', 'fp32' (or torch dtypes); None or 'auto': bf16 on a GPU that supports it, else fp16 on a GPU, fp32 on a CPU
 )->torch.dtype:
     "The dtype models are loaded in (for generation and scoring; training keeps fp32 weights under `TrainConfig.mixed_precision`)"
-    # fp32 on every CPU, even one with native bf16: batched decoding of SmolLM2-135M ran 1.5-1.7x faster in fp32 there
+    # fp32 on every CPU, even one with native bf16: batched decoding of SmolLM2-135M ran 1.5-1.8x faster in fp32 there
     # (bench/generate.py, batch 64, merged fine-tuned model: 75.4 and 82.8 tokens/s against 49.1, two runs, 2026-12-04),
     # and a merged model in fp32 computes the trained function (in bf16 it rounds differently, docs/findings.md)
     if isinstance(dtype, torch.dtype):

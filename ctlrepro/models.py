@@ -4,10 +4,11 @@
 
 # %% ../nbs/03_models.ipynb #87cc4ff2
 from __future__ import annotations
-import contextlib, hashlib, importlib.util, os, shutil, tempfile, time
+import contextlib, hashlib, importlib.util, os, shutil, struct, tempfile, time
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
 from .core import pick_device, pick_dtype, cache_dir, atomic_write_json, read_json, sha256_file
@@ -88,12 +89,15 @@ def _from_pretrained(name:str, dtype, device_map, **kw):
     try:
         tok = AutoTokenizer.from_pretrained(name, **{k: v for k, v in kw.items() if k == "gguf_file"})
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map, **kw)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError, struct.error) as e:   # SafetensorError: a truncated weights file; struct.error: a damaged GGUF header
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        where = ("it is a local folder, but its files do not load (a corrupt or incomplete checkpoint: save it again)" if Path(name).is_dir() else
-                 f"it is not a local model folder{' and, offline (HF_HUB_OFFLINE=1), not in the Hugging Face cache' if offline else ' nor a reachable Hugging Face id'}")
+        shown = Path(name) / kw["gguf_file"] if "gguf_file" in kw else Path(name)
+        if (shown / "controllable.json").exists(): where = "it is a fine-tuned folder (controllable.json): load it with `load_controllable` or `load_any`, or give it to `ctlrepro generate --model`"
+        elif shown.is_file(): where = "it is a local file, but it does not load (damaged or incomplete: download or convert it again)"
+        elif shown.is_dir(): where = "it is a local folder, but it does not load as a checkpoint (config.json, weights and tokenizer files: save it again)"
+        else: where = f"it is not a local model folder{' and, offline (HF_HUB_OFFLINE=1), not in the Hugging Face cache' if offline else ' nor a reachable Hugging Face id'}"
         raise ModelLoadError(
-            f"could not load model {name!r}: {where}. "
+            f"could not load model {str(shown)!r}: {where}. "
             f"Accepted: {DEFAULT_POLICY!r} (the embedded default), a local folder with config.json, a .gguf file, or a Hugging Face id "
             f"(downloaded once online). Cause: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
     return model, tok

@@ -183,6 +183,9 @@ def test_train_command_saves_a_controllable_model_and_reuses_it(tmp_path, capsys
     with pytest.raises(SystemExit, match="temperature"):                     # a refused value: its one line, and no note before it
         main(gen + ["--where", "system", "--temperature", "-1"])
     assert "trained with the control string" not in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="bogus"):                            # a value refused only when the model loads: no note either
+        main(gen + ["--where", "system", "--dtype", "bogus"])
+    assert "trained with the control string" not in capsys.readouterr().err
 
 
 def test_reproduce_check_plans_without_running(tmp_path, capsys):
