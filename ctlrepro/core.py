@@ -96,26 +96,24 @@ def cpu_native_bf16(cpuinfo:str|None=None)->bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 def bf16_supported(device:torch.device)->bool:
-    "Whether bf16 is a sensible training precision on `device` (`objectives.resolve_precision`'s 'auto'): a GPU that supports it, a CPU that computes it natively"
+    "Whether bf16 is a sensible default on `device` (`pick_dtype`, and training's `objectives.resolve_precision('auto')`): a GPU that supports it, a CPU that computes it natively"
     # without AVX512-BF16/AMX, oneDNN emulates bf16 on AVX512 and a bf16 matmul runs about 3x slower than fp32 (bench/train.py)
     if device.type == "cuda": return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and cpu_native_bf16()
 
 def pick_dtype(
     device:torch.device,          # from `pick_device`
-    dtype:str|torch.dtype|None=None, # 'bf16', 'fp16', 'fp32' (or torch dtypes); None or 'auto': bf16 on a GPU that supports it, else fp16 on a GPU, fp32 on a CPU
+    dtype:str|torch.dtype|None=None, # 'bf16', 'fp16', 'fp32' (or torch dtypes); None or 'auto': bf16 where supported (`bf16_supported`), else fp16 on a GPU, fp32 on a CPU
 )->torch.dtype:
     "The dtype models are loaded in (for generation and scoring; training keeps fp32 weights under `TrainConfig.mixed_precision`)"
-    # fp32 on every CPU, even one with native bf16: batched decoding of SmolLM2-135M ran 1.5-1.8x faster in fp32 there
-    # (bench/generate.py, batch 64, merged fine-tuned model: 75.4 and 82.8 tokens/s against 49.1, two runs, 2026-12-04),
-    # and a merged model in fp32 computes the trained function (in bf16 it rounds differently, docs/findings.md)
+    # bf16 stays the default on a CPU with native bf16: bench/generate.py decoded 1.5-1.8x faster in fp32 there, but the
+    # baseline stage ran 1.2-1.3x slower in fp32 (two runs each, 2026-12-04; docs/findings.md, "fp32 generation on a CPU")
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values(): raise ValueError(f"unsupported dtype {dtype}: accepted are {sorted(DTYPES)}")
         return dtype
     if dtype is None or dtype == "auto":
-        if device.type == "cpu": return torch.float32
         if bf16_supported(device): return torch.bfloat16
-        return torch.float16
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
     if dtype not in DTYPES: raise ValueError(f"unknown dtype {dtype!r}: accepted are 'auto', {', '.join(map(repr, DTYPES))}")
     return DTYPES[dtype]
 

@@ -125,7 +125,7 @@ def device_key(device:str|None)->str|None:
 def load_policy(
     name_or_path:str|Path|None=None,  # None or 'smollm2-135m-instruct' (embedded default), a Hugging Face id, a local folder or a .gguf file
     device:str|None=None,             # 'cpu', 'cuda', 'cuda:N'; None: cuda when present; 'auto': spread over all GPUs (accelerate)
-    dtype:str|torch.dtype|None=None,  # 'bf16', 'fp16', 'fp32'; None: `core.pick_dtype`'s (bf16 on a GPU that has it, fp32 on a CPU)
+    dtype:str|torch.dtype|None=None,  # 'bf16', 'fp16', 'fp32'; None: `core.pick_dtype`'s (bf16 where native: a GPU that has it, a CPU with AVX512-BF16/AMX; else fp32 on a CPU)
 )->tuple:                             # (model in eval mode, tokenizer padding on the left)
     "Load a causal LM and its tokenizer for generation and fine-tuning"
     dev, dt, device_map = placement(device, dtype)

@@ -42,7 +42,7 @@ class RunConfig:
     "The models and run-wide settings every experiment stage shares (a preset's `run_config:` section)"
     model:str|None = None         # policy: hub id, folder or .gguf (None: embedded SmolLM2-135M-Instruct)
     device:str|None = None        # 'cpu', 'cuda', 'auto' (all GPUs); None: cuda when present
-    dtype:str|None = None         # generation dtype; None: `core.pick_dtype`'s (bf16 on a GPU that has it, fp32 on a CPU)
+    dtype:str|None = None         # generation dtype; None: `core.pick_dtype`'s (bf16 where native: a GPU that has it, a CPU with AVX512-BF16/AMX; else fp32 on a CPU)
     judge:str|None = None         # LLM judge of the generalization evaluation (None: the validated keyword judges; 'smollm2-135m-instruct': the embedded LLM)
     helpful_rm:str|None = None    # helpfulness reward model for training scores (None: embedded scorer)
     harmless_rm:str|None = None   # harmlessness reward/cost model (None: embedded scorer)

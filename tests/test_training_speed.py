@@ -56,7 +56,7 @@ def test_probe_callback_runs_every_n_updates_in_eval_mode():
         TrainConfig(probe_every=-1)
 
 
-def test_bf16_training_is_the_default_only_where_the_cpu_computes_it_natively(monkeypatch):
+def test_bf16_is_the_default_only_where_the_cpu_computes_it_natively(monkeypatch):
     from ctlrepro import core, objectives
     assert core.cpu_native_bf16("flags\t: fpu avx512f avx512bw avx512_vnni\n") is False     # AVX512 alone: oneDNN emulates bf16, about 3x slower
     assert core.cpu_native_bf16("flags\t: fpu avx512f avx512_bf16\nflags\t: fpu avx512f avx512_bf16\n") is True
@@ -65,7 +65,7 @@ def test_bf16_training_is_the_default_only_where_the_cpu_computes_it_natively(mo
     assert core.pick_dtype(torch.device("cpu")) == torch.float32 and objectives.resolve_precision("auto") in ("no", "bf16")
     if not torch.cuda.is_available(): assert objectives.resolve_precision("auto") == "no"
     monkeypatch.setattr(core, "cpu_native_bf16", lambda cpuinfo=None: True)
-    assert core.pick_dtype(torch.device("cpu")) == torch.float32      # generation: fp32 decodes faster on a CPU even with native bf16
+    assert core.pick_dtype(torch.device("cpu")) == torch.bfloat16
     if not torch.cuda.is_available(): assert objectives.resolve_precision("auto") == "bf16"
     assert objectives.resolve_precision("no") == "no"
     with pytest.raises(ValueError, match="accepted are 'no', 'bf16', 'fp16', 'auto'"):
