@@ -520,7 +520,8 @@ def first_tokens_collator(tokenizer, cfg, args=None):   # args: the DPOConfig (i
     if cfg.max_response_tokens is None: return None
     from trl.trainer.dpo_trainer import DataCollatorForPreference
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    whole = DataCollatorForPreference(pad_token_id=pad, max_length=cfg.max_length, truncation_mode=getattr(args, "truncation_mode", "keep_start"), pad_to_multiple_of=getattr(args, "pad_to_multiple_of", None))
+    given = {} if args is None else {k: getattr(args, k) for k in ("truncation_mode", "pad_to_multiple_of")}   # else TRL's own defaults
+    whole = DataCollatorForPreference(pad_token_id=pad, max_length=cfg.max_length, **given)
     t = cfg.max_response_tokens
     return lambda examples: whole([{**e, "chosen_ids": e["chosen_ids"][:t], "rejected_ids": e["rejected_ids"][:t]} for e in examples])
 
