@@ -202,6 +202,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'ctlrepro.models': { 'ctlrepro.models.ModelLoadError': ('models.html#modelloaderror', 'ctlrepro/models.py'),
                                  'ctlrepro.models._from_pretrained': ('models.html#_from_pretrained', 'ctlrepro/models.py'),
                                  'ctlrepro.models.build_gguf_cache': ('models.html#build_gguf_cache', 'ctlrepro/models.py'),
+                                 'ctlrepro.models.contiguous_head_input': ('models.html#contiguous_head_input', 'ctlrepro/models.py'),
                                  'ctlrepro.models.controllable_record': ('models.html#controllable_record', 'ctlrepro/models.py'),
                                  'ctlrepro.models.default_policy_folder': ('models.html#default_policy_folder', 'ctlrepro/models.py'),
                                  'ctlrepro.models.device_key': ('models.html#device_key', 'ctlrepro/models.py'),

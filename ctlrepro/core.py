@@ -106,8 +106,8 @@ def pick_dtype(
     dtype:str|torch.dtype|None=None, # 'bf16', 'fp16', 'fp32' (or torch dtypes); None or 'auto': bf16 where supported (`bf16_supported`), else fp16 on a GPU, fp32 on a CPU
 )->torch.dtype:
     "The dtype models are loaded in (for generation and scoring; training keeps fp32 weights under `TrainConfig.mixed_precision`)"
-    # bf16 stays the default on a CPU with native bf16: bench/generate.py decoded 1.5-1.8x faster in fp32 there, but the
-    # baseline stage ran 1.2-1.3x slower in fp32 (two runs each, 2026-12-04; docs/findings.md, "fp32 generation on a CPU")
+    # bf16 on a CPU with native bf16: the baseline stage ran 1.2-1.3x slower in fp32, and fine-tuned models decode 1.5x
+    # faster in bf16 once `models.contiguous_head_input` avoids a copy of the frozen output weight (docs/findings.md, "fp32 generation on a CPU")
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values(): raise ValueError(f"unsupported dtype {dtype}: accepted are {sorted(DTYPES)}")
         return dtype

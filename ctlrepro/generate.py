@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .core import check_int, set_seed
 from .tokens import SPEC, WHERE, ControlSpec, with_control
-from .models import load_policy, DEFAULT_POLICY, default_policy_folder, token_rows_once
+from .models import load_policy, DEFAULT_POLICY, default_policy_folder, token_rows_once, contiguous_head_input
 
 # %% auto #0
 __all__ = ['GENERATED', 'BACKENDS', 'GenConfig', 'render', 'fold_system', 'check_prompt_frame', 'generate', 'vllm_available',
@@ -146,7 +146,8 @@ def generate(
     texts = [render(tokenizer, p, l, f, s, cfg.where, spec) for p, l, f, s in zip(plist, lv, pf, sy)]
     if engine == "vllm": rows = _vllm_rows(model, texts, pf, cfg)
     else:
-        with token_rows_once(model): rows = _hf_rows(model, tokenizer, texts, pf, cfg, progress)   # the trained token rows built once, not per token
+        with token_rows_once(model), contiguous_head_input(model):   # the trained token rows built once, not per token; no copy of a frozen output layer's weight
+            rows = _hf_rows(model, tokenizer, texts, pf, cfg, progress)
     res = pd.DataFrame(rows).sort_values(["pidx", "sample"]).reset_index(drop=True)
     req = pd.DataFrame({"prompt": [p if isinstance(p, str) else p[-1]["content"] for p in plist],
                         **{a: [None if l is None else l[a] for l in lv] for a in spec.attributes},

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .tokens import SPEC, ControlSpec
 from .scorers import score_frame, label_levels, training_scorers
 from .core import Cached, a_type, atomic_path, bf16_supported, check_int, check_out_folder, number_hint, fits, pick_device, read_json, source_fingerprint, stable_hash, type_names
-from .models import device_key, load_policy, save_controllable, token_rows_once
+from .models import contiguous_head_input, device_key, load_policy, save_controllable, token_rows_once
 from .selfgen import load_binners
 from .evaluate import control_probe
 
@@ -569,8 +569,8 @@ def train_rl(model, tokenizer, data:pd.DataFrame, cfg, reward_fn, spec:ControlSp
         trainer = GRPOTrainer(model=pm, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tokenizer, callbacks=[c for c in [_probe_callback(cfg, on_step)] if c])
         sync_reference(pm)                                  # at step 0 the reference is the start policy: KL is 0
         own = pm.generate
-        def generate(*a, **kw):                             # the rollouts build the control-token rows once per call (`models.token_rows_once`)
-            with token_rows_once(pm): return own(*a, **kw)
+        def generate(*a, **kw):                             # the rollouts build the control-token rows once per call (`models.token_rows_once`), without copies of the frozen output layer (`models.contiguous_head_input`)
+            with token_rows_once(pm), contiguous_head_input(pm): return own(*a, **kw)
         pm.generate = generate
         try: _quiet(trainer, progress).train()
         finally: vars(pm).pop("generate", None)
