@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .core import pick_device, pick_dtype
+from .models import contiguous_head_input
 
 # %% auto #0
 __all__ = ['REFUSAL_PATTERNS', 'REFUSAL_CUES', 'HH_FORMAT', 'FORMATS', 'ENCODER_TYPES', 'SAFETY_TEMPLATE', 'HELPFUL_TEMPLATE',
@@ -220,7 +221,8 @@ class LLMJudge(Scorer):
         if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token
         try:
             enc = self.tok([self.render(p, r) for p, r in zip(prompts, responses)], return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
-            logp = torch.log_softmax(padded_forward(self.model, enc, logits_to_keep=1).logits[:, -1].float(), -1)
+            with contiguous_head_input(self.model):     # the last position's slice, without a copy of a frozen output weight
+                logp = torch.log_softmax(padded_forward(self.model, enc, logits_to_keep=1).logits[:, -1].float(), -1)
         finally: self.tok.padding_side = side
         y, n = torch.logsumexp(logp[:, self.yes], -1), torch.logsumexp(logp[:, self.no], -1)
         return torch.sigmoid(y - n).cpu().numpy()
