@@ -178,13 +178,14 @@ def load_controllable(
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer"); tok.padding_side = "left"
     if not isinstance(merge, bool): raise TypeError(f"merge={merge!r}: give True or False")
     if merge and base_model is not None: raise ValueError("merge=True loads its own fp32 copy of the base model to fold the adapter into; give base_model or merge, not both")
+    target = placement(device, dtype)[1]   # a bad device or dtype is refused before any loading (merging loads in fp32 first)
     model = base_model if base_model is not None else load_policy(rec["base"], device=device, dtype="fp32" if merge else dtype)[0]
     # new rows get the same word-based initial values as at training time (the adapter stores the trained input rows;
     # an untied output layer's rows are not trained, so they must be rebuilt identically)
     add_control_tokens(tok, model, ControlSpec(tuple(rec.get("attributes", SPEC.attributes)), rec.get("k", SPEC.k)))
     pm = PeftModel.from_pretrained(model, folder / "adapter").eval()
     if not merge: return pm, tok
-    return pm.merge_and_unload().to(placement(device, dtype)[1]).eval(), tok
+    return pm.merge_and_unload().to(target).eval(), tok
 
 def is_controllable(model)->bool:
     "Whether `model` (a path, id or None) names a folder written by `save_controllable`"
