@@ -106,7 +106,7 @@ def pick_dtype(
     dtype:str|torch.dtype|None=None, # 'bf16', 'fp16', 'fp32' (or torch dtypes); None or 'auto': bf16 where supported (`bf16_supported`), else fp16 on a GPU, fp32 on a CPU
 )->torch.dtype:
     "The dtype models are loaded in (for generation and scoring; training keeps fp32 weights under `TrainConfig.mixed_precision`)"
-    # bf16 on a CPU with native bf16: the baseline stage ran 1.2-1.3x slower in fp32, and fine-tuned models decode 1.5-1.7x
+    # bf16 on a CPU with native bf16: the baseline stage ran 1.2-1.3x slower in fp32, and fine-tuned models decode 1.3-1.7x
     # faster in bf16 once `models.contiguous_head_input` avoids a copy of the frozen output weight (docs/findings.md, "fp32 generation on a CPU")
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values(): raise ValueError(f"unsupported dtype {dtype}: accepted are {sorted(DTYPES)}")
