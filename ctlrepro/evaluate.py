@@ -307,6 +307,7 @@ def run_generation(
     with atomic_path(out / "generations.parquet") as tmp: res.to_parquet(tmp, index=False)
     timings["total_s"] = round(time.time() - t0, 1)
     atomic_write_json(out / "run.json", {"config": asdict(cfg), "model": model, "settings": settings, "versions": versions(), "git_commit": git_commit(),
+                                         "device": device_key(device), "dtype": str(dt),   # the placement the shards are keyed on
                                          "timings": timings, "n_responses": len(res), "shards": used})   # this run's shards (an earlier prompt file's stay in shards/, unlisted)
     return res
 

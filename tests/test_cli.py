@@ -33,6 +33,7 @@ def test_a_killed_run_resumes_without_losing_finished_shards(tmp_path):
     assert len(res) == 3 * 2 * 3
     rec = json.loads((tmp_path / "run.json").read_text())
     assert rec["n_responses"] == 18 and rec["versions"]["torch"] and len(rec["shards"]) == 3
+    assert rec["device"] == "cpu" and rec["dtype"].startswith("torch.")   # the placement the shards are keyed on
 
 
 def test_cli_rejects_bad_levels(capsys):
