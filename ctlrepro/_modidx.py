@@ -278,6 +278,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ctlrepro.pipeline._problem': ('pipeline.html#_problem', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline._put': ('pipeline.html#_put', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_common': ('pipeline.html#check_common', 'ctlrepro/pipeline.py'),
+                                   'ctlrepro.pipeline.check_hub_id': ('pipeline.html#check_hub_id', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_local_inputs': ('pipeline.html#check_local_inputs', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_preset': ('pipeline.html#check_preset', 'ctlrepro/pipeline.py'),
                                    'ctlrepro.pipeline.check_sizes': ('pipeline.html#check_sizes', 'ctlrepro/pipeline.py'),

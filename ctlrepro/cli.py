@@ -107,6 +107,10 @@ def main(argv=None):
     except (ValueError, TypeError, OSError, RuntimeError) as e:   # ModelLoadError and a failed stage are RuntimeErrors; OSError: a file that cannot be read or written
         if os.environ.get("CTLREPRO_TRACEBACK"): raise
         raise SystemExit(f"ctlrepro {a.cmd}: {error_line(e)}") from None
+    except KeyboardInterrupt:                                     # Ctrl-C: one line, exit status 130 as a shell gives
+        if os.environ.get("CTLREPRO_TRACEBACK"): raise
+        print(f"ctlrepro {a.cmd}: interrupted" + ("; finished stages and saved adapters are kept: run the same command again to resume" if a.cmd == "reproduce" else ""), file=sys.stderr)
+        raise SystemExit(130) from None
 
 def pick_where(
     given:str|None,    # --where as given (None: not given)

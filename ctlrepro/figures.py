@@ -82,15 +82,15 @@ def plot_control_heatmaps(resp:pd.DataFrame, path=None, family:str="score_"):
     fig.suptitle("achieved score (optimization evaluation) per requested setting", fontsize=9)
     return _save(fig, path)
 
-def plot_control_curves(resp:pd.DataFrame, path=None):
-    "Achieved score vs requested level of the same attribute, per method, both judge families, 95% CIs"
+def plot_control_curves(resp:pd.DataFrame, path=None, seed:int=0):
+    "Achieved score vs requested level of the same attribute, per method, both judge families; 95% CIs by seaborn's bootstrap over responses, seeded by `seed` so a rerun draws the same figure"
     plt, sns = _plt()
     ctl = resp.dropna(subset=["helpful", "harmless"])
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True)
     for i, (fam, pre) in enumerate([("optimization", "score_"), ("generalization", "judge_")]):
         for j, a in enumerate(SPEC.attributes):
             d = ctl.assign(requested=ctl[a].astype(int))
-            sns.pointplot(d, x="requested", y=f"{pre}{a}", hue="model", errorbar=("ci", 95), dodge=0.4, ax=axes[i, j], markersize=3, linewidth=1)
+            sns.pointplot(d, x="requested", y=f"{pre}{a}", hue="model", errorbar=("ci", 95), seed=seed, dodge=0.4, ax=axes[i, j], markersize=3, linewidth=1)
             axes[i, j].set_title(f"{a} ({fam} evaluation)", fontsize=9); axes[i, j].set_ylabel("achieved score"); axes[i, j].set_xlabel(f"requested {a} level")
             if (i, j) != (0, 1): axes[i, j].get_legend().remove()
     return _save(fig, path)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_pipeline.ipynb #09dc2f9f
 from __future__ import annotations
-import copy, json, re, time, uuid
+import copy, json, os, re, time, uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,10 +19,10 @@ from .benchmarks import BENCHMARKS, check_benchmarks
 from .models import device_key
 
 # %% auto #0
-__all__ = ['STAGES', 'TOP_KEYS', 'OWN_OUTPUTS', 'WHOLE', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage',
+__all__ = ['STAGES', 'TOP_KEYS', 'OWN_OUTPUTS', 'WHOLE', 'PATH_PARAMS', 'MODEL_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage',
            'shipped_presets', 'preset_path', 'merge', 'read_yaml', 'load_preset', 'notebook_params', 'stage_params',
-           'check_common', 'local_paths', 'check_local_inputs', 'keyed_params', 'check_sizes', 'check_stage_values',
-           'external_fingerprint', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
+           'check_common', 'check_hub_id', 'local_paths', 'check_local_inputs', 'keyed_params', 'check_sizes',
+           'check_stage_values', 'external_fingerprint', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -174,6 +174,21 @@ def _names(param:str)->set:
     from ctlrepro.models import DEFAULT_POLICY
     return set(REGISTRY) if param.endswith(".prompts") else {DEFAULT_POLICY}
 
+MODEL_PARAMS = ("run_config.model", "run_config.judge", "run_config.helpful_rm", "run_config.harmless_rm", "aligned_model", "llm_judge")   # the path parameters that may name a Hugging Face model id
+
+def check_hub_id(
+    name:str,                    # what the message calls the value: "stage 'baseline': run_config.model"
+    value:str,                   # a value that is not a local path nor the embedded model's alias: a Hugging Face id
+)->None:                         # raises ValueError when offline (HF_HUB_OFFLINE=1) and the id is not in the local Hugging Face cache
+    "Offline, a model id must already be in the Hugging Face cache (`huggingface_hub.snapshot_download(local_files_only=True)`), so a preset naming one that is not fails at `--check`, not when its stage starts; online nothing is asked of the hub here (the loader names an unknown id)"
+    if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"): return
+    from huggingface_hub import snapshot_download
+    try: snapshot_download(value, local_files_only=True)
+    except Exception:            # LocalEntryNotFoundError, or HFValidationError for a string that is no repo id
+        from ctlrepro.models import DEFAULT_POLICY
+        raise ValueError(f"{name}={value!r}: not a local file or folder, and offline (HF_HUB_OFFLINE=1) not in the Hugging Face cache; "
+                         f"accepted are {DEFAULT_POLICY!r} (the embedded model), a local folder or file, or a Hugging Face id downloaded beforehand (e.g. `hf download {value}` with a network)") from None
+
 def _put(params:dict, dotted:str, value)->None:
     *head, last = dotted.split(".")
     for h in head: params = params[h]
@@ -203,7 +218,7 @@ def check_local_inputs(
     loaded:dict|None=None,       # filled with prompts value -> its frame (all splits) for `check_sizes`, so each file is read once
     errors:list|None=None,       # each problem appended here (every parameter checked) instead of raising the first
 )->None:                         # raises ValueError naming the stage, the parameter and what is accepted
-    "Before any stage runs (and before `check_sizes` loads prompt sets): each `*.prompts` parameter names a registered prompt set or a prompt file that loads (columns prompt and kind); each other path parameter that is a path (absolute, `~`, `./`, `../`) exists"
+    "Before any stage runs (and before `check_sizes` loads prompt sets): each `*.prompts` parameter names a registered prompt set or a prompt file that loads (columns prompt and kind); each other path parameter that is a path (absolute, `~`, `./`, `../`) exists; offline, a model parameter that is a Hugging Face id is in the local cache (`check_hub_id`)"
     from ctlrepro.data import REGISTRY, load_prompts
     nbs, loaded = (Path(nbs) if nbs else repo_root() / "nbs"), ({} if loaded is None else loaded)
     where = f"a relative path is read from the folder ctlrepro runs in, {Path.cwd()}"
@@ -222,6 +237,7 @@ def check_local_inputs(
                         except ValueError as e: raise ValueError(f"stage {stage!r}: {name}={v!r}: {e}") from None
                 elif not name.startswith("paths."):                                  # a benchmark's copy: `check_benchmarks` names it with its benchmark
                     check_local_path(f"stage {stage!r}: {name}", v, hint=where if v.startswith(("./", "../")) else "give an existing path")   # a hub id never starts with / ~ ./ ../; an existing relative path is absolute by now
+                    if name in MODEL_PARAMS and v not in _names(name) and not Path(v).expanduser().exists(): check_hub_id(f"stage {stage!r}: {name}", v)
 
 def keyed_params(
     params:dict,                 # one stage's parameters, after `local_paths`
@@ -408,6 +424,9 @@ def reproduce(
     if b is not None and (not only or "benchmarks" in only):                   # the sets it will load: one without a local copy on an offline machine fails now, not hours in
         try: check_benchmarks(b.get("benchmarks", list(BENCHMARKS)), b.get("benchmark_limit"), b.get("paths"), sources=True)
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"stage 'benchmarks': {e}") from None
+    if not check:                                                              # a folder that cannot be made fails now, named, not as a bare OSError at the first stage
+        try: out.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise ValueError(f"out={str(out)!r}: cannot make this folder ({e.strerror or e}); give a folder you can write to") from None
     keys, rows, memo, runs = {}, [], {}, {}                                    # runs: stage -> id of the run that wrote its current output
     machine = {"versions": versions(), "host": host()}                         # each stage record's; read once per run (host() reads /proc/cpuinfo and asks nvidia-smi)
     for s in stages:
@@ -437,6 +456,8 @@ def reproduce(
         try:
             pm.execute_notebook(str(nbs / s.notebook), str(folder / s.notebook), parameters={**params[s.name], "out": str(folder.resolve()), "run": str(out.resolve())},
                                 cwd=str(nbs), progress_bar=False, kernel_name="python3")
+        except KeyboardInterrupt:                                           # Ctrl-C: the record says so (not "running"); finished stages and saved adapters stay for the rerun
+            atomic_write_json(folder / "stage.json", {**base, "status": "interrupted", "seconds": round(time.time() - t, 1)}); raise
         except Exception as e:
             atomic_write_json(folder / "stage.json", {**base, "status": "failed", "error": str(e)[-2000:], "seconds": round(time.time() - t, 1)})
             raise RuntimeError(f"stage {s.name!r} failed; the executed notebook with the error is {folder / s.notebook}") from e

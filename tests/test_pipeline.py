@@ -345,3 +345,40 @@ def test_two_problems_in_one_check_are_both_named(tmp_path):
     for says in ["stage 'evaluate': eval.limit=999", "stage 'evaluate': examples_limit=999", "stage 'rewind': settings=[[9, 9]]", "stage 'rewind': alphas=[]",
                  "stage 'benchmarks': max_new_tokens=0", "stage 'benchmarks': benchmark_limit=0"]:
         assert says in msg, (says, msg)
+
+
+def test_ctrl_c_marks_the_stage_interrupted_and_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
+    import papermill
+    from ctlrepro import cli
+    def interrupt(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(papermill, "execute_notebook", interrupt)
+    monkeypatch.delenv("CTLREPRO_TRACEBACK", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("smoke", out=tmp_path / "run", only=["baseline"], log=lambda *a: None)   # a stage with no upstream; the benchmarks' sources are not asked for
+    rec = json.loads((tmp_path / "run" / "baseline" / "stage.json").read_text())
+    assert rec["status"] == "interrupted" and "seconds" in rec          # not left at "running"; never reused (only "done" is)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["reproduce", "--preset", "smoke", "--only", "baseline", "--out", str(tmp_path / "run2")])
+    assert e.value.code == 130
+    err = capsys.readouterr().err
+    assert "ctlrepro reproduce: interrupted; finished stages and saved adapters are kept: run the same command again to resume" in err
+    assert "Traceback" not in err
+
+
+def test_an_uncached_hub_id_is_refused_offline_at_check(tmp_path, monkeypatch):
+    import papermill
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a stage started although the preset is bad"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": "smoke", "common": {"run_config": {"model": "nosuch-org/nosuch-model"}}}))
+    with pytest.raises(ValueError, match=r"run_config.model='nosuch-org/nosuch-model': not a local file or folder, and offline \(HF_HUB_OFFLINE=1\) not in the Hugging Face cache; accepted are 'smollm2-135m-instruct'"):
+        reproduce(tmp_path / "p.yaml", out=tmp_path / "run", only=["baseline"], check=True, log=lambda *a: None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")                          # online the hub is not asked at check time: the loader names an unknown id
+    plan = reproduce(tmp_path / "p.yaml", out=tmp_path / "run", only=["baseline"], check=True, log=lambda *a: None)   # only: the benchmarks' sources would be asked of the hub
+    assert list(plan.status) == ["would run"]
+
+
+def test_an_out_folder_that_cannot_be_made_is_named(tmp_path, monkeypatch):
+    import papermill
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a stage started although --out cannot be made"))
+    with pytest.raises(ValueError, match=r"out='/proc/ctlrepro-run': cannot make this folder \(.+\); give a folder you can write to"):
+        reproduce("smoke", out="/proc/ctlrepro-run", only=["baseline"], log=lambda *a: None)
