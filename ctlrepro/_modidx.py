@@ -206,6 +206,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'ctlrepro.models.controllable_record': ('models.html#controllable_record', 'ctlrepro/models.py'),
                                  'ctlrepro.models.default_policy_folder': ('models.html#default_policy_folder', 'ctlrepro/models.py'),
                                  'ctlrepro.models.device_key': ('models.html#device_key', 'ctlrepro/models.py'),
+                                 'ctlrepro.models.hub_offline': ('models.html#hub_offline', 'ctlrepro/models.py'),
                                  'ctlrepro.models.is_controllable': ('models.html#is_controllable', 'ctlrepro/models.py'),
                                  'ctlrepro.models.load_any': ('models.html#load_any', 'ctlrepro/models.py'),
                                  'ctlrepro.models.load_controllable': ('models.html#load_controllable', 'ctlrepro/models.py'),

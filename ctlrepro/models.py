@@ -16,9 +16,9 @@ from .tokens import SPEC, ControlSpec, add_control_tokens
 
 # %% auto #0
 __all__ = ['DEFAULT_POLICY', 'SMOLLM2_PACKAGE', 'SMOLLM2_GGUF', 'MANIFEST', 'ModelLoadError', 'smollm2_gguf', 'verify_cache',
-           'build_gguf_cache', 'default_policy_folder', 'spreads', 'placement', 'device_key', 'load_policy',
-           'model_fingerprint', 'save_controllable', 'load_controllable', 'is_controllable', 'controllable_record',
-           'trained_where', 'load_any', 'token_rows_once', 'contiguous_head_input']
+           'build_gguf_cache', 'default_policy_folder', 'hub_offline', 'spreads', 'placement', 'device_key',
+           'load_policy', 'model_fingerprint', 'save_controllable', 'load_controllable', 'is_controllable',
+           'controllable_record', 'trained_where', 'load_any', 'token_rows_once', 'contiguous_head_input']
 
 # %% ../nbs/03_models.ipynb #46f08880
 DEFAULT_POLICY = "smollm2-135m-instruct"   # the embedded default, an alias understood by `load_policy`
@@ -85,12 +85,16 @@ def default_policy_folder()->Path:
     return verify_cache(folder)
 
 # %% ../nbs/03_models.ipynb #a62b07da
+def hub_offline()->bool:
+    "Whether HF_HUB_OFFLINE is set to a true value (huggingface_hub's switch: nothing is asked of the hub)"
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
 def _from_pretrained(name:str, dtype, device_map, **kw):
     try:
         tok = AutoTokenizer.from_pretrained(name, **{k: v for k, v in kw.items() if k == "gguf_file"})
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map, **kw)
     except (OSError, ValueError, SafetensorError, struct.error) as e:   # SafetensorError: a truncated weights file; struct.error: a damaged GGUF header
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        offline = hub_offline()
         shown = Path(name) / kw["gguf_file"] if "gguf_file" in kw else Path(name)
         if (shown / "controllable.json").exists(): where = "it is a fine-tuned folder (controllable.json): load it with `load_controllable` or `load_any`, or give it to `ctlrepro generate --model`"
         elif shown.is_file(): where = "it is a local file, but it does not load (damaged or incomplete: download or convert it again)"

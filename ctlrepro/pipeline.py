@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_pipeline.ipynb #09dc2f9f
 from __future__ import annotations
-import copy, json, os, re, time, uuid
+import copy, json, re, time, uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,7 +16,7 @@ from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .tokens import SPEC
 from .benchmarks import BENCHMARKS, check_benchmarks
-from .models import device_key
+from .models import device_key, hub_offline
 
 # %% auto #0
 __all__ = ['STAGES', 'TOP_KEYS', 'OWN_OUTPUTS', 'WHOLE', 'PATH_PARAMS', 'MODEL_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage',
@@ -181,7 +181,7 @@ def check_hub_id(
     value:str,                   # a value that is not a local path nor the embedded model's alias: a Hugging Face id
 )->None:                         # raises ValueError when offline (HF_HUB_OFFLINE=1) and the id is not in the local Hugging Face cache
     "Offline, a model id must already be in the Hugging Face cache (`huggingface_hub.snapshot_download(local_files_only=True)`), so a preset naming one that is not fails at `--check`, not when its stage starts; online nothing is asked of the hub here (the loader names an unknown id)"
-    if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"): return
+    if not hub_offline(): return
     from huggingface_hub import snapshot_download
     try: snapshot_download(value, local_files_only=True)
     except Exception:            # LocalEntryNotFoundError, or HFValidationError for a string that is no repo id
