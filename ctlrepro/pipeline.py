@@ -16,10 +16,10 @@ from .stage import check_launcher, check_value, stage_configs
 from .objectives import OBJECTIVES, TrainConfig
 from .tokens import SPEC
 from .benchmarks import BENCHMARKS, check_benchmarks
-from .models import device_key, hub_offline
+from .models import DEFAULT_POLICY, device_key, hub_offline
 
 # %% auto #0
-__all__ = ['STAGES', 'TOP_KEYS', 'OWN_OUTPUTS', 'WHOLE', 'PATH_PARAMS', 'MODEL_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage',
+__all__ = ['STAGES', 'TOP_KEYS', 'OWN_OUTPUTS', 'WHOLE', 'MODEL_PARAMS', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage',
            'shipped_presets', 'preset_path', 'merge', 'read_yaml', 'load_preset', 'notebook_params', 'stage_params',
            'check_common', 'check_hub_id', 'local_paths', 'check_local_inputs', 'keyed_params', 'check_sizes',
            'check_stage_values', 'external_fingerprint', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
@@ -157,8 +157,8 @@ def check_common(
     if unknown: raise ValueError(f"preset {preset['name']!r}: common: unknown parameter(s) {unknown}{did_you_mean(unknown, declared)}; the stages declare {declared}")
 
 # %% ../nbs/16_pipeline.ipynb #5d2e9a71
-PATH_PARAMS = ("run_config.model", "run_config.judge", "run_config.helpful_rm", "run_config.harmless_rm", "aligned_model", "llm_judge",
-               "xstest_completions", "hh_pairs", "align.prompts", "eval.prompts", "selfgen.prompts", "paths.*")   # stage parameters that may name a local file or folder ('paths.*': each value of the benchmarks stage's paths)
+MODEL_PARAMS = ("run_config.model", "run_config.judge", "run_config.helpful_rm", "run_config.harmless_rm", "aligned_model", "llm_judge")   # the path parameters that may name a Hugging Face model id
+PATH_PARAMS = (*MODEL_PARAMS, "xstest_completions", "hh_pairs", "align.prompts", "eval.prompts", "selfgen.prompts", "paths.*")   # stage parameters that may name a local file or folder ('paths.*': each value of the benchmarks stage's paths)
 
 def _path_items(params:dict)->list:
     "[(dotted name, value)] of each path parameter (`PATH_PARAMS`) set in one stage's parameters"
@@ -171,10 +171,7 @@ def _path_items(params:dict)->list:
 def _names(param:str)->set:
     "Values of a path parameter that name something rather than a path: the registered prompt sets for '*.prompts' (`data.load_prompts` reads a registered name first), the embedded model's alias for the others"
     from ctlrepro.data import REGISTRY
-    from ctlrepro.models import DEFAULT_POLICY
     return set(REGISTRY) if param.endswith(".prompts") else {DEFAULT_POLICY}
-
-MODEL_PARAMS = ("run_config.model", "run_config.judge", "run_config.helpful_rm", "run_config.harmless_rm", "aligned_model", "llm_judge")   # the path parameters that may name a Hugging Face model id
 
 def check_hub_id(
     name:str,                    # what the message calls the value: "stage 'baseline': run_config.model"
@@ -185,7 +182,6 @@ def check_hub_id(
     from huggingface_hub import snapshot_download
     try: snapshot_download(value, local_files_only=True)
     except Exception:            # LocalEntryNotFoundError, or HFValidationError for a string that is no repo id
-        from ctlrepro.models import DEFAULT_POLICY
         raise ValueError(f"{name}={value!r}: not a local file or folder, and offline (HF_HUB_OFFLINE=1) not in the Hugging Face cache; "
                          f"accepted are {DEFAULT_POLICY!r} (the embedded model), a local folder or file, or a Hugging Face id downloaded beforehand (e.g. `hf download {value}` with a network)") from None
 
