@@ -16,11 +16,11 @@ A GPU machine that cannot download anything and takes 64 MiB per call gets the s
                    the rewinding claims on the same responses:
                      python bench/gpu_exmate.py score --run runs/small --responses <folder of run's files>
 
-With the `device` tool (docs/findings.md, "The full preset's ExMATE on one H200 GPU"): a first call carries .gpu_a and .whl,
-installs the wheels into /tmp/site and copies .gpu_a to /tmp (a carried folder that the next call does not name is gone
-there); the second call, made within the 30 s the machine stays warm, carries .gpu_b, copies part A back and runs `run`.
-Full eval-grid generation with transformers did not finish in about 250 s on an H200: give `run` a preset with a smaller
-`eval` (limit, grid_levels) unless vLLM is there.
+With the `device` tool (docs/findings.md, "The full preset's ExMATE on one H200, end to end"): a first call carries .gpu_a
+and .whl (the gguf and peft wheels; the machine's own transformers serves), installs the wheels into /tmp/site and copies
+.gpu_a to /tmp (a carried folder that the next call does not name is gone there); the second call, made within the 30 s
+the machine stays warm (send both in one batch of tool calls), carries .gpu_b, copies part A back and runs
+`run --eval-batch 1024 --sweep`. Measured that way: rebuild 30 s, training 242 s, the full eval grid 63 s at batch 1024.
 """
 from __future__ import annotations
 import argparse, dataclasses, hashlib, json, os, shutil, sys, time
@@ -31,7 +31,8 @@ import pandas as pd
 import torch
 
 PART_A, PART_B = Path(".gpu_a"), Path(".gpu_b")   # git-ignored folders, one per device call (each under the 64 MiB carry limit)
-SPLIT_AT = 45 * 2**20                              # bytes of the GGUF file in the first part (the wheels travel beside it)
+SPLIT_AT = 54 * 2**20                              # bytes of the GGUF file in the first part: with the gguf and peft wheels (1 MiB)
+                                                   # and the 7 MiB working tree each call stays under 64 MiB; the aligned delta (9.4 MiB) goes in the second
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -94,13 +95,14 @@ def rebuild_aligned(folder:Path)->str:
     return str(folder)
 
 
-def run_gpu(out:Path, preset:str, objective:str, work:Path):
+def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=None, sweep:bool=False):
     "Rebuild the aligned model, train `objective` with the preset's TrainConfig, generate the preset's eval grid"
     from ctlrepro.pipeline import load_preset
     from ctlrepro.stage import RunConfig, build_config, train_configs
     from ctlrepro.evaluate import EvalConfig, generate_grid
     from ctlrepro.objectives import train_or_reuse
     from ctlrepro.models import load_controllable, load_policy
+    from ctlrepro.tokens import SPEC
     out.mkdir(parents=True, exist_ok=True)
     p = load_preset(preset)
     rc = RunConfig(**p["common"]["run_config"])
@@ -110,6 +112,7 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path):
     cfg = train_configs(rc, ft["train"], ft.get("objective_overrides", {}), [objective])[objective]
     cfg = dataclasses.replace(cfg, probe_every=0)                 # the probe needs the training scorers, which stay on the CPU machine
     ecfg = build_config(EvalConfig, p["common"]["eval"], rc, "eval")
+    if eval_batch: ecfg = dataclasses.replace(ecfg, batch_size=eval_batch)   # the preset's batch is sized for a CPU; a GPU decodes many more sequences per step
     times = {}
     t = time.time()
     delta = PART_B / "aligned_delta.safetensors"
@@ -139,10 +142,19 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path):
            "loss_first5": round(log.loss.head(5).mean(), 3), "loss_last5": round(log.loss.tail(5).mean(), 3),
            "n_responses": len(resp), "generated_tokens": n_tok, "generate_tokens_per_s": round(n_tok / times["generate_grid_s"]), **times}
     (out / "gpu_check.json").write_text(json.dumps(rec, indent=1, default=str))
-    print(json.dumps({k: v for k, v in rec.items() if not k.endswith("_config")}, indent=1))
+    print(json.dumps({k: v for k, v in rec.items() if not k.endswith("_config")}, indent=1), flush=True)
+    if sweep:                                                     # the same requests (4 settings x every eval prompt) at the preset's batch and at --eval-batch
+        few = ecfg.settings(SPEC)[:4]
+        rec["batch_sweep"] = []
+        for b in sorted({build_config(EvalConfig, p["common"]["eval"], rc, "eval").batch_size, ecfg.batch_size}):
+            t = time.time(); r = generate_grid(pm, tok, dataclasses.replace(ecfg, batch_size=b), progress=False, settings=few); (torch.cuda.synchronize() if cuda else None)
+            s = time.time() - t; n = int(sum(len(tok(x, add_special_tokens=False).input_ids) for x in r.response))
+            rec["batch_sweep"].append({"batch_size": b, "sequences": len(r), "seconds": round(s, 1), "generated_tokens": n, "tokens_per_s": round(n / s)})
+            print(rec["batch_sweep"][-1], flush=True)
+            (out / "gpu_check.json").write_text(json.dumps(rec, indent=1, default=str))
 
 
-def score(run:Path, responses:Path, objective:str, run_preset:str):
+def score(run:Path, responses:Path, objective:str, run_preset:str, levels:list|None=None):
     "Score the GPU responses here and print pairwise accuracy and the claims, with 95% CIs"
     from ctlrepro.stage import RunConfig
     from ctlrepro.evaluate import EvalConfig, generalization_judges, metrics_table, score_responses
@@ -158,7 +170,13 @@ def score(run:Path, responses:Path, objective:str, run_preset:str):
     binners = load_binners(run / "selfgen")
     df = score_responses(pd.read_parquet(responses / f"responses_{objective}.parquet"), scorers, jud, progress=False)
     al = score_responses(pd.read_parquet(responses / "responses_aligned.parquet"), scorers, jud, progress=False)
-    table = metrics_table(df, ecfg, binners, f"{objective} (GPU, {rec['preset']} preset)")
+    name = f"{objective} (GPU, {rec['preset']} preset)"
+    tables = [metrics_table(df, ecfg, binners, name).assign(grid=str(list(ecfg.grid_levels)))]
+    if levels:                                                     # the same responses on a sub-grid, e.g. the small preset's levels (0, 2, 4)
+        keep = lambda d: d[(d.helpful.isna() | d.helpful.isin(levels)) & (d.harmless.isna() | d.harmless.isin(levels))]
+        sub_cfg = dataclasses.replace(ecfg, grid_levels=tuple(levels))
+        tables.append(metrics_table(keep(df), sub_cfg, binners, name).assign(grid=str(list(sub_cfg.grid_levels))))
+    table = pd.concat(tables, ignore_index=True)
     table.to_csv(responses.parent / f"gpu_metrics_{objective}.csv", index=False) if os.access(responses.parent, os.W_OK) else None
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(table[table.metric.isin(["pairwise_accuracy", "on_attribute_slope", "off_attribute_slope", "leakage"])].round(3).to_string(index=False))
@@ -188,7 +206,10 @@ if __name__ == "__main__":
     ap.add_argument("--preset", default="full", help="run: the preset whose finetune and eval sections are used")
     ap.add_argument("--run-preset", default="small", help="score: the preset of --run (its run_config names the training scorers)")
     ap.add_argument("--objective", default="exmate")
+    ap.add_argument("--eval-batch", type=int, help="run: sequences per generation batch (default: the preset's eval batch_size)")
+    ap.add_argument("--levels", type=int, nargs="+", help="score: also report the metrics on this sub-grid of requested levels (e.g. 0 2 4, the small preset's grid)")
+    ap.add_argument("--sweep", action="store_true", help="run: afterwards, time the same 4 settings' requests at the preset's batch and at --eval-batch")
     a = ap.parse_args()
     if a.step == "pack": pack(a.run)
-    elif a.step == "run": run_gpu(a.out, a.preset, a.objective, a.work)
-    else: score(a.run, a.responses, a.objective, a.run_preset)
+    elif a.step == "run": run_gpu(a.out, a.preset, a.objective, a.work, a.eval_batch, a.sweep)
+    else: score(a.run, a.responses, a.objective, a.run_preset, a.levels)
