@@ -641,7 +641,11 @@ def train_from_selfgen(
     if not (Path(selfgen) / "selfgen.parquet").is_file():
         raise FileNotFoundError(f"selfgen={str(selfgen)!r} holds no selfgen.parquet: give a folder written by the selfgen stage (e.g. runs/small/selfgen)")
     check_out_folder("out", folder)
-    return train_or_reuse(src, pd.read_parquet(Path(selfgen) / "selfgen.parquet"), cfg, folder,
+    f = Path(selfgen) / "selfgen.parquet"
+    try: data = pd.read_parquet(f)
+    except (ValueError, OSError) as e:                            # pyarrow's ArrowInvalid is a ValueError: a truncated or overwritten file
+        raise ValueError(f"{f} could not be read as parquet ({e}); rerun the selfgen stage that writes it (ctlrepro reproduce --only selfgen)") from e
+    return train_or_reuse(src, data, cfg, folder,
                           training_scorers(helpful_rm, harmless_rm, harmless_rm_kind, device=device), load_binners(selfgen), device=device)
 
 def run_launched(launcher:str, src:str, selfgen:str|Path, folder:str|Path, cfg, helpful_rm=None, harmless_rm=None, harmless_rm_kind="reward"):

@@ -66,6 +66,9 @@ def test_train_refuses_a_bad_config_and_a_missing_selfgen_folder(tmp_path):
         assert str(e.value).startswith("ctlrepro train: --config") and says in str(e.value) and not_says not in str(e.value), str(e.value)
     with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path / "nosuch"), "--out", str(tmp_path / "o")])
     assert "holds no selfgen.parquet" in str(e.value) and "nosuch" in str(e.value)
+    (tmp_path / "selfgen.parquet").write_bytes(b"not a parquet file")   # an interrupted copy: named, with what to do
+    with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert "selfgen.parquet could not be read as parquet" in str(e.value) and "rerun the selfgen stage" in str(e.value), str(e.value)
 
 
 def test_chat_from_a_saved_controllable_model(tmp_path, capsys, monkeypatch):
