@@ -20,7 +20,7 @@ With the `device` tool (docs/findings.md, "The full preset's ExMATE on one H200,
 and .whl (the gguf and peft wheels; the machine's own transformers serves), installs the wheels into /tmp/site and copies
 .gpu_a to /tmp (a carried folder that the next call does not name is gone there); the second call, made within the 30 s
 the machine stays warm (send both in one batch of tool calls), carries .gpu_b, copies part A back and runs
-`run --eval-batch 1024 --sweep`. Measured that way: rebuild 30 s, training 242 s, the full eval grid 63 s at batch 1024.
+`run --sweep 64 1024`. Measured that way: rebuild 30 s, training 242 s, the full eval grid 63 s at batch 1024.
 """
 from __future__ import annotations
 import argparse, dataclasses, hashlib, json, os, shutil, sys, time
@@ -95,7 +95,7 @@ def rebuild_aligned(folder:Path)->str:
     return str(folder)
 
 
-def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=None, sweep:bool=False):
+def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=None, sweep:list|None=None):
     "Rebuild the aligned model, train `objective` with the preset's TrainConfig, generate the preset's eval grid"
     from ctlrepro.pipeline import load_preset
     from ctlrepro.stage import RunConfig, build_config, train_configs
@@ -112,7 +112,7 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=
     cfg = train_configs(rc, ft["train"], ft.get("objective_overrides", {}), [objective])[objective]
     cfg = dataclasses.replace(cfg, probe_every=0)                 # the probe needs the training scorers, which stay on the CPU machine
     ecfg = build_config(EvalConfig, p["common"]["eval"], rc, "eval")
-    if eval_batch: ecfg = dataclasses.replace(ecfg, batch_size=eval_batch)   # the preset's batch is sized for a CPU; a GPU decodes many more sequences per step
+    if eval_batch is not None: ecfg = dataclasses.replace(ecfg, batch_size=eval_batch)   # EvalConfig checks it (a positive int)
     times = {}
     t = time.time()
     delta = PART_B / "aligned_delta.safetensors"
@@ -143,10 +143,10 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=
            "n_responses": len(resp), "generated_tokens": n_tok, "generate_tokens_per_s": round(n_tok / times["generate_grid_s"]), **times}
     (out / "gpu_check.json").write_text(json.dumps(rec, indent=1, default=str))
     print(json.dumps({k: v for k, v in rec.items() if not k.endswith("_config")}, indent=1), flush=True)
-    if sweep:                                                     # the same requests (4 settings x every eval prompt) at the preset's batch and at --eval-batch
+    if sweep:                                                     # the same requests (4 settings x every eval prompt) at each batch size
         few = ecfg.settings(SPEC)[:4]
         rec["batch_sweep"] = []
-        for b in sorted({build_config(EvalConfig, p["common"]["eval"], rc, "eval").batch_size, ecfg.batch_size}):
+        for b in sorted(set(sweep)):
             t = time.time(); r = generate_grid(pm, tok, dataclasses.replace(ecfg, batch_size=b), progress=False, settings=few); (torch.cuda.synchronize() if cuda else None)
             s = time.time() - t; n = int(sum(len(tok(x, add_special_tokens=False).input_ids) for x in r.response))
             rec["batch_sweep"].append({"batch_size": b, "sequences": len(r), "seconds": round(s, 1), "generated_tokens": n, "tokens_per_s": round(n / s)})
@@ -164,6 +164,7 @@ def score(run:Path, responses:Path, objective:str, run_preset:str, levels:list|N
     from ctlrepro.tokens import SPEC
     rec = json.loads((responses / "gpu_check.json").read_text())
     ecfg = EvalConfig(**{k: (tuple(v) if k == "grid_levels" else v) for k, v in rec["eval_config"].items()})
+    if levels and not set(levels) <= set(ecfg.grid_levels): raise SystemExit(f"score: --levels {levels} are not all on the run's grid {list(ecfg.grid_levels)}")
     from ctlrepro.pipeline import load_preset
     rc = RunConfig(**load_preset(run_preset)["common"].get("run_config", {}))      # the run's reward models (training scorers)
     scorers, jud = rc.scorers(), generalization_judges("keyword")
@@ -208,8 +209,11 @@ if __name__ == "__main__":
     ap.add_argument("--objective", default="exmate")
     ap.add_argument("--eval-batch", type=int, help="run: sequences per generation batch (default: the preset's eval batch_size)")
     ap.add_argument("--levels", type=int, nargs="+", help="score: also report the metrics on this sub-grid of requested levels (e.g. 0 2 4, the small preset's grid)")
-    ap.add_argument("--sweep", action="store_true", help="run: afterwards, time the same 4 settings' requests at the preset's batch and at --eval-batch")
+    ap.add_argument("--sweep", type=int, nargs="+", metavar="BATCH", help="run: afterwards, time the same 4 settings' requests at each of these batch sizes (e.g. 64 1024)")
     a = ap.parse_args()
     if a.step == "pack": pack(a.run)
     elif a.step == "run": run_gpu(a.out, a.preset, a.objective, a.work, a.eval_batch, a.sweep)
-    else: score(a.run, a.responses, a.objective, a.run_preset, a.levels)
+    else:
+        if a.responses is None or not (a.responses / "gpu_check.json").is_file():
+            ap.error(f"score needs --responses: the folder `run` wrote (gpu_check.json and the response files); got {a.responses}")
+        score(a.run, a.responses, a.objective, a.run_preset, a.levels)
