@@ -269,7 +269,9 @@ def lora_model(model, tokenizer, cfg:TrainConfig, spec:ControlSpec=SPEC):
     if cfg.control: extra["trainable_token_indices"] = {"embed_tokens": sorted(add_control_tokens(tokenizer, model, spec).values())}
     lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
                     task_type="CAUSAL_LM", **extra)
-    return get_peft_model(model, lc)
+    with warnings.catch_warnings():   # peft 0.21 reads transformers' deprecated alias `is_gradient_checkpointing`: one FutureWarning in every training log, not ours to act on
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lc)
 
 def fresh_precision(
     mixed_precision:str,  # the precision the next Accelerator (ours or a Trainer's) will ask for

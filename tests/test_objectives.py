@@ -487,3 +487,17 @@ def test_more_negatives_than_the_grid_holds_are_refused_before_training(tmp_path
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": "small-one-attribute", "stages": {"finetune": {"objective_overrides": {"exmate": {"m_negatives": 12}}}}}))
     with pytest.raises(ValueError, match=re.escape("stage 'finetune': train + objective_overrides.exmate (objective exmate): m_negatives=12: only 8 wrong settings exist one attribute away")):
         check_stage_values({s.name: stage_params(s, load_preset(tmp_path / "p.yaml"), NBS) for s in STAGES})   # the pre-run checks: before any stage runs
+
+
+def test_lora_model_does_not_pass_on_peft_s_deprecation_warning():
+    import warnings
+    from ctlrepro.objectives import lora_model
+    model, tok = tiny_llama()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        pm = lora_model(model, tok, TrainConfig(objective="clm"))
+    assert not [w for w in seen if "is_gradient_checkpointing" in str(w.message)], [str(w.message) for w in seen]
+    assert any(p.requires_grad for p in pm.parameters())                  # the adapters are there
+    with warnings.catch_warnings(record=True) as seen:                     # the filter is local: a caller's warnings still show
+        warnings.simplefilter("always"); warnings.warn("is_gradient_checkpointing elsewhere", FutureWarning)
+    assert len(seen) == 1
