@@ -13,8 +13,9 @@ A GPU machine that cannot download anything and takes 64 MiB per call gets the s
                      python bench/gpu_exmate.py run --out $OUT
   score (here)     scores those responses with the run's training scorers and binners and the keyword judges
                    (`evaluate.score_responses`, `evaluate.metrics_table`) and prints the headline metrics with 95% CIs and
-                   the rewinding claims on the same responses:
-                     python bench/gpu_exmate.py score --run runs/small --responses <folder of run's files>
+                   the rewinding claims on the same responses, and writes them beside the responses (metrics_<objective>.csv,
+                   claims_<objective>.txt); --levels 0 4 adds the metrics on the small preset's grid:
+                     python bench/gpu_exmate.py score --run runs/small --responses <folder of run's files> --levels 0 4
 
 With the `device` tool (docs/findings.md, "The full preset's ExMATE on one H200, end to end"): a first call carries .gpu_a
 and .whl (the gguf and peft wheels; the machine's own transformers serves), installs the wheels into /tmp/site and copies
@@ -112,7 +113,11 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=
     cfg = train_configs(rc, ft["train"], ft.get("objective_overrides", {}), [objective])[objective]
     cfg = dataclasses.replace(cfg, probe_every=0)                 # the probe needs the training scorers, which stay on the CPU machine
     ecfg = build_config(EvalConfig, p["common"]["eval"], rc, "eval")
-    if eval_batch is not None: ecfg = dataclasses.replace(ecfg, batch_size=eval_batch)   # EvalConfig checks it (a positive int)
+    for flag, sizes in (("--eval-batch", [] if eval_batch is None else [eval_batch]), ("--sweep", sweep or [])):   # checked before any work
+        for b in sizes:
+            try: dataclasses.replace(ecfg, batch_size=b)
+            except ValueError as e: raise SystemExit(f"run: {flag} {b}: {e}")
+    if eval_batch is not None: ecfg = dataclasses.replace(ecfg, batch_size=eval_batch)
     times = {}
     t = time.time()
     delta = PART_B / "aligned_delta.safetensors"
@@ -164,7 +169,11 @@ def score(run:Path, responses:Path, objective:str, run_preset:str, levels:list|N
     from ctlrepro.tokens import SPEC
     rec = json.loads((responses / "gpu_check.json").read_text())
     ecfg = EvalConfig(**{k: (tuple(v) if k == "grid_levels" else v) for k, v in rec["eval_config"].items()})
+    levels = sorted(set(levels)) if levels else None
     if levels and not set(levels) <= set(ecfg.grid_levels): raise SystemExit(f"score: --levels {levels} are not all on the run's grid {list(ecfg.grid_levels)}")
+    if levels and len(levels) < 2: raise SystemExit(f"score: --levels {levels}: a sub-grid needs at least two levels (pairwise accuracy compares requests)")
+    missing = [str(f) for f in (responses / f"responses_{objective}.parquet", responses / "responses_aligned.parquet", run / "selfgen") if not f.exists()]
+    if missing: raise SystemExit(f"score: {', '.join(missing)} not found: --responses is the folder `run` wrote for --objective {objective!r}; --run the run folder whose selfgen stage made the data")
     from ctlrepro.pipeline import load_preset
     rc = RunConfig(**load_preset(run_preset)["common"].get("run_config", {}))      # the run's reward models (training scorers)
     scorers, jud = rc.scorers(), generalization_judges("keyword")
@@ -173,28 +182,32 @@ def score(run:Path, responses:Path, objective:str, run_preset:str, levels:list|N
     al = score_responses(pd.read_parquet(responses / "responses_aligned.parquet"), scorers, jud, progress=False)
     name = f"{objective} (GPU, {rec['preset']} preset)"
     tables = [metrics_table(df, ecfg, binners, name).assign(grid=str(list(ecfg.grid_levels)))]
-    if levels:                                                     # the same responses on a sub-grid, e.g. the small preset's levels (0, 2, 4)
+    if levels:                                                     # the same responses on a sub-grid, e.g. the small preset's levels (0, 4)
         keep = lambda d: d[(d.helpful.isna() | d.helpful.isin(levels)) & (d.harmless.isna() | d.harmless.isin(levels))]
         sub_cfg = dataclasses.replace(ecfg, grid_levels=tuple(levels))
         tables.append(metrics_table(keep(df), sub_cfg, binners, name).assign(grid=str(list(sub_cfg.grid_levels))))
     table = pd.concat(tables, ignore_index=True)
-    table.to_csv(responses.parent / f"gpu_metrics_{objective}.csv", index=False) if os.access(responses.parent, os.W_OK) else None
+    lines = []
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(table[table.metric.isin(["pairwise_accuracy", "on_attribute_slope", "off_attribute_slope", "leakage"])].round(3).to_string(index=False))
     if al.pid.duplicated().any(): raise ValueError("score: the aligned responses hold several samples per prompt; the claims compare one each")
     refused_before = al.set_index("pid").refused
-    print("claims on the sampled eval-grid responses (temperature and length of the eval config), not the rewind stage's greedy 48-token protocol:")
+    lines.append("claims on the sampled eval-grid responses (temperature and length of the eval config), not the rewind stage's greedy protocol:")
     for kind, lv in CLAIMS:
         ls = dict(zip(SPEC.attributes, lv))
         o = df[(df.kind == kind) & (df.helpful == ls["helpful"]) & (df.harmless == ls["harmless"])]
         v, lo, hi = rate_ci(o.refused.values)
         was = refused_before.loc[o.pid].values
         a, alo, ahi = rate_ci(~o.refused.values[was]) if was.any() else (np.nan,) * 3
-        print(f"{kind:10s} {SPEC.format(lv)}: refused {o.refused.sum()}/{len(o)} = {v:.2f} [{lo:.2f}, {hi:.2f}]; "
-              f"answers {(~o.refused.values[was]).sum()}/{was.sum()} of the aligned model's refusals = {a:.2f} [{alo:.2f}, {ahi:.2f}]")
+        lines.append(f"{kind:10s} {SPEC.format(lv)}: refused {o.refused.sum()}/{len(o)} = {v:.2f} [{lo:.2f}, {hi:.2f}]; "
+                     f"answers {(~o.refused.values[was]).sum()}/{was.sum()} of the aligned model's refusals = {a:.2f} [{alo:.2f}, {ahi:.2f}]")
     for kind in ("benign", "borderline", "harmful"):
         r = al[al.kind == kind].refused
-        print(f"aligned, {kind}: refused {r.sum()}/{len(r)}")
+        lines.append(f"aligned, {kind}: refused {r.sum()}/{len(r)}")
+    print("\n".join(lines))
+    if os.access(responses, os.W_OK):                             # beside the responses they were computed from
+        table.to_csv(responses / f"metrics_{objective}.csv", index=False); (responses / f"claims_{objective}.txt").write_text("\n".join(lines) + "\n")
+        print(f"wrote {responses / f'metrics_{objective}.csv'} and {responses / f'claims_{objective}.txt'}")
 
 
 if __name__ == "__main__":
@@ -208,7 +221,7 @@ if __name__ == "__main__":
     ap.add_argument("--run-preset", default="small", help="score: the preset of --run (its run_config names the training scorers)")
     ap.add_argument("--objective", default="exmate")
     ap.add_argument("--eval-batch", type=int, help="run: sequences per generation batch (default: the preset's eval batch_size)")
-    ap.add_argument("--levels", type=int, nargs="+", help="score: also report the metrics on this sub-grid of requested levels (e.g. 0 2 4, the small preset's grid)")
+    ap.add_argument("--levels", type=int, nargs="+", help="score: also report the metrics on this sub-grid of requested levels (e.g. 0 4, the small preset's grid)")
     ap.add_argument("--sweep", type=int, nargs="+", metavar="BATCH", help="run: afterwards, time the same 4 settings' requests at each of these batch sizes (e.g. 64 1024)")
     a = ap.parse_args()
     if a.step == "pack": pack(a.run)

@@ -646,7 +646,10 @@ def train_from_selfgen(
     f = Path(selfgen) / "selfgen.parquet"
     try: data = pd.read_parquet(f)
     except (ValueError, OSError) as e:                            # pyarrow's ArrowInvalid is a ValueError: a truncated or overwritten file
-        raise ValueError(f"{f} could not be read as parquet ({e}); rerun the selfgen stage that writes it (ctlrepro reproduce --only selfgen)") from e
+        raise ValueError(f"{f} could not be read as parquet ({e}); rerun the selfgen stage that writes it (ctlrepro reproduce --only selfgen, with the run's --preset and --out)") from e
+    need = ["prompt", "response", *SPEC.attributes]
+    if (gone := [c for c in need if c not in data.columns]): raise ValueError(f"{f} lacks column(s) {gone} (it has {list(data.columns)}): give a selfgen.parquet written by the selfgen stage")
+    if data.empty: raise ValueError(f"{f} holds no rows: rerun the selfgen stage that writes it")
     return train_or_reuse(src, data, cfg, folder,
                           training_scorers(helpful_rm, harmless_rm, harmless_rm_kind, device=device), load_binners(selfgen), device=device)
 

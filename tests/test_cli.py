@@ -69,6 +69,12 @@ def test_train_refuses_a_bad_config_and_a_missing_selfgen_folder(tmp_path):
     (tmp_path / "selfgen.parquet").write_bytes(b"not a parquet file")   # an interrupted copy: named, with what to do
     with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o")])
     assert "selfgen.parquet could not be read as parquet" in str(e.value) and "rerun the selfgen stage" in str(e.value), str(e.value)
+    import pandas as pd
+    for frame, says in [(pd.DataFrame({"prompt": ["Hi"], "text": ["Hello"]}), "lacks column(s) ['response', 'helpful', 'harmless']"),
+                        (pd.DataFrame({"prompt": [], "response": [], "helpful": [], "harmless": []}), "holds no rows")]:
+        frame.to_parquet(tmp_path / "selfgen.parquet")
+        with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o")])
+        assert says in str(e.value) and "selfgen.parquet" in str(e.value), str(e.value)
 
 
 def test_chat_from_a_saved_controllable_model(tmp_path, capsys, monkeypatch):
