@@ -237,6 +237,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'ctlrepro.objectives._trl_ready': ('objectives.html#_trl_ready', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.check_kinds': ('objectives.html#check_kinds', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.check_negatives': ('objectives.html#check_negatives', 'ctlrepro/objectives.py'),
+                                     'ctlrepro.objectives.check_training_data': ( 'objectives.html#check_training_data',
+                                                                                  'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.clm_loss': ('objectives.html#clm_loss', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.collate': ('objectives.html#collate', 'ctlrepro/objectives.py'),
                                      'ctlrepro.objectives.data_hash': ('objectives.html#data_hash', 'ctlrepro/objectives.py'),

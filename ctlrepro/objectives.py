@@ -24,9 +24,9 @@ from .evaluate import control_probe
 __all__ = ['IGNORE', 'NEGATIVES', 'OBJECTIVES', 'PRECISIONS', 'LR_SCHEDULES', 'OBJECTIVE_FIELDS', 'token_logps', 'sequence_logps',
            'clm_loss', 'exmate_contrastive', 'exmate_loss', 'level_match_reward', 'encode_example', 'wrong_settings',
            'check_negatives', 'collate', 'label_logps', 'response_logps', 'resolve_precision', 'TrainConfig',
-           'lora_model', 'fresh_precision', 'training_kernel', 'training_attention', 'train', 'dpo_pairs',
-           'free_attributes', 'level_reward', 'sync_reference', 'first_tokens_collator', 'train_dpo', 'train_rl',
-           'data_hash', 'check_kinds', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
+           'lora_model', 'fresh_precision', 'training_kernel', 'training_attention', 'check_training_data', 'train',
+           'dpo_pairs', 'free_attributes', 'level_reward', 'sync_reference', 'first_tokens_collator', 'train_dpo',
+           'train_rl', 'data_hash', 'check_kinds', 'train_or_reuse', 'train_from_selfgen', 'run_launched']
 
 # %% ../nbs/11_objectives.ipynb #5d05aaa5
 IGNORE = -100   # label of tokens that carry no loss (prompt, control tokens, padding)
@@ -307,6 +307,15 @@ def training_attention(
     try: yield
     finally: base.set_attn_implementation(old)
 
+def check_training_data(
+    data:pd.DataFrame,          # training rows
+    attributes:list,            # the level columns the objective needs (`spec.attributes`; none for an uncontrolled run)
+)->None:                        # raises ValueError naming the missing columns (and those present) or the empty table
+    "The columns prompt, response and one level column per attribute, and at least one row"
+    missing = [c for c in ["prompt", "response", *attributes] if c not in data.columns]
+    if missing: raise ValueError(f"training data lacks column(s) {missing} (it has {list(data.columns)})")
+    if len(data) == 0: raise ValueError("training data holds no rows")
+
 def train(
     model, tokenizer,
     data:pd.DataFrame,          # columns prompt, response and one level column per attribute
@@ -318,9 +327,7 @@ def train(
 )->tuple:                       # (peft model, per-step log DataFrame)
     "Fine-tune LoRA adapters with any of the objectives (CLM and ExMATE here, DPO and RL through TRL)"
     cfg = cfg or TrainConfig()
-    missing = [c for c in ["prompt", "response", *(spec.attributes if cfg.control else [])] if c not in data.columns]
-    if missing: raise ValueError(f"training data lacks column(s) {missing}")
-    if len(data) == 0: raise ValueError("training data is empty")
+    check_training_data(data, spec.attributes if cfg.control else [])
     with training_attention(model, cfg.attn_implementation): return _train(model, tokenizer, data, cfg, spec, progress, reward_fn, on_step)
 
 def _train(model, tokenizer, data, cfg, spec, progress, reward_fn, on_step)->tuple:
@@ -597,7 +604,7 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
                    )->pd.DataFrame:
     "Train one objective from the aligned model `src` and save it as a controllable model (and its learning curve, probe.csv); reuse a saved one of the same config"
     folder = Path(folder)
-    check_kinds(data, cfg)                                                # before anything loads
+    check_training_data(data, spec.attributes); check_kinds(data, cfg)   # before anything loads (the key below reads the level columns)
     cols = ["prompt", "response", *spec.attributes, *(["kind"] if cfg.kind_weights is not None else [])]   # the kinds weigh rows only under kind_weights
     probing = probe_prompts is not None and cfg.probe_every > 0
     used = (asdict(cfg) | {"activation_checkpointing": None}
@@ -647,9 +654,8 @@ def train_from_selfgen(
     try: data = pd.read_parquet(f)
     except (ValueError, OSError) as e:                            # pyarrow's ArrowInvalid is a ValueError: a truncated or overwritten file
         raise ValueError(f"{f} could not be read as parquet ({e}); rerun the selfgen stage that writes it (ctlrepro reproduce --only selfgen, with the run's --preset and --out)") from e
-    need = ["prompt", "response", *SPEC.attributes]
-    if (gone := [c for c in need if c not in data.columns]): raise ValueError(f"{f} lacks column(s) {gone} (it has {list(data.columns)}): give a selfgen.parquet written by the selfgen stage")
-    if data.empty: raise ValueError(f"{f} holds no rows: rerun the selfgen stage that writes it")
+    try: check_training_data(data, SPEC.attributes)
+    except ValueError as e: raise ValueError(f"{f}: {e}; give a selfgen.parquet written by the selfgen stage (rerun it: ctlrepro reproduce --only selfgen, with the run's --preset and --out)") from None
     return train_or_reuse(src, data, cfg, folder,
                           training_scorers(helpful_rm, harmless_rm, harmless_rm_kind, device=device), load_binners(selfgen), device=device)
 
