@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #9da5d855
 from __future__ import annotations
-import argparse, json, os, sys
+import argparse, json, os, re, sys
 from pathlib import Path
 
 from .tokens import SPEC, WHERE
@@ -102,6 +102,9 @@ def main(argv=None):
     "Entry point of the `ctlrepro` command; a refused input or a failed stage exits with one line naming it (CTLREPRO_TRACEBACK=1: the traceback)"
     # exit status: 0 done; 2 the command line does not parse (argparse: unknown flag, a level out of range, a bad H,S);
     # 1 a value refused after parsing (preset, model id, file, config field) or a failed stage
+    argv = sys.argv[1:] if argv is None else list(argv)
+    neg = next((x for x in argv if re.fullmatch(r"-\d+,-?\d+", x)), None)   # argparse takes '-1,2' for an unknown flag and would say only "expected one argument"
+    if neg: parser().error(f"setting {neg!r}: a level is out of range: accepted levels are 0..{SPEC.k-1} (a setting is H,S, e.g. 4,0)")
     a = parser().parse_args(argv)
     try: _run(a)
     except (ValueError, TypeError, OSError, RuntimeError) as e:   # ModelLoadError and a failed stage are RuntimeErrors; OSError: a file that cannot be read or written

@@ -648,7 +648,9 @@ def train_from_selfgen(
 )->pd.DataFrame:                  # the training log
     "`train_or_reuse` on a self-generated data set and its binners: what `ctlrepro train` runs (under `accelerate launch` for several GPUs)"
     if not (Path(selfgen) / "selfgen.parquet").is_file():
-        raise FileNotFoundError(f"selfgen={str(selfgen)!r} holds no selfgen.parquet: give a folder written by the selfgen stage (e.g. runs/small/selfgen)")
+        what = ("is a file: give the folder that holds selfgen.parquet and the binners" + (f" ({str(Path(selfgen).parent)!r})" if Path(selfgen).name == "selfgen.parquet" else "")
+                if Path(selfgen).is_file() else "does not exist" if not Path(selfgen).exists() else "holds no selfgen.parquet")
+        raise FileNotFoundError(f"selfgen={str(selfgen)!r} {what}: give a folder written by the selfgen stage (e.g. runs/small/selfgen)")
     check_out_folder("out", folder)
     f = Path(selfgen) / "selfgen.parquet"
     try: data = pd.read_parquet(f)

@@ -44,6 +44,10 @@ def test_cli_rejects_bad_levels(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--settings", "4,9"])
     assert "accepted levels are 0..4" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:                                  # a negative level: argparse alone would take it for a flag
+        main(["generate", "--settings", "none", "-1,2"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "'-1,2'" in err and "accepted levels are 0..4" in err
 
 
 def test_python_dash_m_runs_the_command():
@@ -65,11 +69,16 @@ def test_train_refuses_a_bad_config_and_a_missing_selfgen_folder(tmp_path):
         with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o"), "--config", bad])
         assert str(e.value).startswith("ctlrepro train: --config") and says in str(e.value) and not_says not in str(e.value), str(e.value)
     with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path / "nosuch"), "--out", str(tmp_path / "o")])
-    assert "holds no selfgen.parquet" in str(e.value) and "nosuch" in str(e.value)
+    assert "does not exist" in str(e.value) and "nosuch" in str(e.value)
+    with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert "holds no selfgen.parquet" in str(e.value), str(e.value)
     (tmp_path / "selfgen.parquet").write_bytes(b"not a parquet file")   # an interrupted copy: named, with what to do
     with pytest.raises(SystemExit) as e: main(["train", "--model", "tiny", "--selfgen", str(tmp_path), "--out", str(tmp_path / "o")])
     assert "selfgen.parquet could not be read as parquet" in str(e.value) and "rerun the selfgen stage" in str(e.value), str(e.value)
     import pandas as pd
+    with pytest.raises(SystemExit) as e:                                  # the file itself, not its folder: the folder is named
+        main(["train", "--model", "tiny", "--selfgen", str(tmp_path / "selfgen.parquet"), "--out", str(tmp_path / "o")])
+    assert "is a file: give the folder that holds selfgen.parquet" in str(e.value) and repr(str(tmp_path)) in str(e.value), str(e.value)
     for frame, says in [(pd.DataFrame({"prompt": ["Hi"], "text": ["Hello"]}), "lacks column(s) ['response', 'helpful', 'harmless']"),
                         (pd.DataFrame({"prompt": [], "response": [], "helpful": [], "harmless": []}), "holds no rows")]:
         frame.to_parquet(tmp_path / "selfgen.parquet")
