@@ -17,6 +17,16 @@ A GPU machine that cannot download anything and takes 64 MiB per call gets the s
                    claims_<objective>.txt); --levels 0 4 adds the metrics on the small preset's grid:
                      python bench/gpu_exmate.py score --run runs/small --responses <folder of run's files> --levels 0 4
 
+  summary (here)   one markdown row per scored folder (training settings, times, the headline metrics on grid (0, 4), claims):
+                     python bench/gpu_exmate.py summary docs/full-gpu-exmate docs/full-gpu-exmate-seeds/*
+  endings (here)   how the responses end (mean new tokens, share at the token cap, share looping), per response file:
+                     python bench/gpu_exmate.py endings docs/full-gpu-exmate*/*/responses_*.parquet
+
+`run --seed N` changes only the training seed; `run --train '{"m_negatives": 2}'` sets TrainConfig fields on top of the
+preset's. Several `run` processes share one GPU well (the 135M policy leaves it mostly idle: two at once each trained in
+200 s, against 242 s for one alone); give each its own --work and --out. The device tool returns at most 8 files per
+call: copy each finished --out to /tmp as well and fetch what was left out with a second call.
+
 With the `device` tool (docs/findings.md, "The full preset's ExMATE on one H200, end to end"): a first call carries .gpu_a
 and .whl (the gguf and peft wheels; the machine's own transformers serves), installs the wheels into /tmp/site and copies
 .gpu_a to /tmp (a carried folder that the next call does not name is gone there); the second call, made within the 30 s
@@ -32,8 +42,9 @@ import pandas as pd
 import torch
 
 PART_A, PART_B = Path(".gpu_a"), Path(".gpu_b")   # git-ignored folders, one per device call (each under the 64 MiB carry limit)
-SPLIT_AT = 54 * 2**20                              # bytes of the GGUF file in the first part: with the gguf and peft wheels (1 MiB)
-                                                   # and the 7 MiB working tree each call stays under 64 MiB; the aligned delta (9.4 MiB) goes in the second
+SPLIT_AT = 50 * 2**20                              # bytes of the GGUF file in the first part: with the gguf and peft wheels (1 MiB)
+                                                   # and the 8.5 MiB working tree (2026-12-04) the first call carries 59.4 MiB, the
+                                                   # second (the rest, the aligned delta's 9.4 MiB, the data) 61.7 MiB, both under 64 MiB
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -96,7 +107,7 @@ def rebuild_aligned(folder:Path)->str:
     return str(folder)
 
 
-def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=None, sweep:list|None=None):
+def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=None, sweep:list|None=None, seed:int|None=None, train:dict|None=None):
     "Rebuild the aligned model, train `objective` with the preset's TrainConfig, generate the preset's eval grid"
     from ctlrepro.pipeline import load_preset
     from ctlrepro.stage import RunConfig, build_config, train_configs
@@ -112,6 +123,9 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=
     ft = p["stages"]["finetune"]
     cfg = train_configs(rc, ft["train"], ft.get("objective_overrides", {}), [objective])[objective]
     cfg = dataclasses.replace(cfg, probe_every=0)                 # the probe needs the training scorers, which stay on the CPU machine
+    for flag, fields in (("--train", train or {}), ("--seed", {} if seed is None else {"seed": seed})):   # --seed: only the training seed (LoRA start,
+        try: cfg = dataclasses.replace(cfg, **fields)                                                       # batch draws, negatives); the eval grid's sampling seed stays
+        except (TypeError, ValueError) as e: raise SystemExit(f"run: {flag} {fields}: {e} (fields of ctlrepro.objectives.TrainConfig)")
     ecfg = build_config(EvalConfig, p["common"]["eval"], rc, "eval")
     for flag, sizes in (("--eval-batch", [] if eval_batch is None else [eval_batch]), ("--sweep", sweep or [])):   # checked before any work
         for b in sizes:
@@ -210,9 +224,59 @@ def score(run:Path, responses:Path, objective:str, run_preset:str, levels:list|N
         print(f"wrote {responses / f'metrics_{objective}.csv'} and {responses / f'claims_{objective}.txt'}")
 
 
+def loops(response:str, times:int=3)->bool:
+    "A degenerate ending: one non-blank line occurs `times` or more times in the response"
+    lines = [l.strip() for l in response.split("\n") if l.strip()]
+    return any(n >= times for n in pd.Series(lines, dtype=object).value_counts())
+
+
+def endings(files:list):
+    "How responses end, per response file (`generate_grid`'s parquet): mean new tokens, share stopped at the token cap, share looping"
+    print("| responses | n | mean new tokens | stopped at the cap | looping (a line 3+ times) |\n|---|---|---|---|---|")
+    for f in files:
+        d = pd.read_parquet(f)
+        missing = sorted({"response", "n_tokens", "finish"} - set(d.columns))
+        if missing: raise SystemExit(f"endings: {f} lacks column(s) {missing}: give response files written by generate_grid")
+        print(f"| {f} | {len(d)} | {d.n_tokens.mean():.1f} | {(d.finish == 'length').mean():.1%} | {d.response.map(loops).mean():.1%} |")
+
+
+def summary(folders:list, objective:str, grid:str="[0, 4]"):
+    "One markdown row per scored `run` folder: its training settings and times, the headline metrics on `grid` and the claims"
+    import re
+    rows = []
+    for f in folders:
+        missing = [str(x) for x in (f / "gpu_check.json", f / f"metrics_{objective}.csv", f / f"claims_{objective}.txt") if not x.exists()]
+        if missing: raise SystemExit(f"summary: {', '.join(missing)} not found: run `score` on {f} first")
+        rec, m = json.loads((f / "gpu_check.json").read_text()), pd.read_csv(f / f"metrics_{objective}.csv")
+        m = m[m.grid == grid]
+        if m.empty: raise SystemExit(f"summary: {f / f'metrics_{objective}.csv'} has no rows on grid {grid} (score it with --levels)")
+        def val(family, metric, attribute, kinds, ci=True):
+            r = m[(m.family == family) & (m.metric == metric) & (m.attribute == attribute) & (m.kinds == kinds)].iloc[0]
+            d = 2 if metric == "pairwise_accuracy" else 3
+            return f"{r.value:.{d}f} [{r.lo:.{d}f}, {r.hi:.{d}f}]" if ci else f"{r.value:.{d}f}"
+        claims = (f / f"claims_{objective}.txt").read_text()
+        def claim(kind, setting, answered=False):
+            line = next(l for l in claims.splitlines() if l.startswith(kind) and setting in l)
+            got = re.search(r"answers (\d+/\d+)" if answered else r"refused (\d+/\d+)", line)
+            return got.group(1)
+        tc = rec["train_config"]
+        rows.append({"folder": str(f), "seed": tc["seed"], "m_negatives": tc["m_negatives"], "lam": tc["lam"], "response tokens": tc["max_response_tokens"] or "all",
+                     "train s": rec["train_s"] or "(reused)", "loss last 5": rec["loss_last5"],
+                     "helpful pa opt / gen": f"{val('optimization', 'pairwise_accuracy', 'helpful', 'benign+borderline')} / {val('generalization', 'pairwise_accuracy', 'helpful', 'benign+borderline')}",
+                     "harmless pa opt / gen": f"{val('optimization', 'pairwise_accuracy', 'harmless', 'harmful')} / {val('generalization', 'pairwise_accuracy', 'harmless', 'harmful')}",
+                     "helpful slope on / off, opt": f"{val('optimization', 'on_attribute_slope', 'helpful', 'benign+borderline', False)} / {val('optimization', 'off_attribute_slope', 'helpful', 'benign+borderline')}",
+                     "harmless slope on / off, opt": f"{val('optimization', 'on_attribute_slope', 'harmless', 'harmful', False)} / {val('optimization', 'off_attribute_slope', 'harmless', 'harmful')}",
+                     "harmful refused [h4][s4]": claim("harmful", "[helpful=4][harmless=4]"),
+                     "borderline: aligned refusals answered at [h4][s0]": claim("borderline", "[helpful=4][harmless=0]", answered=True)})
+    t = pd.DataFrame(rows)
+    print("| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns))
+    for r in t.itertuples(index=False): print("| " + " | ".join(map(str, r)) + " |")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("step", choices=["pack", "run", "score"])
+    ap.add_argument("step", choices=["pack", "run", "score", "summary", "endings"])
+    ap.add_argument("folders", type=Path, nargs="*", help="summary: scored `run` folders, one table row each; endings: response files (parquet)")
     ap.add_argument("--run", type=Path, default=Path("runs/small"), help="pack, score: the run folder of the aligned model and data")
     ap.add_argument("--out", type=Path, default=Path("gpu_out"), help="run: where the responses, log and times go")
     ap.add_argument("--work", type=Path, default=Path("/tmp/gpu_exmate"), help="run: scratch folder for the models")
@@ -222,10 +286,19 @@ if __name__ == "__main__":
     ap.add_argument("--objective", default="exmate")
     ap.add_argument("--eval-batch", type=int, help="run: sequences per generation batch (default: the preset's eval batch_size)")
     ap.add_argument("--levels", type=int, nargs="+", help="score: also report the metrics on this sub-grid of requested levels (e.g. 0 4, the small preset's grid)")
+    ap.add_argument("--seed", type=int, help="run: the training seed (default: the preset's); processes with different seeds on one GPU need different --work folders")
+    ap.add_argument("--train", type=json.loads, help='run: TrainConfig fields on top of the preset\'s, as JSON, e.g. \'{"m_negatives": 2, "lam": 1.0, "max_response_tokens": 16}\' (the small preset\'s ExMATE settings)')
     ap.add_argument("--sweep", type=int, nargs="+", metavar="BATCH", help="run: afterwards, time the same 4 settings' requests at each of these batch sizes (e.g. 64 1024)")
     a = ap.parse_args()
+    if a.step not in ("summary", "endings") and a.folders: ap.error(f"folders {[str(f) for f in a.folders]} are for `summary` and `endings` only")
     if a.step == "pack": pack(a.run)
-    elif a.step == "run": run_gpu(a.out, a.preset, a.objective, a.work, a.eval_batch, a.sweep)
+    elif a.step == "summary":
+        if not a.folders: ap.error("summary needs the scored `run` folders, e.g. docs/full-gpu-exmate docs/full-gpu-exmate-seeds/*")
+        summary(a.folders, a.objective)
+    elif a.step == "endings":
+        if not a.folders: ap.error("endings needs response files, e.g. docs/full-gpu-exmate-seeds/*/responses_*.parquet")
+        endings(a.folders)
+    elif a.step == "run": run_gpu(a.out, a.preset, a.objective, a.work, a.eval_batch, a.sweep, a.seed, a.train)
     else:
         if a.responses is None or not (a.responses / "gpu_check.json").is_file():
             ap.error(f"score needs --responses: the folder `run` wrote (gpu_check.json and the response files); got {a.responses}")
