@@ -226,8 +226,8 @@ def score(run:Path, responses:Path, objective:str, run_preset:str, levels:list|N
 
 def loops(response:str, times:int=3)->bool:
     "A degenerate ending: one non-blank line occurs `times` or more times in the response"
-    lines = [l.strip() for l in response.split("\n") if l.strip()]
-    return any(n >= times for n in pd.Series(lines, dtype=object).value_counts())
+    from collections import Counter
+    return any(n >= times for n in Counter(l.strip() for l in response.split("\n") if l.strip()).values())
 
 
 def endings(files:list):
@@ -256,9 +256,9 @@ def summary(folders:list, objective:str, grid:str="[0, 4]"):
             return f"{r.value:.{d}f} [{r.lo:.{d}f}, {r.hi:.{d}f}]" if ci else f"{r.value:.{d}f}"
         claims = (f / f"claims_{objective}.txt").read_text()
         def claim(kind, setting, answered=False):
-            line = next(l for l in claims.splitlines() if l.startswith(kind) and setting in l)
+            line = next((l for l in claims.splitlines() if l.startswith(kind) and setting in l), "")
             got = re.search(r"answers (\d+/\d+)" if answered else r"refused (\d+/\d+)", line)
-            return got.group(1)
+            return got.group(1) if got else "(not in the claims)"
         tc = rec["train_config"]
         rows.append({"folder": str(f), "seed": tc["seed"], "m_negatives": tc["m_negatives"], "lam": tc["lam"], "response tokens": tc["max_response_tokens"] or "all",
                      "train s": rec["train_s"] or "(reused)", "loss last 5": rec["loss_last5"],
