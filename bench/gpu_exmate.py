@@ -20,11 +20,12 @@ A GPU machine that cannot download anything and takes 64 MiB per call gets the s
   summary (here)   one markdown row per scored folder (training settings, times, the headline metrics on grid (0, 4), claims):
                      python bench/gpu_exmate.py summary docs/full-gpu-exmate docs/full-gpu-exmate-seeds/*
   endings (here)   how the responses end (mean new tokens, share at the token cap, share looping), per response file:
-                     python bench/gpu_exmate.py endings docs/full-gpu-exmate*/*/responses_*.parquet
+                     python bench/gpu_exmate.py endings docs/full-gpu-exmate/responses_*.parquet docs/full-gpu-exmate-seeds/*/responses_*.parquet
 
 `run --seed N` changes only the training seed; `run --train '{"m_negatives": 2}'` sets TrainConfig fields on top of the
-preset's. Several `run` processes share one GPU well (the 135M policy leaves it mostly idle: two at once each trained in
-200 s, against 242 s for one alone); give each its own --work and --out. The device tool returns at most 8 files per
+preset's (not `objective`: --objective names it). Two `run` processes at once on one H200 did not slow each other down
+(each trained in 178-201 s; one alone took 242 s on another machine of the same kind; GPU busy 76% on average while they
+trained); give each its own --work and --out. The device tool returns at most 8 files per
 call: copy each finished --out to /tmp as well and fetch what was left out with a second call.
 
 With the `device` tool (docs/findings.md, "The full preset's ExMATE on one H200, end to end"): a first call carries .gpu_a
@@ -84,7 +85,13 @@ def pack(run:Path):
     (PART_B / "gguf.json").write_text(json.dumps({"name": GGUF, "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}))
     shutil.copy(run / "selfgen" / "selfgen.parquet", PART_B / "selfgen.parquet")
     print(f"aligned delta: {len(tensors) // 2} matrices at rank {rank}, worst relative reconstruction error {worst:.2e}")
-    for p in (PART_A, PART_B): print(p, sum(f.stat().st_size for f in p.iterdir()) / 2**20, "MiB")
+    import subprocess                                              # each device call carries the working tree as well (tracked files)
+    tree = sum(os.path.getsize(f) for f in subprocess.run(["git", "ls-files", "-z"], capture_output=True, text=True, check=True).stdout.split("\0") if f and os.path.isfile(f))
+    wheels = sum(f.stat().st_size for f in Path(".whl").glob("*.whl"))
+    for p, extra in ((PART_A, wheels), (PART_B, 0)):
+        mib = (sum(f.stat().st_size for f in p.iterdir()) + extra + tree) / 2**20
+        print(f"{p}: {mib:.1f} MiB with the {tree / 2**20:.1f} MiB working tree" + (f" and the {wheels / 2**20:.1f} MiB of wheels in .whl" if extra else ""))
+        if mib > 63.5: raise SystemExit(f"pack: the call that carries {p} would take {mib:.1f} MiB, over the device tool's 64 MiB: move SPLIT_AT ({SPLIT_AT / 2**20:.0f} MiB) or make the tree smaller")
 
 
 def rebuild_aligned(folder:Path)->str:
@@ -115,12 +122,12 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=
     from ctlrepro.objectives import train_or_reuse
     from ctlrepro.models import load_controllable, load_policy
     from ctlrepro.tokens import SPEC
-    out.mkdir(parents=True, exist_ok=True)
     p = load_preset(preset)
     rc = RunConfig(**p["common"]["run_config"])
-    if str(rc.device).startswith("cuda") and not torch.cuda.is_available(): raise SystemExit(f"run: preset {preset!r} asks for device {rc.device!r}, and there is no CUDA device here")
     cuda = str(rc.device).startswith("cuda")
     ft = p["stages"]["finetune"]
+    if train is not None and not isinstance(train, dict): raise SystemExit(f"run: --train {json.dumps(train)}: give a JSON object of TrainConfig fields, e.g. '{{\"m_negatives\": 2}}'")
+    if train and "objective" in train: raise SystemExit(f"run: --train sets objective={train['objective']!r}: name the objective with --objective (the output files are named after it)")
     cfg = train_configs(rc, ft["train"], ft.get("objective_overrides", {}), [objective])[objective]
     cfg = dataclasses.replace(cfg, probe_every=0)                 # the probe needs the training scorers, which stay on the CPU machine
     for flag, fields in (("--train", train or {}), ("--seed", {} if seed is None else {"seed": seed})):   # --seed: only the training seed (LoRA start,
@@ -132,6 +139,8 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=
             try: dataclasses.replace(ecfg, batch_size=b)
             except ValueError as e: raise SystemExit(f"run: {flag} {b}: {e}")
     if eval_batch is not None: ecfg = dataclasses.replace(ecfg, batch_size=eval_batch)
+    if cuda and not torch.cuda.is_available(): raise SystemExit(f"run: preset {preset!r} asks for device {rc.device!r}, and there is no CUDA device here (the arguments were checked)")
+    out.mkdir(parents=True, exist_ok=True)
     times = {}
     t = time.time()
     delta = PART_B / "aligned_delta.safetensors"
@@ -232,11 +241,16 @@ def loops(response:str, times:int=3)->bool:
 
 def endings(files:list):
     "How responses end, per response file (`generate_grid`'s parquet): mean new tokens, share stopped at the token cap, share looping"
-    print("| responses | n | mean new tokens | stopped at the cap | looping (a line 3+ times) |\n|---|---|---|---|---|")
-    for f in files:
-        d = pd.read_parquet(f)
+    frames = []
+    for f in files:                                               # all read and checked before the table starts
+        if not f.is_file() or f.suffix != ".parquet": raise SystemExit(f"endings: {f} {'does not exist' if not f.exists() else 'is not a .parquet file'}: give response files written by generate_grid (responses_*.parquet)")
+        try: d = pd.read_parquet(f)
+        except (ValueError, OSError) as e: raise SystemExit(f"endings: {f} could not be read as parquet ({e})")
         missing = sorted({"response", "n_tokens", "finish"} - set(d.columns))
         if missing: raise SystemExit(f"endings: {f} lacks column(s) {missing}: give response files written by generate_grid")
+        frames.append((f, d))
+    print("| responses | n | mean new tokens | stopped at the cap | looping (a line 3+ times) |\n|---|---|---|---|---|")
+    for f, d in frames:
         print(f"| {f} | {len(d)} | {d.n_tokens.mean():.1f} | {(d.finish == 'length').mean():.1%} | {d.response.map(loops).mean():.1%} |")
 
 
@@ -245,11 +259,12 @@ def summary(folders:list, objective:str, grid:str="[0, 4]"):
     import re
     rows = []
     for f in folders:
+        if not f.is_dir(): raise SystemExit(f"summary: {f} {'is a file' if f.exists() else 'does not exist'}: give folders that `run` wrote and `score` scored")
         missing = [str(x) for x in (f / "gpu_check.json", f / f"metrics_{objective}.csv", f / f"claims_{objective}.txt") if not x.exists()]
         if missing: raise SystemExit(f"summary: {', '.join(missing)} not found: run `score` on {f} first")
         rec, m = json.loads((f / "gpu_check.json").read_text()), pd.read_csv(f / f"metrics_{objective}.csv")
         m = m[m.grid == grid]
-        if m.empty: raise SystemExit(f"summary: {f / f'metrics_{objective}.csv'} has no rows on grid {grid} (score it with --levels)")
+        if m.empty: raise SystemExit(f"summary: {f / f'metrics_{objective}.csv'} has no rows on grid {grid} (score it with --levels 0 4)")
         def val(family, metric, attribute, kinds, ci=True):
             r = m[(m.family == family) & (m.metric == metric) & (m.attribute == attribute) & (m.kinds == kinds)].iloc[0]
             d = 2 if metric == "pairwise_accuracy" else 3

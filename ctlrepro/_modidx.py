@@ -30,6 +30,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'ctlrepro/benchmarks.py')},
             'ctlrepro.cli': { 'ctlrepro.cli._level_arg': ('cli.html#_level_arg', 'ctlrepro/cli.py'),
                               'ctlrepro.cli._levels_arg': ('cli.html#_levels_arg', 'ctlrepro/cli.py'),
+                              'ctlrepro.cli._negative_settings': ('cli.html#_negative_settings', 'ctlrepro/cli.py'),
                               'ctlrepro.cli._run': ('cli.html#_run', 'ctlrepro/cli.py'),
                               'ctlrepro.cli.error_line': ('cli.html#error_line', 'ctlrepro/cli.py'),
                               'ctlrepro.cli.main': ('cli.html#main', 'ctlrepro/cli.py'),

@@ -36,6 +36,22 @@ def _level_arg(text:str)->int:
     if not 0 <= v < SPEC.k: raise argparse.ArgumentTypeError(f"level {v} is out of range: accepted levels are 0..{SPEC.k-1}")
     return v
 
+def _negative_settings(argv:list)->list:
+    "argv with `generate --settings` values that start with '-' checked by `_levels_arg` (argparse would take '-1,2' for an unknown flag and say only 'expected at least one argument'); '-0,2' becomes '0,2'"
+    if not argv or argv[0] != "generate": return argv
+    out, in_settings = list(argv), False
+    for i, x in enumerate(argv[1:], 1):
+        if x == "--": break
+        if x == "--settings": in_settings = True; continue
+        if not in_settings: continue
+        if not re.fullmatch(r"-[\d,-]*", x): in_settings = not x.startswith("-"); continue   # the next flag ends the values
+        try: lv = _levels_arg(x)
+        except argparse.ArgumentTypeError as e:
+            g = parser()._subparsers._group_actions[0].choices["generate"]
+            g.error(f"argument --settings: {e}")
+        out[i] = ",".join(map(str, lv))
+    return out
+
 def parser()->argparse.ArgumentParser:
     "The argument parser of the `ctlrepro` command"
     p = argparse.ArgumentParser(prog="ctlrepro", description="Controllable safety and helpfulness with control tokens")
@@ -102,10 +118,7 @@ def main(argv=None):
     "Entry point of the `ctlrepro` command; a refused input or a failed stage exits with one line naming it (CTLREPRO_TRACEBACK=1: the traceback)"
     # exit status: 0 done; 2 the command line does not parse (argparse: unknown flag, a level out of range, a bad H,S);
     # 1 a value refused after parsing (preset, model id, file, config field) or a failed stage
-    argv = sys.argv[1:] if argv is None else list(argv)
-    neg = next((x for x in argv if re.fullmatch(r"-\d+,-?\d+", x)), None)   # argparse takes '-1,2' for an unknown flag and would say only "expected one argument"
-    if neg: parser().error(f"setting {neg!r}: a level is out of range: accepted levels are 0..{SPEC.k-1} (a setting is H,S, e.g. 4,0)")
-    a = parser().parse_args(argv)
+    a = parser().parse_args(_negative_settings(sys.argv[1:] if argv is None else list(argv)))
     try: _run(a)
     except (ValueError, TypeError, OSError, RuntimeError) as e:   # ModelLoadError and a failed stage are RuntimeErrors; OSError: a file that cannot be read or written
         if os.environ.get("CTLREPRO_TRACEBACK"): raise

@@ -647,10 +647,11 @@ def train_from_selfgen(
     device:str|None=None,
 )->pd.DataFrame:                  # the training log
     "`train_or_reuse` on a self-generated data set and its binners: what `ctlrepro train` runs (under `accelerate launch` for several GPUs)"
-    if not (Path(selfgen) / "selfgen.parquet").is_file():
-        what = ("is a file: give the folder that holds selfgen.parquet and the binners" + (f" ({str(Path(selfgen).parent)!r})" if Path(selfgen).name == "selfgen.parquet" else "")
-                if Path(selfgen).is_file() else "does not exist" if not Path(selfgen).exists() else "holds no selfgen.parquet")
-        raise FileNotFoundError(f"selfgen={str(selfgen)!r} {what}: give a folder written by the selfgen stage (e.g. runs/small/selfgen)")
+    if not str(selfgen).strip() or not (Path(selfgen) / "selfgen.parquet").is_file():
+        sg = Path(selfgen)
+        what = ("is empty" if not str(selfgen).strip() else "does not exist" if not sg.exists() else "holds no selfgen.parquet" if sg.is_dir()
+                else f"is a file, not a folder{f' (its folder: {str(sg.parent)!r})' if sg.name == 'selfgen.parquet' else ''}")
+        raise FileNotFoundError(f"selfgen={str(selfgen)!r} {what}: give the folder written by the selfgen stage, which holds selfgen.parquet and the binners (e.g. runs/small/selfgen)")
     check_out_folder("out", folder)
     f = Path(selfgen) / "selfgen.parquet"
     try: data = pd.read_parquet(f)

@@ -44,10 +44,14 @@ def test_cli_rejects_bad_levels(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--settings", "4,9"])
     assert "accepted levels are 0..4" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:                                  # a negative level: argparse alone would take it for a flag
-        main(["generate", "--settings", "none", "-1,2"])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "'-1,2'" in err and "accepted levels are 0..4" in err
+    for bad, says in [("-1,2", "helpful level -1 is out of range"), ("-1,2,3", "write it as H,S")]:   # argparse alone would take it for a flag
+        with pytest.raises(SystemExit) as e: main(["generate", "--settings", "none", bad])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "ctlrepro generate" in err and "argument --settings" in err and says in err, err
+    from ctlrepro.cli import _negative_settings
+    assert _negative_settings(["generate", "--settings", "-0,2", "--limit", "1"]) == ["generate", "--settings", "0,2", "--limit", "1"]
+    assert _negative_settings(["chat", "--helpful", "4", "--harmless", "0", "--", "-1,2"])[-1] == "-1,2"   # a prompt, not a setting
+    assert parser().parse_args(["chat", "--helpful", "4", "--harmless", "0", "--", "-1,2"]).prompt == "-1,2"
 
 
 def test_python_dash_m_runs_the_command():
@@ -78,7 +82,7 @@ def test_train_refuses_a_bad_config_and_a_missing_selfgen_folder(tmp_path):
     import pandas as pd
     with pytest.raises(SystemExit) as e:                                  # the file itself, not its folder: the folder is named
         main(["train", "--model", "tiny", "--selfgen", str(tmp_path / "selfgen.parquet"), "--out", str(tmp_path / "o")])
-    assert "is a file: give the folder that holds selfgen.parquet" in str(e.value) and repr(str(tmp_path)) in str(e.value), str(e.value)
+    assert "is a file, not a folder (its folder: " in str(e.value) and repr(str(tmp_path)) in str(e.value), str(e.value)
     for frame, says in [(pd.DataFrame({"prompt": ["Hi"], "text": ["Hello"]}), "lacks column(s) ['response', 'helpful', 'harmless']"),
                         (pd.DataFrame({"prompt": [], "response": [], "helpful": [], "harmless": []}), "holds no rows")]:
         frame.to_parquet(tmp_path / "selfgen.parquet")
