@@ -122,6 +122,7 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=
     from ctlrepro.objectives import train_or_reuse
     from ctlrepro.models import load_controllable, load_policy
     from ctlrepro.tokens import SPEC
+    from ctlrepro.core import versions
     p = load_preset(preset)
     rc = RunConfig(**p["common"]["run_config"])
     cuda = str(rc.device).startswith("cuda")
@@ -161,8 +162,8 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=
     am, at = load_policy(src, device=rc.device, dtype=rc.dtype)
     t = time.time(); aresp = generate_grid(am, at, ecfg, progress=False, settings=[None]); (torch.cuda.synchronize() if cuda else None); times["generate_aligned_s"] = round(time.time() - t, 1)
     resp.to_parquet(out / f"responses_{objective}.parquet", index=False); aresp.to_parquet(out / "responses_aligned.parquet", index=False)
-    n_tok = int(sum(len(tok(r, add_special_tokens=False).input_ids) for r in resp.response))
-    rec = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "preset": preset, "objective": objective,
+    n_tok = int(resp.n_tokens.sum())                              # new tokens as generate_grid counted them (EOS excluded)
+    rec = {"device": torch.cuda.get_device_name() if cuda else "cpu", "versions": versions(("torch", "transformers", "peft", "accelerate", "gguf")), "preset": preset, "objective": objective,
            "train_config": dataclasses.asdict(cfg), "eval_config": dataclasses.asdict(ecfg), "n_train_rows": len(data),
            "train_steps_per_s": round(cfg.steps / log.seconds.iloc[-1], 2),
            "train_examples_per_s": round(cfg.steps * cfg.batch_size / log.seconds.iloc[-1], 1),
@@ -176,7 +177,7 @@ def run_gpu(out:Path, preset:str, objective:str, work:Path, eval_batch:int|None=
         rec["batch_sweep"] = []
         for b in sorted(set(sweep)):
             t = time.time(); r = generate_grid(pm, tok, dataclasses.replace(ecfg, batch_size=b), progress=False, settings=few); (torch.cuda.synchronize() if cuda else None)
-            s = time.time() - t; n = int(sum(len(tok(x, add_special_tokens=False).input_ids) for x in r.response))
+            s = time.time() - t; n = int(r.n_tokens.sum())
             rec["batch_sweep"].append({"batch_size": b, "sequences": len(r), "seconds": round(s, 1), "generated_tokens": n, "tokens_per_s": round(n / s)})
             print(rec["batch_sweep"][-1], flush=True)
             (out / "gpu_check.json").write_text(json.dumps(rec, indent=1, default=str))

@@ -125,7 +125,7 @@ def make_or_reuse_aligned(model:str|None, out:str|Path, cfg:dict, device:str|Non
     else:
         base, tok = load_policy(model, device=device, dtype="fp32")   # train in fp32; a GPU adds bf16 autocast through accelerate
         make_aligned(base, tok, ac, out=out, progress=False)
-        cache.save(**read_json(out / "align.json", "align record"))     # make_aligned's record, now with the key and the outputs' sizes
+        cache.save(**read_json(out / "align.json", "align record"))     # make_aligned's record, now with the key and the outputs' sizes and digests
     return str((out / "model").resolve())
 
 def aligned_stage(

@@ -36,7 +36,10 @@ def _level_arg(text:str)->int:
     if not 0 <= v < SPEC.k: raise argparse.ArgumentTypeError(f"level {v} is out of range: accepted levels are 0..{SPEC.k-1}")
     return v
 
-def _negative_settings(argv:list)->list:
+def _negative_settings(
+    argv:list,                 # the command line after the program name
+    error=None,                # called with the message when a value is refused (default: the `generate` subparser's `error`, which exits 2); if it returns, the ArgumentTypeError is raised
+)->list:
     "argv with `generate --settings` values that start with '-' checked by `_levels_arg` (argparse would take '-1,2' for an unknown flag and say only 'expected at least one argument'); '-0,2' becomes '0,2'"
     if not argv or argv[0] != "generate": return argv
     out, in_settings = list(argv), False
@@ -47,8 +50,8 @@ def _negative_settings(argv:list)->list:
         if not re.fullmatch(r"-[\d,-]*", x): in_settings = not x.startswith("-"); continue   # the next flag ends the values
         try: lv = _levels_arg(x)
         except argparse.ArgumentTypeError as e:
-            g = parser()._subparsers._group_actions[0].choices["generate"]
-            g.error(f"argument --settings: {e}")
+            (error or parser().subcommands["generate"].error)(f"argument --settings: {e}")
+            raise                  # an `error` that returned
         out[i] = ",".join(map(str, lv))
     return out
 
@@ -103,6 +106,7 @@ def parser()->argparse.ArgumentParser:
     c.add_argument("--max-new-tokens", type=int, default=128); c.add_argument("--temperature", type=float, default=0.0)
     c.add_argument("--device", default=None); c.add_argument("--dtype", default=None)
     c.add_argument("--where", default=None, choices=WHERE, help="where the control string goes (default: as the saved model was trained, else 'system')")
+    p.subcommands = sub.choices   # subcommand name -> its parser (for errors raised before argparse sees the line)
     return p
 
 def error_line(e:BaseException)->str:
@@ -118,7 +122,8 @@ def main(argv=None):
     "Entry point of the `ctlrepro` command; a refused input or a failed stage exits with one line naming it (CTLREPRO_TRACEBACK=1: the traceback)"
     # exit status: 0 done; 2 the command line does not parse (argparse: unknown flag, a level out of range, a bad H,S);
     # 1 a value refused after parsing (preset, model id, file, config field) or a failed stage
-    a = parser().parse_args(_negative_settings(sys.argv[1:] if argv is None else list(argv)))
+    p = parser()
+    a = p.parse_args(_negative_settings(sys.argv[1:] if argv is None else list(argv), p.subcommands["generate"].error))
     try: _run(a)
     except (ValueError, TypeError, OSError, RuntimeError) as e:   # ModelLoadError and a failed stage are RuntimeErrors; OSError: a file that cannot be read or written
         if os.environ.get("CTLREPRO_TRACEBACK"): raise

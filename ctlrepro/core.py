@@ -283,29 +283,40 @@ def _relpath(f:Path, base:Path)->str: return Path(os.path.relpath(f, base)).as_p
 
 @dataclass
 class Cached:
-    "A result on disk that is reused only while its record names the same key and source and every output is as written"
+    "A result on disk that is reused only while its record names the same key and source and every output is as written (its size, then its SHA-256: a result whose output was edited in place, even to the same size, is computed again)"
     record:Path          # the JSON record, written last by `save`
     key:str              # a hash of everything the result depends on (with `source_fingerprint()`)
     outputs:tuple = ()   # the result's files and folders (a folder: every file in it, hidden ones aside)
 
     def __post_init__(self): self.record, self.outputs = Path(self.record), tuple(Path(o) for o in self.outputs)
 
-    def sizes(self)->dict|None:
-        "Relative path -> size of every output file now; None when a declared output is missing"
+    def files(self)->dict|None:
+        "Relative path (to the record's folder) -> path of every output file now; None when a declared output is missing"
         out, base = {}, self.record.parent
         for o in self.outputs:
             if o.is_file(): files = [o]
             elif o.is_dir(): files = [f for f in o.rglob("*") if f.is_file() and f != self.record and not any(q.startswith(".") for q in f.relative_to(o).parts)]
             else: return None
-            out.update({_relpath(f, base): f.stat().st_size for f in files})
+            out.update({_relpath(f, base): f for f in files})
         return dict(sorted(out.items()))
+
+    def manifest(self)->dict|None:
+        "Relative path -> [size in bytes, SHA-256] of every output file now (`_digest`: hashed once per process while a file's size, mtime and inode hold); None when a declared output is missing"
+        fs = self.files()
+        return None if fs is None else {r: [f.stat().st_size, _digest(f)] for r, f in fs.items()}
 
     def load(self)->dict|None:
         "The record when the result can be reused, else None (no record, a corrupt one, another key or source, an output missing or changed)"
         try: rec = json.loads(self.record.read_text())
         except (OSError, ValueError): return None
         if not isinstance(rec, dict) or rec.get("key") != self.key or rec.get("source") != source_fingerprint(): return None
-        return rec if rec.get("outputs") == self.sizes() else None
+        want = rec.get("outputs")
+        try:
+            fs = self.files()
+            if fs is None or not isinstance(want, dict) or set(fs) != set(want): return None
+            if not all(isinstance(w := want[r], list) and len(w) == 2 and w[0] == f.stat().st_size for r, f in fs.items()): return None
+            return rec if all(want[r][1] == _digest(f) for r, f in fs.items()) else None   # names and sizes first (no reading), then content
+        except OSError: return None                                   # an output deleted or unreadable while checked
 
     @property
     def valid(self)->bool:
@@ -314,9 +325,9 @@ class Cached:
 
     def save(self, **meta)->dict:
         "Record the outputs, written by now, under the key: atomically and last"
-        sizes = self.sizes()
-        if sizes is None: raise FileNotFoundError(f"cannot record {self.record}: missing output(s) {[str(o) for o in self.outputs if not o.exists()]}")
-        rec = {**meta, "key": self.key, "source": source_fingerprint(), "outputs": sizes}
+        manifest = self.manifest()
+        if manifest is None: raise FileNotFoundError(f"cannot record {self.record}: missing output(s) {[str(o) for o in self.outputs if not o.exists()]}")
+        rec = {**meta, "key": self.key, "source": source_fingerprint(), "outputs": manifest}
         atomic_write_json(self.record, rec)
         return rec
 

@@ -635,7 +635,7 @@ def train_or_reuse(src:str, data:pd.DataFrame, cfg, folder:str|Path, scorers, bi
         with atomic_path(folder / "probe.csv") as tmp: pd.DataFrame(records).assign(objective=cfg.objective).to_csv(tmp, index=False)
     save_controllable(pm, tok, folder, base=src, meta={"objective": cfg.objective, "config": asdict(cfg),
                                                        "seconds": round(time.time() - t, 1), "n_examples": len(data)})
-    cache.save(**read_json(folder / "controllable.json", "controllable model record"))   # with the key and the outputs' sizes: written last
+    cache.save(**read_json(folder / "controllable.json", "controllable model record"))   # with the key and the outputs' sizes and digests: written last
     return log
 
 def train_from_selfgen(
@@ -647,13 +647,12 @@ def train_from_selfgen(
     device:str|None=None,
 )->pd.DataFrame:                  # the training log
     "`train_or_reuse` on a self-generated data set and its binners: what `ctlrepro train` runs (under `accelerate launch` for several GPUs)"
-    if not str(selfgen).strip() or not (Path(selfgen) / "selfgen.parquet").is_file():
-        sg = Path(selfgen)
+    sg = Path(selfgen); f = sg / "selfgen.parquet"
+    if not str(selfgen).strip() or not f.is_file():
         what = ("is empty" if not str(selfgen).strip() else "does not exist" if not sg.exists() else "holds no selfgen.parquet" if sg.is_dir()
                 else f"is a file, not a folder{f' (its folder: {str(sg.parent)!r})' if sg.name == 'selfgen.parquet' else ''}")
         raise FileNotFoundError(f"selfgen={str(selfgen)!r} {what}: give the folder written by the selfgen stage, which holds selfgen.parquet and the binners (e.g. runs/small/selfgen)")
     check_out_folder("out", folder)
-    f = Path(selfgen) / "selfgen.parquet"
     try: data = pd.read_parquet(f)
     except (ValueError, OSError) as e:                            # pyarrow's ArrowInvalid is a ValueError: a truncated or overwritten file
         raise ValueError(f"{f} could not be read as parquet ({e}); rerun the selfgen stage that writes it (ctlrepro reproduce --only selfgen, with the run's --preset and --out)") from e

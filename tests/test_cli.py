@@ -1,3 +1,4 @@
+import argparse
 import json, subprocess, sys
 
 import pytest
@@ -52,6 +53,10 @@ def test_cli_rejects_bad_levels(capsys):
     assert _negative_settings(["generate", "--settings", "-0,2", "--limit", "1"]) == ["generate", "--settings", "0,2", "--limit", "1"]
     assert _negative_settings(["chat", "--helpful", "4", "--harmless", "0", "--", "-1,2"])[-1] == "-1,2"   # a prompt, not a setting
     assert parser().parse_args(["chat", "--helpful", "4", "--harmless", "0", "--", "-1,2"]).prompt == "-1,2"
+    said = []                                                                          # a caller's own error handler gets argparse's line
+    with pytest.raises(argparse.ArgumentTypeError): _negative_settings(["generate", "--settings", "-1,2"], said.append)
+    assert len(said) == 1 and said[0].startswith("argument --settings: ") and "helpful level -1 is out of range" in said[0], said
+    assert set(parser().subcommands) >= {"reproduce", "generate", "chat", "train"}
 
 
 def test_python_dash_m_runs_the_command():

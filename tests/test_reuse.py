@@ -102,6 +102,9 @@ def test_cached_never_trusts_a_half_written_result(tmp_path):
     assert not c.valid                                     # a truncated record: no error, no reuse
     c.save(); out.unlink()
     assert not c.valid                                     # a record without its output
+    pd.DataFrame({"a": range(50)}).to_parquet(out); c.save()
+    raw = bytearray(out.read_bytes()); raw[len(raw) // 2] ^= 1; out.write_bytes(bytes(raw))   # one bit flipped
+    assert out.stat().st_size == len(raw) and not c.valid  # an output edited in place to the same size
 
 
 def test_generation_shards(tmp_path, pkg):
