@@ -85,7 +85,7 @@ def test_a_preset_extends_another_stage_by_stage(tmp_path):
     sf = small["stages"]["finetune"]
     oo = sf["objective_overrides"]
     assert rw["stages"]["finetune"] == {**sf, "train": {**sf["train"], "steps": 64},     # overrides one field of a section, keeps the rest
-                                        "objective_overrides": {**oo, "exmate": {**oo["exmate"], "steps": 64}}}   # at any depth
+                                        "objective_overrides": {**oo, "exmate": {**oo["exmate"], "steps": 64, "batch_size": 8}}}   # at any depth
     assert rw["common"] == {**small["common"], "objectives": ["exmate"]} and rw["name"] == "rewind-cpu"
     (tmp_path / "a.yaml").write_text(yaml.safe_dump({"extends": "b.yaml", "stages": {"finetune": {"steps": 2}}}))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "a.yaml"}))
@@ -222,6 +222,19 @@ def test_the_small_and_small_balanced_presets_exmate():
     assert ov["small-one-attribute"] == {**ov["small-balanced"], "negatives": "one_attribute"}   # findings, "One-attribute negatives": only the negatives differ
     for name in ("small", "control"):                                  # uniform draws, constant rate: the settings their descriptions' numbers were measured with
         assert ov[name].get("lr_schedule", "constant") == "constant" and ov[name].get("kind_weights") is None, name
+
+
+def test_exmate_budget_of_each_small_preset():
+    "The default's ExMATE budget (250 steps of 16, findings 'small-exmate-4000 end to end') is not inherited by the presets that were run at 144 of 8 or their own"
+    fin = next(s for s in STAGES if s.name == "finetune")
+    def budget(name):
+        o = stage_params(fin, load_preset(name), NBS)["objective_overrides"]["exmate"]
+        return o["steps"], o["batch_size"]
+    assert budget("small") == (250, 16) and budget("small-fast") == (144, 8)
+    assert {n: budget(n) for n in shipped_presets() if n not in ("small", "small-fast", "small-seed1", "full")} == {   # every preset extending small, directly or not
+        "control": (144, 8), "rewind-cpu": (64, 8), "small-balanced": (144, 8), "small-mixed": (144, 8), "small-one-attribute": (144, 8),
+        "small-mixed-288": (288, 8), "small-mixed-288-seed1": (288, 8), "smoke": (4, 4)}
+    assert budget("small-seed1") == budget("small")
 
 
 def test_a_preset_replaces_a_mapping_valued_field_whole(tmp_path):
