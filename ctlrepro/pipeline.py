@@ -19,10 +19,11 @@ from .benchmarks import BENCHMARKS, check_benchmarks
 from .models import DEFAULT_POLICY, device_key, hub_offline
 
 # %% auto #0
-__all__ = ['STAGES', 'TOP_KEYS', 'OWN_OUTPUTS', 'WHOLE', 'MODEL_PARAMS', 'PATH_PARAMS', 'SIZE_KNOBS', 'TRACKED_PRESET', 'Stage',
-           'shipped_presets', 'preset_path', 'merge', 'read_yaml', 'load_preset', 'notebook_params', 'stage_params',
-           'check_common', 'check_hub_id', 'local_paths', 'check_local_inputs', 'keyed_params', 'check_sizes',
-           'check_stage_values', 'external_fingerprint', 'stage_key', 'check_preset', 'figure_targets', 'reproduce']
+__all__ = ['STAGES', 'TOP_KEYS', 'RENAMED_PRESETS', 'OWN_OUTPUTS', 'WHOLE', 'MODEL_PARAMS', 'PATH_PARAMS', 'SIZE_KNOBS',
+           'TRACKED_PRESET', 'Stage', 'shipped_presets', 'preset_path', 'merge', 'read_yaml', 'load_preset',
+           'notebook_params', 'stage_params', 'check_common', 'check_hub_id', 'local_paths', 'check_local_inputs',
+           'keyed_params', 'check_sizes', 'check_stage_values', 'external_fingerprint', 'stage_key', 'check_preset',
+           'figure_targets', 'reproduce']
 
 # %% ../nbs/16_pipeline.ipynb #6e745ee6
 @dataclass(frozen=True)
@@ -51,8 +52,10 @@ def shipped_presets()->list:
     "Names of the presets in nbs/presets, sorted"
     return sorted(q.stem for q in (repo_root() / "nbs" / "presets").glob("*.yaml"))
 
+RENAMED_PRESETS = {"small-exmate-4000": ("small", "2026-12-04")}   # a removed preset -> (the shipped one with its parameters, since when): findings and old runs name it
+
 def preset_path(preset:str|Path)->Path:
-    "A preset name ('small', 'full') or a YAML file"
+    "A preset name ('small', 'full') or a YAML file; ValueError for an unknown name (naming the shipped presets, and the one a renamed preset became)"
     p = Path(preset)
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file(): raise FileNotFoundError(f"preset file {p} not found" + (" (it is a folder)" if p.is_dir() else ""))
@@ -60,8 +63,10 @@ def preset_path(preset:str|Path)->Path:
     p = repo_root() / "nbs" / "presets" / f"{preset}.yaml"
     if not p.exists():
         here = [f"{preset}{s}" for s in (".yaml", ".yml") if Path(f"{preset}{s}").is_file()]
+        new = RENAMED_PRESETS.get(str(preset))
         raise ValueError(f"unknown preset {str(preset)!r}{did_you_mean([str(preset)], shipped_presets())}: accepted are {shipped_presets()} or a .yaml file"
-                                        + (f" (this folder holds {here[0]}: give --preset {here[0]})" if here else ""))
+                                        + (f" (this folder holds {here[0]}: give --preset {here[0]})" if here else "")
+                                        + (f" ({str(preset)!r} became the {new[0]!r} preset on {new[1]}: give --preset {new[0]})" if new else ""))
     return p
 
 OWN_OUTPUTS = ("figures", "readme")   # the figures stage's output folder and README: set by each preset file for itself, never taken from the preset it extends (`figure_targets` gives figures/<name>/)

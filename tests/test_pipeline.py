@@ -77,7 +77,8 @@ def test_bad_presets_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match=r"unknown preset 'smal' \(did you mean 'small' for 'smal'\?\)"):
         load_preset("smal")
     assert not (tmp_path / "run").exists()                 # nothing ran
-
+    with pytest.raises(ValueError, match=re.escape("('small-exmate-4000' became the 'small' preset on 2026-12-04: give --preset small)")):
+        load_preset("small-exmate-4000")                               # a removed preset that findings and old run folders name
 
 def test_a_preset_extends_another_stage_by_stage(tmp_path):
     small, rw = load_preset("small"), load_preset("rewind-cpu")
